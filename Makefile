@@ -1,0 +1,78 @@
+# leash — build, serve, test.
+#
+#   make serve   build what is needed and start a one-node cluster
+#   make test    everything CI runs (.ci/run calls this)
+#
+# The C toolchain for wasm32-wasi (Debian's clang-16, lld-16, wasi-libc,
+# compiler-rt for wasm32) is installed with apt when it is missing.
+
+SHELL := /bin/bash
+GO ?= go
+BUILD := build
+BIN := bin/leash
+GOFLAGS_RACE := -race
+FUZZTIME ?= 10s
+
+CLANG := clang-16
+WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror
+WASM_DEB_PACKAGES := clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32
+
+.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check
+
+all: build
+
+build: $(BIN)
+
+$(BIN): $(shell find . -name '*.go' -not -path './build/*' 2>/dev/null) go.mod go.sum policy/default.yaml
+	$(GO) build -trimpath -o $(BIN) ./cmd/leash
+
+serve: build guests
+	./$(BIN) serve
+
+# toolchain installs the Debian packages the wasm32-wasi builds need, once.
+toolchain: $(BUILD)/.toolchain
+
+$(BUILD)/.toolchain:
+	@mkdir -p $(BUILD)
+	@missing=""; for p in $(WASM_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+# guests are the small C programs (wasm32-wasi) the tests and benchmarks run.
+GUEST_SRC := $(wildcard testdata/guests/*.c)
+GUEST_WASM := $(patsubst testdata/guests/%.c,$(BUILD)/guests/%.wasm,$(GUEST_SRC))
+
+guests: $(GUEST_WASM)
+
+$(BUILD)/guests/%.wasm: testdata/guests/%.c | toolchain
+	@mkdir -p $(dir $@)
+	$(CLANG) $(WASM_CFLAGS) -o $@ $<
+
+vet:
+	$(GO) vet ./...
+
+unit: guests
+	$(GO) test $(GOFLAGS_RACE) -count=1 -timeout 30m ./...
+
+# fuzz runs each native fuzz target briefly; CI keeps it short.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+test: vet unit fuzz
+
+bench: build guests
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...
+
+clean:
+	rm -rf $(BUILD) bin

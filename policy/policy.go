@@ -1,0 +1,215 @@
+// Package policy is the policy bundle: capability profiles, the intent →
+// profile map, tenants and the global deny list. A bundle is parsed from
+// YAML (unknown keys refused), validated with errors that name the line and
+// the field, normalised, and identified by the SHA-256 of its canonical
+// JSON form. Policy is decided once, when a lease is issued; every node
+// then enforces the named profile verbatim (DESIGN.md, rule 1).
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the bundle schema this package reads.
+const SchemaVersion = 1
+
+// Bundle is a whole policy bundle.
+type Bundle struct {
+	Version  int                 `yaml:"version" json:"version"`
+	Profiles map[string]*Profile `yaml:"profiles" json:"profiles"`
+	Intents  map[string]string   `yaml:"intents" json:"intents"`
+	Tenants  map[string]*Tenant  `yaml:"tenants" json:"tenants"`
+	// Deny lists hosts, *.wildcards and CIDRs that no profile may reach.
+	Deny []string `yaml:"deny,omitempty" json:"deny"`
+}
+
+// Profile is a capability profile: what a task under a lease for it may
+// use.
+type Profile struct {
+	Description string   `yaml:"description,omitempty" json:"description,omitempty"`
+	Limits      Limits   `yaml:"limits" json:"limits"`
+	MaxLeaseTTL Duration `yaml:"max_lease_ttl" json:"max_lease_ttl"`
+	Egress      Egress   `yaml:"egress,omitempty" json:"egress"`
+	KV          KV       `yaml:"kv,omitempty" json:"kv"`
+}
+
+// Limits bound one task. Hitting one ends the task with the limit's name
+// as the reason (terminated:cpu, …); logs over LogBytes are truncated.
+type Limits struct {
+	CPUMs       int64 `yaml:"cpu_ms" json:"cpu_ms"`
+	WallMs      int64 `yaml:"wall_ms" json:"wall_ms"`
+	MemoryMB    int64 `yaml:"memory_mb" json:"memory_mb"`
+	OutputBytes int64 `yaml:"output_bytes" json:"output_bytes"`
+	LogBytes    int64 `yaml:"log_bytes" json:"log_bytes"`
+	Subrequests int64 `yaml:"subrequests" json:"subrequests"`
+}
+
+// CPU is the CPU limit as a duration.
+func (l Limits) CPU() time.Duration { return time.Duration(l.CPUMs) * time.Millisecond }
+
+// Wall is the wall-clock limit as a duration.
+func (l Limits) Wall() time.Duration { return time.Duration(l.WallMs) * time.Millisecond }
+
+// MemoryBytes is the memory limit in bytes.
+func (l Limits) MemoryBytes() int64 { return l.MemoryMB << 20 }
+
+// Egress is what a profile may reach on the network. Default deny: with no
+// allow entries, every outbound request is refused.
+type Egress struct {
+	Allow            []AllowRule `yaml:"allow,omitempty" json:"allow"`
+	MaxResponseBytes int64       `yaml:"max_response_bytes,omitempty" json:"max_response_bytes"`
+	MaxRedirects     *int        `yaml:"max_redirects,omitempty" json:"max_redirects"`
+	Timeouts         Timeouts    `yaml:"timeouts,omitempty" json:"timeouts"`
+}
+
+// AllowRule allows one host (exact, or *.suffix for subdomains only).
+type AllowRule struct {
+	Host           string   `yaml:"host" json:"host"`
+	Ports          []int    `yaml:"ports,omitempty" json:"ports,omitempty"`
+	Methods        []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	Rate           *Rate    `yaml:"rate,omitempty" json:"rate,omitempty"`
+	BytesPerMinute int64    `yaml:"bytes_per_minute,omitempty" json:"bytes_per_minute,omitempty"`
+}
+
+// Rate is a token bucket: PerSecond requests refill, Burst at most at once.
+type Rate struct {
+	PerSecond float64 `yaml:"per_second" json:"per_second"`
+	Burst     int     `yaml:"burst,omitempty" json:"burst"`
+}
+
+// Timeouts bound each outbound request; all of them also end at the task's
+// wall limit.
+type Timeouts struct {
+	ConnectMs int64 `yaml:"connect_ms,omitempty" json:"connect_ms"`
+	HeaderMs  int64 `yaml:"header_ms,omitempty" json:"header_ms"`
+	TotalMs   int64 `yaml:"total_ms,omitempty" json:"total_ms"`
+}
+
+// KV bounds the session key-value store.
+type KV struct {
+	QuotaBytes int64    `yaml:"quota_bytes,omitempty" json:"quota_bytes"`
+	TTL        Duration `yaml:"ttl,omitempty" json:"ttl"`
+}
+
+// Tenant is who may hold leases, for which profiles, within which budget.
+type Tenant struct {
+	Profiles []string `yaml:"profiles" json:"profiles"`
+	Weight   int      `yaml:"weight,omitempty" json:"weight"`
+	Budget   Budget   `yaml:"budget,omitempty" json:"budget"`
+}
+
+// Budget is a tenant's daily envelope (UTC day); zero means unlimited.
+type Budget struct {
+	CPUMsPerDay       int64 `yaml:"cpu_ms_per_day,omitempty" json:"cpu_ms_per_day"`
+	EgressBytesPerDay int64 `yaml:"egress_bytes_per_day,omitempty" json:"egress_bytes_per_day"`
+	ToolCallsPerDay   int64 `yaml:"tool_calls_per_day,omitempty" json:"tool_calls_per_day"`
+	TasksPerDay       int64 `yaml:"tasks_per_day,omitempty" json:"tasks_per_day"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("15m").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the canonical duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalText reads a duration string (used by the YAML decoder).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("not a duration such as 30s or 15m: %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes a duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Canonical returns the canonical JSON form of a normalised bundle: the
+// bytes its digest is taken over and the bytes replicated through Raft.
+// encoding/json writes map keys sorted, so equal bundles give equal bytes.
+func (b *Bundle) Canonical() []byte {
+	out, err := json.Marshal(b)
+	if err != nil {
+		// Every field is a plain value; this cannot fail.
+		panic(fmt.Sprintf("policy: canonical form: %v", err))
+	}
+	return out
+}
+
+// Digest is "sha256:<hex>" of the canonical form.
+func (b *Bundle) Digest() string { return DigestOf(b.Canonical()) }
+
+// DigestOf names canonical bytes.
+func DigestOf(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// FromCanonical decodes a bundle replicated in canonical form. It
+// re-validates: replicated bytes are trusted no more than a file.
+func FromCanonical(b []byte) (*Bundle, error) {
+	var bundle Bundle
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&bundle); err != nil {
+		return nil, fmt.Errorf("decode canonical bundle: %w", err)
+	}
+	if errs := bundle.validate(nil); len(errs) > 0 {
+		return nil, &ValidationError{Errors: errs}
+	}
+	bundle.normalize()
+	return &bundle, nil
+}
+
+// ProfileFor resolves a lease request: an explicit profile, or the profile
+// an intent maps to. It reports which refusal applies when neither works.
+func (b *Bundle) ProfileFor(intent, profile string) (string, *Profile, error) {
+	if profile == "" {
+		if intent == "" {
+			return "", nil, ErrUnknownIntent
+		}
+		p, ok := b.Intents[intent]
+		if !ok {
+			return "", nil, ErrUnknownIntent
+		}
+		profile = p
+	}
+	p, ok := b.Profiles[profile]
+	if !ok {
+		return "", nil, ErrUnknownProfile
+	}
+	return profile, p, nil
+}
+
+// Allows reports whether tenant may hold leases for profile.
+func (t *Tenant) Allows(profile string) bool {
+	for _, p := range t.Profiles {
+		if p == profile {
+			return true
+		}
+	}
+	return false
+}
