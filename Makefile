@@ -14,7 +14,7 @@ GOFLAGS_RACE := -race
 FUZZTIME ?= 10s
 
 CLANG := clang-16
-WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror
+WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror -Wl,--strip-all
 WASM_DEB_PACKAGES := clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32
 
 .PHONY: all build serve test unit fuzz vet guests toolchain bench clean check

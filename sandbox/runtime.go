@@ -1,0 +1,414 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Errors of Compile.
+var (
+	ErrInvalidModule       = errors.New("invalid module")
+	ErrJSEngineUnavailable = errors.New("js engine unavailable")
+)
+
+// Config configures a Runtime.
+type Config struct {
+	// CacheDir keeps compiled machine code across restarts (wazero's
+	// compilation cache). Empty: in memory only.
+	CacheDir string
+	// EnginePath is the JS engine (engine.wasm). Empty or missing: JS
+	// modules are refused with ErrJSEngineUnavailable.
+	EnginePath string
+	// MaxCachedModules bounds the compiled-module cache (LRU by use).
+	MaxCachedModules int
+	Logger           *slog.Logger
+}
+
+// Runtime is a node's sandbox: one wazero runtime for WASI guests, the JS
+// engine, and the compiled-module cache.
+type Runtime struct {
+	log   *slog.Logger
+	wasi  wazero.Runtime
+	cache wazero.CompilationCache
+	js    *jsEngine
+	jsErr error
+
+	mu      sync.Mutex
+	modules map[string]*cacheEntry
+	maxMods int
+	tick    uint64
+}
+
+type cacheEntry struct {
+	mod  *Module
+	used uint64
+}
+
+// New starts a Runtime.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxCachedModules <= 0 {
+		cfg.MaxCachedModules = 256
+	}
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("open compilation cache %q: %w", cfg.CacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	// WASI guests are arbitrary code: the compiler inserts termination
+	// checks so that a cancelled context (cpu, wall, output, shutdown,
+	// revoked) stops even a tight loop.
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCloseOnContextDone(true).
+		WithCompilationCache(cache)
+	wr := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, wr); err != nil {
+		return nil, fmt.Errorf("instantiate wasi: %w", err)
+	}
+	if err := instantiateHostModule(ctx, wr); err != nil {
+		return nil, err
+	}
+	r := &Runtime{
+		log:     cfg.Logger.With("component", "sandbox"),
+		wasi:    wr,
+		cache:   cache,
+		modules: map[string]*cacheEntry{},
+		maxMods: cfg.MaxCachedModules,
+	}
+	if cfg.EnginePath != "" {
+		r.js, r.jsErr = newJSEngine(ctx, cfg.EnginePath, r.log)
+	} else {
+		r.jsErr = fmt.Errorf("%w: no engine configured; run `make engine`", ErrJSEngineUnavailable)
+	}
+	if r.jsErr != nil {
+		r.log.Warn("javascript tasks disabled", "err", r.jsErr)
+	}
+	return r, nil
+}
+
+// Close releases every compiled module and the runtimes.
+func (r *Runtime) Close(ctx context.Context) error {
+	var errs []error
+	if r.js != nil {
+		errs = append(errs, r.js.Close(ctx))
+	}
+	errs = append(errs, r.wasi.Close(ctx), r.cache.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// JSError says why JS modules are refused, or nil when they run.
+func (r *Runtime) JSError() error { return r.jsErr }
+
+// Digest names module bytes: "sha256:<hex>".
+func Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Cached returns the compiled module for digest, if it is in memory.
+func (r *Runtime) Cached(digest string) (*Module, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.modules[digest]
+	if ok {
+		r.tick++
+		e.used = r.tick
+		return e.mod, true
+	}
+	return nil, false
+}
+
+// Compile validates and compiles module bytes of the given kind, or
+// returns the cached module with the same digest.
+func (r *Runtime) Compile(ctx context.Context, kind Kind, code []byte) (*Module, error) {
+	digest := Digest(code)
+	if m, ok := r.Cached(digest); ok && m.Kind == kind {
+		return m, nil
+	}
+	m := &Module{Digest: digest, Kind: kind, Size: len(code)}
+	switch kind {
+	case KindWASI:
+		cm, err := r.wasi.CompileModule(ctx, code)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		}
+		if err := checkWASIModule(cm); err != nil {
+			_ = cm.Close(ctx)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		}
+		m.compiled = cm
+	case KindJS:
+		if r.js == nil {
+			return nil, r.jsErr
+		}
+		if err := r.js.prepare(ctx, m, code); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalidModule, kind)
+	}
+	r.store(ctx, m)
+	return m, nil
+}
+
+func (r *Runtime) store(ctx context.Context, m *Module) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.modules[m.Digest]; ok {
+		// Lost a race with another compile of the same bytes: keep one.
+		if cm, ok := m.compiled.(wazero.CompiledModule); ok && old.mod != m {
+			_ = cm.Close(ctx)
+		}
+		return
+	}
+	r.tick++
+	r.modules[m.Digest] = &cacheEntry{mod: m, used: r.tick}
+	for len(r.modules) > r.maxMods {
+		var oldest string
+		var oldestUse uint64
+		for d, e := range r.modules {
+			if oldest == "" || e.used < oldestUse {
+				oldest, oldestUse = d, e.used
+			}
+		}
+		// Instances already running keep working after Close.
+		if cm, ok := r.modules[oldest].mod.compiled.(wazero.CompiledModule); ok {
+			_ = cm.Close(ctx)
+		}
+		delete(r.modules, oldest)
+	}
+}
+
+// checkWASIModule refuses modules that could never run here: no _start,
+// or imports other than WASI and the leash host module.
+func checkWASIModule(cm wazero.CompiledModule) error {
+	if _, ok := cm.ExportedFunctions()["_start"]; !ok {
+		return errors.New("module exports no _start function (build it as a WASI command)")
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		switch mod {
+		case wasi_snapshot_preview1.ModuleName:
+		case HostModule:
+			if !hostFunctionNames[name] {
+				return fmt.Errorf("module imports unknown host function %s.%s", mod, name)
+			}
+		default:
+			return fmt.Errorf("module imports %s.%s; only %s and %s are provided", mod, name, wasi_snapshot_preview1.ModuleName, HostModule)
+		}
+	}
+	if len(cm.ImportedMemories()) > 0 {
+		return errors.New("module imports a memory; it must define its own")
+	}
+	return nil
+}
+
+// Run executes one task in a fresh instance and always returns a Result.
+// Cancelling ctx with Terminate(reason) as the cause ends the task with
+// that reason.
+func (r *Runtime) Run(ctx context.Context, t *Task) *Result {
+	if t.Module != nil && t.Module.Kind == KindJS {
+		if r.js == nil {
+			return errorResult(time.Now(), r.jsErr.Error())
+		}
+		return r.js.run(ctx, t)
+	}
+	return r.runWASI(ctx, t)
+}
+
+func errorResult(start time.Time, msg string) *Result {
+	return &Result{Outcome: OutcomeError, Error: msg, Start: start, End: time.Now(), Response: Response{Status: 500}}
+}
+
+// taskState is what host functions reach through the call's context.
+type taskState struct {
+	task  *Task
+	meter *meter
+	logs  *logSink
+}
+
+type taskStateKey struct{}
+
+func stateFrom(ctx context.Context) *taskState {
+	s, _ := ctx.Value(taskStateKey{}).(*taskState)
+	return s
+}
+
+func (r *Runtime) runWASI(parent context.Context, t *Task) *Result {
+	start := time.Now()
+	res := &Result{Start: start}
+	if t.Module == nil {
+		return errorResult(start, "no module")
+	}
+	cm, ok := t.Module.compiled.(wazero.CompiledModule)
+	if !ok {
+		return errorResult(start, "no compiled module")
+	}
+	lim := t.Limits
+
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	if lim.Wall > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, lim.Wall, Terminate(ReasonWall))
+		defer stop()
+	}
+
+	mem := &memoryLimiter{limit: uint64(lim.MemoryBytes)}
+	if lim.MemoryBytes <= 0 {
+		mem.limit = 4 << 30
+	}
+	for _, md := range cm.ExportedMemories() {
+		if uint64(md.Min())*65536 > mem.limit {
+			res.Outcome = Terminated(ReasonMemory)
+			res.Response.Status = 500
+			res.Error = fmt.Sprintf("module needs %d bytes of memory at start; the limit is %d", uint64(md.Min())*65536, mem.limit)
+			res.End = time.Now()
+			res.Usage.Wall = res.End.Sub(start)
+			res.Usage.finish()
+			return res
+		}
+	}
+	stdout := &cappedWriter{limit: lim.OutputBytes, over: func() { cancel(Terminate(ReasonOutput)) }}
+	if lim.OutputBytes <= 0 {
+		stdout.limit = 64 << 20
+	}
+	logs := newLogSink(lim.LogBytes)
+	stderr := &stderrWriter{sink: logs}
+
+	env, err := wagiEnv(&t.Request, t)
+	if err != nil {
+		return errorResult(start, err.Error())
+	}
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithArgs("guest").
+		WithStdin(bytes.NewReader(t.Request.Body)).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		WithRandSource(rand.Reader).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(func(ns int64) { sleepCtx(ctx, time.Duration(ns)) })
+	for _, kv := range env {
+		mc = mc.WithEnv(kv[0], kv[1])
+	}
+
+	m := startMeter(lim.CPU, cancel)
+	st := &taskState{task: t, meter: m, logs: logs}
+	runCtx := context.WithValue(ctx, taskStateKey{}, st)
+	runCtx = experimental.WithMemoryAllocator(runCtx, mem)
+
+	var runErr error
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				runErr = fmt.Errorf("sandbox panic: %v", p)
+			}
+		}()
+		var inst api.Module
+		inst, runErr = r.wasi.InstantiateModule(runCtx, cm, mc)
+		if inst != nil {
+			_ = inst.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	cpu := m.stop()
+	stderr.flush()
+	res.End = time.Now()
+
+	res.Usage.CPU = cpu
+	res.Usage.Wall = res.End.Sub(start)
+	res.Usage.MemoryPeakBytes = int64(mem.peak.Load())
+	res.Usage.OutputBytes = stdout.n
+	res.Logs, res.Usage.LogBytes = logs.lines()
+	res.Usage.finish()
+
+	// Decide the outcome: a limit or a termination cause wins over what
+	// the guest saw as a consequence of it.
+	reason := reasonOf(ctx)
+	switch {
+	case reason != "" && (runErr != nil || stdout.hit || ctx.Err() != nil):
+		res.Outcome = Terminated(reason)
+	case mem.refused.Load() && runErr != nil:
+		res.Outcome = Terminated(ReasonMemory)
+	case runErr != nil:
+		var exit *sys.ExitError
+		if errors.As(runErr, &exit) {
+			if exit.ExitCode() == 0 {
+				break
+			}
+			res.Outcome = OutcomeError
+			res.Error = fmt.Sprintf("guest exited with code %d", exit.ExitCode())
+			if tail := logs.tail(); tail != "" {
+				res.Error += ": " + tail
+			}
+		} else {
+			res.Outcome = OutcomeError
+			res.Error = trapMessage(runErr)
+		}
+	}
+	if res.Outcome == "" {
+		res.Outcome = OutcomeOK
+		resp, err := parseCGI(stdout.buf)
+		if err != nil {
+			res.Outcome = OutcomeError
+			res.Error = err.Error()
+		} else {
+			res.Response = *resp
+		}
+	}
+	if res.Outcome != OutcomeOK && res.Response.Status == 0 {
+		res.Response.Status = 500
+	}
+	return res
+}
+
+// trapMessage keeps the first line of a wazero error ("wasm error:
+// unreachable") and drops the host-side stack.
+func trapMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "\nwasm stack trace:"); i >= 0 {
+		msg = msg[:i]
+	}
+	return strings.TrimSpace(msg)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// finish fills the millisecond views of the durations.
+func (u *Usage) finish() {
+	u.CPUMs = float64(u.CPU.Microseconds()) / 1000
+	u.WallMs = float64(u.Wall.Microseconds()) / 1000
+}

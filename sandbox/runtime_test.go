@@ -1,0 +1,262 @@
+package sandbox
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// guest loads a test guest built by `make guests` from testdata/guests.
+func guest(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "build", "guests", name+".wasm"))
+	if err != nil {
+		t.Fatalf("test guest %s is missing (%v): run `make guests`", name, err)
+	}
+	return b
+}
+
+func newRuntime(t testing.TB) *Runtime {
+	t.Helper()
+	r, err := New(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	return r
+}
+
+func compile(t testing.TB, r *Runtime, name string) *Module {
+	t.Helper()
+	m, err := r.Compile(context.Background(), KindWASI, guest(t, name))
+	if err != nil {
+		t.Fatalf("compile %s: %v", name, err)
+	}
+	return m
+}
+
+var testLimits = Limits{
+	CPU:         200 * time.Millisecond,
+	Wall:        2 * time.Second,
+	MemoryBytes: 32 << 20,
+	OutputBytes: 64 << 10,
+	LogBytes:    4 << 10,
+}
+
+func TestRunEcho(t *testing.T) {
+	r := newRuntime(t)
+	m := compile(t, r, "echo")
+	res := r.Run(context.Background(), &Task{
+		ID:     "tsk_1",
+		Module: m,
+		Request: Request{
+			Method:  "POST",
+			URL:     "https://app.example/some/path?x=1",
+			Headers: http.Header{"X-Test": {"hello"}, "Authorization": {"Bearer secret"}},
+			Body:    []byte("payload"),
+		},
+		Env:    map[string]string{"GREETING": "hi"},
+		Limits: testLimits,
+	})
+	if res.Outcome != OutcomeOK {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Error)
+	}
+	if res.Response.Status != 201 || res.Response.Headers.Get("X-Echo") != "yes" {
+		t.Errorf("status %d headers %v", res.Response.Status, res.Response.Headers)
+	}
+	body := string(res.Response.Body)
+	for _, want := range []string{"abi=1", "method=POST", "path=/some/path", "query=x=1", "x-test=hello", "greeting=hi", "task=tsk_1", "body=payload"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("body lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "secret") {
+		t.Errorf("the Authorization header reached the guest")
+	}
+	if len(res.Logs) != 1 || res.Logs[0].Message != "echo guest running" || res.Logs[0].Level != "info" {
+		t.Errorf("logs = %+v", res.Logs)
+	}
+	if res.Usage.MemoryPeakBytes == 0 || res.Usage.OutputBytes == 0 {
+		t.Errorf("usage not metered: %+v", res.Usage)
+	}
+}
+
+func TestRunOutcomes(t *testing.T) {
+	r := newRuntime(t)
+	tests := map[string]struct {
+		guest   string
+		limits  func(*Limits)
+		outcome Outcome
+		errHas  string
+	}{
+		"ok":              {guest: "minimal", outcome: OutcomeOK},
+		"cpu":             {guest: "loop", outcome: Terminated(ReasonCPU)},
+		"wall":            {guest: "sleep", limits: func(l *Limits) { l.Wall = 300 * time.Millisecond }, outcome: Terminated(ReasonWall)},
+		"memory":          {guest: "memhog", limits: func(l *Limits) { l.CPU, l.Wall = 10*time.Second, 20*time.Second }, outcome: Terminated(ReasonMemory)},
+		"memory at start": {guest: "minimal", limits: func(l *Limits) { l.MemoryBytes = 64 << 10 }, outcome: Terminated(ReasonMemory)},
+		"output":          {guest: "flood", outcome: Terminated(ReasonOutput)},
+		"trap":            {guest: "trap", outcome: OutcomeError, errHas: "unreachable"},
+		"exit code":       {guest: "fail", outcome: OutcomeError, errHas: "exited with code 3: something went wrong"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			lim := testLimits
+			if tc.limits != nil {
+				tc.limits(&lim)
+			}
+			res := r.Run(context.Background(), &Task{ID: "t", Module: compile(t, r, tc.guest), Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
+			if res.Outcome != tc.outcome {
+				t.Fatalf("outcome = %s (%s), want %s", res.Outcome, res.Error, tc.outcome)
+			}
+			if !strings.Contains(res.Error, tc.errHas) {
+				t.Errorf("error %q lacks %q", res.Error, tc.errHas)
+			}
+			if tc.outcome != OutcomeOK && res.Response.Status != 500 {
+				t.Errorf("status = %d, want 500", res.Response.Status)
+			}
+		})
+	}
+}
+
+func TestCPULimitIsCPUNotWall(t *testing.T) {
+	// A guest that sleeps uses no CPU: with a tiny CPU limit and a longer
+	// wall limit, it must end at wall, not cpu.
+	r := newRuntime(t)
+	lim := testLimits
+	lim.CPU = 20 * time.Millisecond
+	lim.Wall = 400 * time.Millisecond
+	res := r.Run(context.Background(), &Task{Module: compile(t, r, "sleep"), Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
+	if res.Outcome != Terminated(ReasonWall) {
+		t.Fatalf("outcome = %s, want terminated:wall", res.Outcome)
+	}
+	if res.Usage.CPU >= lim.CPU {
+		t.Errorf("a sleeping guest was metered %v of CPU", res.Usage.CPU)
+	}
+}
+
+func TestTerminateCause(t *testing.T) {
+	r := newRuntime(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		cancel(Terminate(ReasonRevoked))
+	}()
+	lim := testLimits
+	lim.CPU = 10 * time.Second
+	lim.Wall = 10 * time.Second
+	res := r.Run(ctx, &Task{Module: compile(t, r, "loop"), Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
+	if res.Outcome != Terminated(ReasonRevoked) {
+		t.Fatalf("outcome = %s, want terminated:revoked", res.Outcome)
+	}
+}
+
+func TestLogTruncation(t *testing.T) {
+	r := newRuntime(t)
+	res := r.Run(context.Background(), &Task{Module: compile(t, r, "logflood"), Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: testLimits})
+	if res.Outcome != OutcomeOK {
+		t.Fatalf("outcome = %s (%s)", res.Outcome, res.Error)
+	}
+	if res.Usage.LogBytes > testLimits.LogBytes {
+		t.Errorf("kept %d log bytes, limit %d", res.Usage.LogBytes, testLimits.LogBytes)
+	}
+	if last := res.Logs[len(res.Logs)-1]; last.Message != TruncatedMarker {
+		t.Errorf("last log line = %q, want the truncation marker", last.Message)
+	}
+}
+
+func TestCompileRefuses(t *testing.T) {
+	r := newRuntime(t)
+	tests := map[string][]byte{
+		"not wasm":  []byte("hello"),
+		"truncated": guest(t, "minimal")[:100],
+		"empty":     {},
+		// A valid module with no _start: (module)
+		"no start": {0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00},
+	}
+	for name, code := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := r.Compile(context.Background(), KindWASI, code); err == nil {
+				t.Fatal("Compile accepted it")
+			}
+		})
+	}
+}
+
+func TestCompileCaches(t *testing.T) {
+	r := newRuntime(t)
+	a := compile(t, r, "minimal")
+	b := compile(t, r, "minimal")
+	if a != b {
+		t.Error("same bytes compiled twice")
+	}
+	if !strings.HasPrefix(a.Digest, "sha256:") {
+		t.Errorf("digest %q", a.Digest)
+	}
+}
+
+// TestNodeSurvivesHostileGuests runs many memory-hungry and endless
+// guests and checks that goroutines and memory return near their
+// baseline: a termination never leaks.
+func TestNodeSurvivesHostileGuests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	r := newRuntime(t)
+	hog, loop := compile(t, r, "memhog"), compile(t, r, "loop")
+	lim := testLimits
+	lim.CPU = 10 * time.Second
+	lim.Wall = 30 * time.Second
+	lim.MemoryBytes = 16 << 20
+
+	run := func(n int) {
+		sem := make(chan struct{}, 4)
+		for i := 0; i < n; i++ {
+			sem <- struct{}{}
+			go func(i int) {
+				defer func() { <-sem }()
+				m, l := hog, lim
+				want := Terminated(ReasonMemory)
+				if i%2 == 1 {
+					m, want = loop, Terminated(ReasonCPU)
+					l.CPU = 5 * time.Millisecond
+				}
+				res := r.Run(context.Background(), &Task{Module: m, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: l})
+				if res.Outcome != want {
+					t.Errorf("run %d: outcome %s (%s), want %s", i, res.Outcome, res.Error, want)
+				}
+			}(i)
+		}
+		for i := 0; i < cap(sem); i++ {
+			sem <- struct{}{}
+		}
+	}
+	run(20) // warm up
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+
+	run(400) // 200 memory-hungry, 200 endless
+
+	var after runtime.MemStats
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if runtime.NumGoroutine() <= g0+2 && after.HeapInuse < before.HeapInuse+64<<20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > g0+2 {
+		t.Errorf("goroutines: %d before, %d after", g0, g)
+	}
+	if after.HeapInuse > before.HeapInuse+64<<20 {
+		t.Errorf("heap in use grew from %d MiB to %d MiB", before.HeapInuse>>20, after.HeapInuse>>20)
+	}
+}
