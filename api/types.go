@@ -1,0 +1,213 @@
+package api
+
+import (
+	"encoding/base64"
+	"net/http"
+	"time"
+	"unicode/utf8"
+)
+
+// LeaseRequest is the body of POST /v1/leases.
+type LeaseRequest struct {
+	Tenant     string `json:"tenant"`
+	Intent     string `json:"intent,omitempty"`
+	Profile    string `json:"profile,omitempty"`
+	TTLSeconds int64  `json:"ttl_seconds,omitempty"`
+	Class      string `json:"class,omitempty"`
+	Session    string `json:"session,omitempty"`
+}
+
+// Lease is the answer of POST /v1/leases (201) and GET /v1/leases/{id}.
+type Lease struct {
+	LeaseID      string    `json:"lease_id"`
+	Token        string    `json:"token,omitempty"`
+	Tenant       string    `json:"tenant"`
+	Profile      string    `json:"profile"`
+	PolicyDigest string    `json:"policy_digest"`
+	Class        string    `json:"class"`
+	Session      string    `json:"session,omitempty"`
+	IssuedAt     time.Time `json:"issued_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	Revoked      bool      `json:"revoked,omitempty"`
+}
+
+// Module is how a task names its code: exactly one field is set.
+type Module struct {
+	JS     *string `json:"js,omitempty"`
+	WASM   *string `json:"wasm,omitempty"` // base64 (standard)
+	Digest *string `json:"digest,omitempty"`
+}
+
+// Body is an HTTP body in JSON: UTF-8 text in Body, or any bytes in
+// BodyBase64. At most one is set.
+type Body struct {
+	Body       *string `json:"body,omitempty"`
+	BodyBase64 *string `json:"body_base64,omitempty"`
+}
+
+// Bytes decodes the body.
+func (b Body) Bytes() ([]byte, error) {
+	switch {
+	case b.BodyBase64 != nil:
+		return base64.StdEncoding.DecodeString(*b.BodyBase64)
+	case b.Body != nil:
+		return []byte(*b.Body), nil
+	}
+	return nil, nil
+}
+
+// MakeBody encodes bytes: as text when they are valid UTF-8, else base64.
+func MakeBody(p []byte) Body {
+	if utf8.Valid(p) {
+		s := string(p)
+		return Body{Body: &s}
+	}
+	s := base64.StdEncoding.EncodeToString(p)
+	return Body{BodyBase64: &s}
+}
+
+// TaskHTTPRequest is the HTTP request a task handles.
+type TaskHTTPRequest struct {
+	Method  string            `json:"method,omitempty"`
+	URL     string            `json:"url,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body
+}
+
+// TaskRequest is the body of POST /v1/tasks.
+type TaskRequest struct {
+	Module         Module            `json:"module"`
+	Request        TaskHTTPRequest   `json:"request"`
+	Env            map[string]string `json:"env,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+}
+
+// TaskResponse is the guest's HTTP response.
+type TaskResponse struct {
+	Status  int         `json:"status"`
+	Headers http.Header `json:"headers"`
+	Body
+}
+
+// LogLine is one guest log line.
+type LogLine struct {
+	Level   string    `json:"level"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// Usage is what a task consumed.
+type Usage struct {
+	CPUMs           float64  `json:"cpu_ms"`
+	WallMs          float64  `json:"wall_ms"`
+	MemoryPeakBytes int64    `json:"memory_peak_bytes"`
+	OutputBytes     int64    `json:"output_bytes"`
+	LogBytes        int64    `json:"log_bytes"`
+	Subrequests     int64    `json:"subrequests"`
+	EgressBytesOut  int64    `json:"egress_bytes_out"`
+	EgressBytesIn   int64    `json:"egress_bytes_in"`
+	Destinations    []string `json:"destinations,omitempty"`
+	Blocked         int64    `json:"blocked"`
+}
+
+// ReceiptRef points at a task's receipt in the ledger.
+type ReceiptRef struct {
+	Index int64 `json:"index"`
+}
+
+// TaskResult is the answer of an interactive POST /v1/tasks, and the
+// result inside a task record.
+type TaskResult struct {
+	TaskID      string        `json:"task_id"`
+	Outcome     string        `json:"outcome"`
+	Error       string        `json:"error,omitempty"`
+	Response    *TaskResponse `json:"response,omitempty"`
+	Logs        []LogLine     `json:"logs"`
+	Usage       Usage         `json:"usage"`
+	Receipt     *ReceiptRef   `json:"receipt,omitempty"`
+	Node        string        `json:"node"`
+	LeaseID     string        `json:"lease_id"`
+	Tenant      string        `json:"tenant"`
+	Profile     string        `json:"profile"`
+	Module      string        `json:"module_digest"`
+	Traceparent string        `json:"traceparent"`
+	StartedAt   time.Time     `json:"started_at"`
+	EndedAt     time.Time     `json:"ended_at"`
+}
+
+// Task states.
+const (
+	TaskQueued    = "queued"
+	TaskRunning   = "running"
+	TaskSucceeded = "succeeded"
+	TaskFailed    = "failed"
+	TaskCancelled = "cancelled"
+	TaskDead      = "dead"
+)
+
+// Task is the answer of GET /v1/tasks/{id}.
+type Task struct {
+	TaskID   string      `json:"task_id"`
+	State    string      `json:"state"`
+	Class    string      `json:"class"`
+	Attempts int         `json:"attempts"`
+	Result   *TaskResult `json:"result,omitempty"`
+}
+
+// Accepted is the answer of a bulk POST /v1/tasks (202).
+type Accepted struct {
+	TaskID string `json:"task_id"`
+}
+
+// ModuleRef is the answer of PUT /v1/modules (201).
+type ModuleRef struct {
+	Digest string `json:"digest"`
+	Kind   string `json:"kind"`
+	Size   int    `json:"size"`
+}
+
+// Member is a cluster member in GET /v1/cluster.
+type Member struct {
+	ID           string `json:"id"`
+	API          string `json:"api"`
+	Raft         string `json:"raft"`
+	Gossip       string `json:"gossip,omitempty"`
+	State        string `json:"state"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// Cluster is the answer of GET /v1/cluster.
+type Cluster struct {
+	Leader  *Member  `json:"leader"`
+	Members []Member `json:"members"`
+}
+
+// Ready is the body of GET /readyz.
+type Ready struct {
+	Ready        bool     `json:"ready"`
+	NodeID       string   `json:"node_id"`
+	Leader       string   `json:"leader"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Members      []string `json:"members"`
+	Reason       string   `json:"reason,omitempty"`
+}
+
+// PolicyInfo is the answer of GET/PUT /v1/policy.
+type PolicyInfo struct {
+	Env    string `json:"env"`
+	Digest string `json:"digest"`
+	Source string `json:"source,omitempty"`
+}
+
+// PolicyErrors is the answer to an invalid bundle: every problem.
+type PolicyErrors struct {
+	Error  *Error       `json:"error"`
+	Fields []FieldError `json:"fields"`
+}
+
+// FieldError locates one problem in a bundle.
+type FieldError struct {
+	Line    int    `json:"line,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}

@@ -1,0 +1,136 @@
+// Package cli is leash's command line: `leash serve` starts a node; the
+// other commands talk to a node's API at LEASH_URL with LEASH_TOKEN.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// command is one subcommand.
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *Env, args []string) error
+}
+
+// Env is what a command sees of the world; tests replace it.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	Getenv         func(string) string
+}
+
+var commands = map[string]command{
+	"serve":   {"start a node (a one-node cluster unless --join)", runServe},
+	"run":     {"run a module (Go package dir, .wasm or .js) under a new lease and print the response", runRun},
+	"lease":   {"issue a lease and print its token", runLease},
+	"revoke":  {"revoke a lease on every node", runRevoke},
+	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
+	"task":    {"task get ID: print a task record", runTask},
+	"version": {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},
+}
+
+// exitError carries an exit status other than 1.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// Main runs the command line and returns the process exit status.
+func Main(ctx context.Context, args []string, env *Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.Stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "leash: unknown command %q\n\n", args[0])
+		usage(env.Stderr)
+		return 2
+	}
+	err := cmd.run(ctx, env, args[1:])
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(env.Stderr, "leash:", ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(env.Stderr, "leash:", err)
+	return 1
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: leash <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nThe client commands use LEASH_URL (default http://127.0.0.1:8080) and\nLEASH_TOKEN (default: the contents of ./leash-data/admin.token).")
+}
+
+// flags makes a FlagSet that reports errors instead of exiting.
+func flags(env *Env, name, usageLine string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: leash %s\n", usageLine)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, allowing them before and after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &exitError{code: 2}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ", ") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/policy"
+)
+
+var sessionPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+
+// DefaultLeaseTTL is used when a request names no ttl_seconds: the
+// profile's max_lease_ttl, capped at this.
+const DefaultLeaseTTL = 15 * time.Minute
+
+// issueLease decides policy once: it resolves the intent to a profile of
+// the active bundle, checks the tenant may use it and the TTL, replicates
+// the lease through Raft and returns it as a signed token.
+func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) error {
+	if err := n.requireAdmin(r); err != nil {
+		return err
+	}
+	var req api.LeaseRequest
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	digest, bundle, err := n.state.ActiveBundle(Env)
+	if errors.Is(err, consensus.ErrNotFound) {
+		return api.Errorf(http.StatusServiceUnavailable, api.CodeNoPolicy, "no policy bundle is active")
+	}
+	if err != nil {
+		return err
+	}
+	t, ok := bundle.Tenants[req.Tenant]
+	if !ok {
+		return api.Errorf(http.StatusBadRequest, api.CodeUnknownTenant, "tenant %q is not in the active policy bundle", req.Tenant)
+	}
+	if req.Intent != "" && req.Profile != "" {
+		return api.BadRequest(api.CodeBadRequest, "name an intent or a profile, not both")
+	}
+	profileName, profile, err := bundle.ProfileFor(req.Intent, req.Profile)
+	switch {
+	case errors.Is(err, policy.ErrUnknownIntent):
+		return api.Errorf(http.StatusBadRequest, api.CodeUnknownIntent, "intent %q is not in the active policy bundle", req.Intent)
+	case errors.Is(err, policy.ErrUnknownProfile):
+		return api.Errorf(http.StatusBadRequest, api.CodeUnknownProfile, "profile %q is not in the active policy bundle", req.Profile)
+	}
+	if !t.Allows(profileName) {
+		return api.Errorf(http.StatusForbidden, api.CodeProfileNotAllowed, "tenant %q may not use profile %q", req.Tenant, profileName)
+	}
+	class := req.Class
+	if class == "" {
+		class = consensus.ClassInteractive
+	}
+	if class != consensus.ClassInteractive && class != consensus.ClassBulk {
+		return api.BadRequest(api.CodeInvalidClass, "class must be %q or %q", consensus.ClassInteractive, consensus.ClassBulk)
+	}
+	if req.Session != "" && !sessionPattern.MatchString(req.Session) {
+		return api.BadRequest(api.CodeBadRequest, "session must match %s", sessionPattern)
+	}
+	maxTTL := profile.MaxLeaseTTL.D()
+	ttl := min(maxTTL, DefaultLeaseTTL)
+	if req.TTLSeconds < 0 {
+		return api.BadRequest(api.CodeBadRequest, "ttl_seconds must be positive")
+	}
+	if req.TTLSeconds > 0 {
+		ttl = time.Duration(req.TTLSeconds) * time.Second
+		if ttl > maxTTL {
+			return api.BadRequest(api.CodeTTLTooLong, "ttl_seconds %d is above profile %q's max_lease_ttl of %s", req.TTLSeconds, profileName, maxTTL)
+		}
+	}
+	// Whole seconds: JWT times are seconds, and the token must match the
+	// replicated record exactly.
+	now := n.now().Truncate(time.Second)
+	l := consensus.Lease{
+		ID:           "lse_" + randomID(16),
+		Tenant:       req.Tenant,
+		Profile:      profileName,
+		Intent:       req.Intent,
+		PolicyDigest: digest,
+		Class:        class,
+		Session:      req.Session,
+		IssuedAt:     now.UnixNano(),
+		NotBefore:    now.UnixNano(),
+		ExpiresAt:    now.Add(ttl).UnixNano(),
+		IssuedBy:     n.id.NodeID,
+		KID:          n.signer.KID(),
+	}
+	if _, err := n.propose(r.Context(), &consensus.IssueLease{Lease: l}); err != nil {
+		return n.proposeError(err)
+	}
+	tok, err := n.signer.Sign(&l)
+	if err != nil {
+		return err
+	}
+	n.log.Info("lease issued", "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile, "policy_digest", digest,
+		"class", class, "ttl_s", int(ttl.Seconds()), "traceparent", traceFrom(r.Context()))
+	out := leaseView(&l)
+	out.Token = tok
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+func leaseView(l *consensus.Lease) api.Lease {
+	return api.Lease{
+		LeaseID: l.ID, Tenant: l.Tenant, Profile: l.Profile, PolicyDigest: l.PolicyDigest, Class: l.Class,
+		Session: l.Session, IssuedAt: time.Unix(0, l.IssuedAt).UTC(), ExpiresAt: l.Expires(), Revoked: l.Revoked(),
+	}
+}
+
+func (n *Node) getLease(w http.ResponseWriter, r *http.Request) error {
+	if err := n.requireAdmin(r); err != nil {
+		return err
+	}
+	l, err := n.state.Lease(r.PathValue("id"))
+	if errors.Is(err, consensus.ErrNotFound) {
+		return api.Errorf(http.StatusNotFound, api.CodeLeaseNotFound, "no lease %q", r.PathValue("id"))
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, leaseView(l))
+	return nil
+}
+
+// revokeLease revokes one lease on every node (through Raft); tasks
+// running under it end as terminated:revoked.
+func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
+	if err := n.requireAdmin(r); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	reason := r.URL.Query().Get("reason")
+	if len(reason) > 256 {
+		return api.BadRequest(api.CodeBadRequest, "reason is longer than 256 bytes")
+	}
+	if _, err := n.propose(r.Context(), &consensus.RevokeLease{LeaseID: id, Reason: reason, By: "admin", At: n.now().UnixNano()}); err != nil {
+		return n.proposeError(err)
+	}
+	n.log.Info("lease revoked", "lease", id, "reason", reason, "traceparent", traceFrom(r.Context()))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// verifyLease checks a request's lease token and maps refusals to the
+// API: 401 for a token that proves nothing, 403 for a valid but revoked
+// lease.
+func (n *Node) verifyLease(r *http.Request) (*consensus.Lease, error) {
+	l, _, err := lease.Verify(bearer(r), n.state, n.now())
+	if err != nil {
+		var le *lease.Error
+		if errors.As(err, &le) {
+			status := http.StatusUnauthorized
+			if le.Code == api.CodeLeaseRevoked {
+				status = http.StatusForbidden
+			}
+			n.log.Info("lease refused", "code", le.Code, "reason", le.Message, "path", r.URL.Path, "traceparent", traceFrom(r.Context()))
+			return nil, &api.Error{Status: status, Code: le.Code, Message: le.Message}
+		}
+		return nil, err
+	}
+	return l, nil
+}

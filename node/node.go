@@ -1,0 +1,409 @@
+// Package node is leash's composition root: it opens the data dir, starts
+// consensus, the sandbox and the scheduler, and serves the HTTP API. Only
+// cmd/leash (through cli) and tests import it.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/policy"
+	"github.com/leash-dev/leash/sandbox"
+	"github.com/leash-dev/leash/scheduler"
+)
+
+// Config configures a node. Zero values take the defaults of
+// DefaultConfig.
+type Config struct {
+	Addr       string // HTTP API listen address
+	DataDir    string
+	PolicyFile string // empty: the built-in example bundle
+	Join       string // HOST:PORT of a member to join; empty: bootstrap
+	RaftAddr   string
+	GossipAddr string
+	// AdminToken overrides DATA/admin.token (LEASH_ADMIN_TOKEN).
+	AdminToken string
+	// EnginePath is the JS engine; empty or missing: JS is refused.
+	EnginePath string
+
+	ShutdownGrace   time.Duration
+	MaxModuleBytes  int64
+	MaxRequestBytes int64
+	Slots           int
+	MaxQueue        int
+	MaxQueueWait    time.Duration
+	Version         string
+	Logger          *slog.Logger
+	// Ready, when set, is called with the API address once the node
+	// serves and has a leader.
+	Ready func(apiAddr string)
+}
+
+// DefaultConfig is what `leash serve` starts with.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		DataDir:         "leash-data",
+		RaftAddr:        "127.0.0.1:8300",
+		GossipAddr:      "127.0.0.1:8301",
+		ShutdownGrace:   10 * time.Second,
+		MaxModuleBytes:  16 << 20,
+		MaxRequestBytes: 10 << 20,
+		Slots:           max(2, runtime.GOMAXPROCS(0)*2),
+		MaxQueue:        256,
+		MaxQueueWait:    2 * time.Second,
+		Version:         "dev",
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = d.RaftAddr
+	}
+	if c.GossipAddr == "" {
+		c.GossipAddr = d.GossipAddr
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = d.ShutdownGrace
+	}
+	if c.MaxModuleBytes <= 0 {
+		c.MaxModuleBytes = d.MaxModuleBytes
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if c.Slots <= 0 {
+		c.Slots = d.Slots
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = d.MaxQueue
+	}
+	if c.MaxQueueWait <= 0 {
+		c.MaxQueueWait = d.MaxQueueWait
+	}
+	if c.Version == "" {
+		c.Version = d.Version
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Env is the policy environment tasks run under.
+const Env = "prod"
+
+// Node is one leash node.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	id     *identity
+	db     *pebble.DB
+	fsm    *consensus.FSM
+	state  *consensus.State
+	raft   *consensus.Raft
+	box    *sandbox.Runtime
+	pool   *scheduler.Pool
+	signer *lease.Signer
+	now    func() time.Time
+
+	apiAddr  string
+	ready    atomic.Bool
+	draining atomic.Bool
+	tasks    *running
+	bg       sync.WaitGroup
+}
+
+// Run starts the node and serves until ctx ends, then shuts down
+// gracefully: running tasks get ShutdownGrace to finish, then end as
+// terminated:shutdown; Raft and Pebble close cleanly.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.fill()
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning()}
+	ln, err := n.open(ctx)
+	if err != nil {
+		n.close()
+		return err
+	}
+	err = n.serve(ctx, ln)
+	if cerr := n.close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// open starts every subsystem in order; on failure the caller closes what
+// was started.
+func (n *Node) open(ctx context.Context) (net.Listener, error) {
+	cfg := n.cfg
+	if cfg.Join != "" {
+		return nil, errors.New("--join: joining a cluster is not available in this build yet")
+	}
+	id, err := loadIdentity(cfg.DataDir, cfg.AdminToken)
+	if err != nil {
+		return nil, err
+	}
+	n.id = id
+	n.log = n.log.With("node", id.NodeID)
+	if n.signer, err = lease.NewSigner(id.LeaseKey); err != nil {
+		return nil, err
+	}
+	// The policy file is read before anything starts: a bad bundle stops
+	// the node with every error listed.
+	var bundle *policy.Bundle
+	var bundleSrc []byte
+	if cfg.PolicyFile != "" {
+		f, err := os.Open(cfg.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--policy: %w", err)
+		}
+		bundle, err = policy.Read(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--policy %s: %w", cfg.PolicyFile, err)
+		}
+		bundleSrc, _ = os.ReadFile(cfg.PolicyFile)
+	}
+
+	if n.db, err = consensus.OpenDB(filepath.Join(cfg.DataDir, "pebble"), cfg.Logger.With("component", "pebble")); err != nil {
+		return nil, err
+	}
+	n.fsm = consensus.NewFSM(n.db, cfg.Logger)
+	n.state = n.fsm.State()
+	n.fsm.OnApply(n.onApply)
+	if n.raft, err = consensus.Open(ctx, consensus.Config{
+		NodeID:    id.NodeID,
+		Dir:       cfg.DataDir,
+		DB:        n.db,
+		BindAddr:  cfg.RaftAddr,
+		Bootstrap: true,
+		Logger:    cfg.Logger,
+	}, n.fsm); err != nil {
+		return nil, err
+	}
+	if n.box, err = sandbox.New(ctx, sandbox.Config{
+		CacheDir:   filepath.Join(cfg.DataDir, "wazero-cache"),
+		EnginePath: cfg.EnginePath,
+		Logger:     cfg.Logger,
+	}); err != nil {
+		return nil, err
+	}
+	n.pool = scheduler.New(scheduler.Config{Slots: cfg.Slots, MaxQueue: cfg.MaxQueue, MaxWait: cfg.MaxQueueWait})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	n.apiAddr = ln.Addr().String()
+
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := n.raft.WaitLeader(wctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := n.seed(wctx, bundle, bundleSrc); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// seed writes what a node needs in replicated state: its record, its
+// public keys, and a policy bundle when there is none (or --policy names
+// another one).
+func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) error {
+	now := n.now().UnixNano()
+	pub := n.id.LeaseKey.Public().(ed25519.PublicKey)
+	rpub := n.id.ReceiptKey.Public().(ed25519.PublicKey)
+	cmds := []consensus.Command{
+		&consensus.PutNode{Node: consensus.NodeInfo{ID: n.id.NodeID, API: n.apiAddr, Raft: n.raft.Addr(), Version: n.cfg.Version, JoinedAt: now}},
+		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: n.signer.KID(), NodeID: n.id.NodeID, Use: consensus.KeyUseLease, Algorithm: "EdDSA", PublicKey: pub, AddedAt: now}},
+		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: lease.KeyID(rpub), NodeID: n.id.NodeID, Use: consensus.KeyUseReceipt, Algorithm: "EdDSA", PublicKey: rpub, AddedAt: now}},
+	}
+	active, err := n.state.EnvDigest(Env)
+	switch {
+	case bundle != nil && active != bundle.Digest():
+		cmds = append(cmds, &consensus.PutPolicy{Canonical: bundle.Canonical(), Source: src, Env: Env, By: n.id.NodeID, At: now})
+	case errors.Is(err, consensus.ErrNotFound):
+		def := policy.Default()
+		cmds = append(cmds, &consensus.PutPolicy{Canonical: def.Canonical(), Source: policy.DefaultYAML(), Env: Env, By: n.id.NodeID, At: now})
+	case err != nil:
+		return err
+	}
+	for _, c := range cmds {
+		if _, err := n.propose(ctx, c); err != nil {
+			return fmt.Errorf("seed replicated state (%s): %w", c.Op(), err)
+		}
+	}
+	d, _ := n.state.EnvDigest(Env)
+	n.log.Info("policy active", "env", Env, "digest", d)
+	return nil
+}
+
+// propose applies a command through Raft and waits for it.
+func (n *Node) propose(ctx context.Context, c consensus.Command) (*consensus.Result, error) {
+	return n.raft.Apply(ctx, c)
+}
+
+func (n *Node) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           n.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	n.ready.Store(true)
+	n.log.Info("serving", "api", n.apiAddr, "raft", n.raft.Addr(), "data", n.cfg.DataDir, "js", n.box.JSError() == nil)
+	if n.cfg.Ready != nil {
+		n.cfg.Ready(n.apiAddr)
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	n.shutdown(srv)
+	return nil
+}
+
+// shutdown drains: no new connections, running tasks get the grace
+// period, then end as terminated:shutdown and are recorded.
+func (n *Node) shutdown(srv *http.Server) {
+	n.draining.Store(true)
+	n.ready.Store(false)
+	n.log.Info("shutting down", "grace", n.cfg.ShutdownGrace, "running", n.tasks.count())
+	graceCtx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownGrace)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(graceCtx) }()
+	select {
+	case <-done:
+	case <-graceCtx.Done():
+	}
+	if k := n.tasks.cancelAll(sandbox.Terminate(sandbox.ReasonShutdown)); k > 0 {
+		n.log.Warn("grace period over; terminating running tasks", "tasks", k)
+	}
+	// Handlers of terminated tasks record them and answer quickly.
+	finalCtx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := srv.Shutdown(finalCtx); err != nil {
+		n.log.Warn("connections cut off at shutdown", "err", err)
+		_ = srv.Close()
+	}
+	n.bg.Wait()
+}
+
+// close stops what open started, in reverse order.
+func (n *Node) close() error {
+	var errs []error
+	if n.box != nil {
+		errs = append(errs, n.box.Close(context.Background()))
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.Close())
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		n.log.Error("close", "err", err)
+	} else if n.db != nil {
+		n.log.Info("stopped")
+	}
+	return err
+}
+
+// onApply reacts to replicated changes on every node: a revoked lease
+// ends the tasks running under it here.
+func (n *Node) onApply(a consensus.Applied) {
+	if a.Result.Err() != nil {
+		return
+	}
+	if c, ok := a.Command.(*consensus.RevokeLease); ok {
+		if k := n.tasks.cancelLease(c.LeaseID, sandbox.Terminate(sandbox.ReasonRevoked)); k > 0 {
+			n.log.Info("revoked lease ended running tasks", "lease", c.LeaseID, "tasks", k)
+		}
+	}
+}
+
+// running tracks tasks in flight, by lease, so that a revocation or a
+// shutdown can end them.
+type running struct {
+	mu    sync.Mutex
+	tasks map[string]*runningTask
+}
+
+type runningTask struct {
+	lease  string
+	cancel context.CancelCauseFunc
+}
+
+func newRunning() *running { return &running{tasks: map[string]*runningTask{}} }
+
+func (r *running) add(id, leaseID string, cancel context.CancelCauseFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tasks[id] = &runningTask{lease: leaseID, cancel: cancel}
+}
+
+func (r *running) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.tasks, id)
+}
+
+func (r *running) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.tasks)
+}
+
+func (r *running) cancelLease(leaseID string, cause error) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := 0
+	for _, t := range r.tasks {
+		if t.lease == leaseID {
+			t.cancel(cause)
+			k++
+		}
+	}
+	return k
+}
+
+func (r *running) cancelAll(cause error) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.tasks {
+		t.cancel(cause)
+	}
+	return len(r.tasks)
+}

@@ -1,0 +1,378 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/policy"
+	"github.com/leash-dev/leash/sandbox"
+	"github.com/leash-dev/leash/scheduler"
+	"github.com/leash-dev/leash/weburl"
+)
+
+// Task records live in the node-local part of Pebble: x/task/<id>.
+const prefixTask = consensus.PrefixLocal + "task/"
+
+// Bounds on a task request besides the body sizes of Config.
+const (
+	maxHeaders        = 100
+	maxHeaderBytes    = 16 << 10
+	maxURLBytes       = 8 << 10
+	defaultRequestURL = "https://task.leash.local/"
+)
+
+// submitTask runs a task under a lease: interactive leases run it now and
+// answer with the result; bulk leases answer 202 and run it in the
+// background.
+func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) error {
+	if n.draining.Load() {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeShuttingDown, Message: "this node is shutting down; send the task to another node", RetryAfter: 1}
+	}
+	l, err := n.verifyLease(r)
+	if err != nil {
+		return err
+	}
+	bundle, err := n.state.Bundle(l.PolicyDigest)
+	if err != nil {
+		return fmt.Errorf("bundle %s of lease %s: %w", l.PolicyDigest, l.ID, err)
+	}
+	profile, ok := bundle.Profiles[l.Profile]
+	if !ok {
+		return fmt.Errorf("profile %q missing from bundle %s", l.Profile, l.PolicyDigest)
+	}
+	// An inline wasm module is base64: allow for it on top of the request
+	// body limit.
+	limit := n.cfg.MaxModuleBytes*4/3 + n.cfg.MaxRequestBytes*4/3 + 256<<10
+	var req api.TaskRequest
+	if err := decodeJSON(w, r, limit, &req); err != nil {
+		return err
+	}
+	sreq, err := n.taskRequest(&req.Request)
+	if err != nil {
+		return err
+	}
+	if err := validateEnv(req.Env); err != nil {
+		return err
+	}
+	mod, err := n.resolveModule(r.Context(), &req.Module)
+	if err != nil {
+		return err
+	}
+	t := &sandbox.Task{
+		ID:          "tsk_" + randomID(16),
+		Module:      mod,
+		Request:     *sreq,
+		Env:         req.Env,
+		Limits:      limitsOf(profile),
+		Attempt:     1,
+		Traceparent: traceFrom(r.Context()),
+	}
+	if l.Class == consensus.ClassBulk {
+		return n.submitBulk(w, r, l, t)
+	}
+	release, err := n.pool.Acquire(r.Context(), l.Class, l.Tenant)
+	if err != nil {
+		return schedError(err)
+	}
+	defer release()
+	res := n.execute(r.Context(), l, t)
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func schedError(err error) error {
+	switch {
+	case errors.Is(err, scheduler.ErrQueueFull):
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeQueueFull, Message: "every sandbox slot is busy and the queue is full; retry", RetryAfter: 1}
+	case errors.Is(err, scheduler.ErrQueueTimeout):
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeQueueTimeout, Message: "no sandbox slot freed up in time; retry", RetryAfter: 1}
+	}
+	return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "request ended while waiting for a slot", Err: err}
+}
+
+// limitsOf maps a profile to sandbox limits.
+func limitsOf(p *policy.Profile) sandbox.Limits {
+	return sandbox.Limits{
+		CPU:         p.Limits.CPU(),
+		Wall:        p.Limits.Wall(),
+		MemoryBytes: p.Limits.MemoryBytes(),
+		OutputBytes: p.Limits.OutputBytes,
+		LogBytes:    p.Limits.LogBytes,
+		Subrequests: p.Limits.Subrequests,
+	}
+}
+
+// execute runs a task and records it: the per-task hook that meters and
+// records every task exactly once, whatever its outcome.
+func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Task) *api.TaskResult {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	n.tasks.add(t.ID, l.ID, cancel)
+	defer n.tasks.remove(t.ID)
+	// A revocation applied between the lease check and the registration
+	// above would have missed this task: look again.
+	if cur, err := n.state.Lease(l.ID); err == nil && cur.Revoked() {
+		cancel(sandbox.Terminate(sandbox.ReasonRevoked))
+	}
+	var res *sandbox.Result
+	if ctx.Err() != nil {
+		now := time.Now()
+		res = &sandbox.Result{Outcome: sandbox.Terminated(reasonOf(ctx)), Start: now, End: now, Response: sandbox.Response{Status: 500}}
+	} else {
+		res = n.box.Run(ctx, t)
+	}
+	out := n.resultView(l, t, res)
+	n.log.Info("task finished", "task", t.ID, "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile,
+		"module", t.Module.Digest, "outcome", out.Outcome, "cpu_ms", out.Usage.CPUMs, "wall_ms", out.Usage.WallMs,
+		"memory_peak", out.Usage.MemoryPeakBytes, "traceparent", t.Traceparent)
+	state := api.TaskSucceeded
+	if out.Outcome != string(sandbox.OutcomeOK) {
+		state = api.TaskFailed
+	}
+	if err := n.saveTask(&api.Task{TaskID: t.ID, State: state, Class: l.Class, Attempts: t.Attempt, Result: out}); err != nil {
+		n.log.Error("record task", "task", t.ID, "err", err)
+	}
+	return out
+}
+
+func reasonOf(ctx context.Context) string {
+	var te *sandbox.TerminateError
+	if errors.As(context.Cause(ctx), &te) {
+		return te.Reason
+	}
+	return sandbox.ReasonCancelled
+}
+
+func (n *Node) resultView(l *consensus.Lease, t *sandbox.Task, res *sandbox.Result) *api.TaskResult {
+	out := &api.TaskResult{
+		TaskID:      t.ID,
+		Outcome:     string(res.Outcome),
+		Error:       res.Error,
+		Logs:        make([]api.LogLine, 0, len(res.Logs)),
+		Node:        n.id.NodeID,
+		LeaseID:     l.ID,
+		Tenant:      l.Tenant,
+		Profile:     l.Profile,
+		Module:      t.Module.Digest,
+		Traceparent: t.Traceparent,
+		StartedAt:   res.Start.UTC(),
+		EndedAt:     res.End.UTC(),
+		Usage: api.Usage{
+			CPUMs: res.Usage.CPUMs, WallMs: res.Usage.WallMs, MemoryPeakBytes: res.Usage.MemoryPeakBytes,
+			OutputBytes: res.Usage.OutputBytes, LogBytes: res.Usage.LogBytes, Subrequests: res.Usage.Subrequests,
+			EgressBytesOut: res.Usage.EgressBytesOut, EgressBytesIn: res.Usage.EgressBytesIn,
+			Destinations: res.Usage.Destinations, Blocked: res.Usage.Blocked,
+		},
+	}
+	for _, ll := range res.Logs {
+		out.Logs = append(out.Logs, api.LogLine{Level: ll.Level, Message: ll.Message, Time: ll.Time.UTC()})
+	}
+	hdr := res.Response.Headers
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	out.Response = &api.TaskResponse{Status: res.Response.Status, Headers: hdr, Body: api.MakeBody(res.Response.Body)}
+	return out
+}
+
+func (n *Node) saveTask(t *api.Task) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	// NoSync: task records are local history; the receipt ledger is the
+	// durable account of every task.
+	return n.db.Set([]byte(prefixTask+t.TaskID), b, pebble.NoSync)
+}
+
+func (n *Node) loadTask(id string) (*api.Task, error) {
+	v, closer, err := n.db.Get([]byte(prefixTask + id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, api.Errorf(http.StatusNotFound, api.CodeTaskNotFound, "no task %q on this node", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	var t api.Task
+	if err := json.Unmarshal(v, &t); err != nil {
+		return nil, fmt.Errorf("decode task %s: %w", id, err)
+	}
+	return &t, nil
+}
+
+// getTask returns a task record to the admin or to a lease of the task's
+// tenant.
+func (n *Node) getTask(w http.ResponseWriter, r *http.Request) error {
+	admin := n.isAdmin(r)
+	var l *consensus.Lease
+	if !admin {
+		var err error
+		if l, err = n.verifyLease(r); err != nil {
+			return err
+		}
+	}
+	t, err := n.loadTask(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if !admin && (t.Result == nil || t.Result.Tenant != l.Tenant) {
+		return api.Errorf(http.StatusNotFound, api.CodeTaskNotFound, "no task %q on this node", r.PathValue("id"))
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// submitBulk accepts a bulk task and runs it in the background. The
+// scheduler issue replaces this with the replicated, durable queue.
+func (n *Node) submitBulk(w http.ResponseWriter, r *http.Request, l *consensus.Lease, t *sandbox.Task) error {
+	if err := n.saveTask(&api.Task{TaskID: t.ID, State: api.TaskQueued, Class: l.Class}); err != nil {
+		return err
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		ctx := context.Background()
+		release, err := n.pool.Acquire(ctx, l.Class, l.Tenant)
+		for errors.Is(err, scheduler.ErrQueueTimeout) || errors.Is(err, scheduler.ErrQueueFull) {
+			if n.draining.Load() {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+			release, err = n.pool.Acquire(ctx, l.Class, l.Tenant)
+		}
+		if err != nil {
+			now := time.Now()
+			res := &sandbox.Result{Outcome: sandbox.Terminated(sandbox.ReasonShutdown), Start: now, End: now, Response: sandbox.Response{Status: 500}}
+			_ = n.saveTask(&api.Task{TaskID: t.ID, State: api.TaskFailed, Class: l.Class, Result: n.resultView(l, t, res)})
+			return
+		}
+		defer release()
+		_ = n.saveTask(&api.Task{TaskID: t.ID, State: api.TaskRunning, Class: l.Class, Attempts: 1})
+		n.execute(ctx, l, t)
+	}()
+	writeJSON(w, http.StatusAccepted, api.Accepted{TaskID: t.ID})
+	return nil
+}
+
+// taskRequest validates the HTTP request a task is given.
+func (n *Node) taskRequest(in *api.TaskHTTPRequest) (*sandbox.Request, error) {
+	method := in.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	if len(method) > 16 || strings.IndexFunc(method, func(c rune) bool { return c < 'A' || c > 'Z' }) >= 0 {
+		return nil, api.BadRequest(api.CodeBadRequest, "request.method %q is not an HTTP method", method)
+	}
+	raw := in.URL
+	if raw == "" {
+		raw = defaultRequestURL
+	}
+	if len(raw) > maxURLBytes {
+		return nil, api.BadRequest(api.CodeBadRequest, "request.url is longer than %d bytes", maxURLBytes)
+	}
+	u, err := weburl.Parse(raw, "")
+	if err != nil || (u.Protocol != "http:" && u.Protocol != "https:") {
+		return nil, api.BadRequest(api.CodeBadRequest, "request.url must be an absolute http or https URL")
+	}
+	if len(in.Headers) > maxHeaders {
+		return nil, api.BadRequest(api.CodeBadRequest, "request.headers has more than %d entries", maxHeaders)
+	}
+	hdr := http.Header{}
+	size := 0
+	for k, v := range in.Headers {
+		if !validHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
+			return nil, api.BadRequest(api.CodeBadRequest, "request.headers: invalid header %q", k)
+		}
+		size += len(k) + len(v)
+		hdr.Set(textproto.CanonicalMIMEHeaderKey(k), v)
+	}
+	if size > maxHeaderBytes {
+		return nil, api.BadRequest(api.CodeBadRequest, "request.headers are larger than %d bytes", maxHeaderBytes)
+	}
+	if in.Body.Body != nil && in.Body.BodyBase64 != nil {
+		return nil, api.BadRequest(api.CodeBadRequest, "request: set body or body_base64, not both")
+	}
+	body, err := in.Bytes()
+	if err != nil {
+		return nil, api.BadRequest(api.CodeBadRequest, "request.body_base64 is not valid base64")
+	}
+	if int64(len(body)) > n.cfg.MaxRequestBytes {
+		return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "request body is larger than %d bytes", n.cfg.MaxRequestBytes)
+	}
+	return &sandbox.Request{Method: method, URL: u.Href, Headers: hdr, Body: body}, nil
+}
+
+func validHeaderName(k string) bool {
+	if k == "" || len(k) > 256 {
+		return false
+	}
+	for _, c := range []byte(k) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validateEnv(env map[string]string) error {
+	if len(env) > 256 {
+		return api.BadRequest(api.CodeBadRequest, "env has more than 256 entries")
+	}
+	size := 0
+	for k, v := range env {
+		size += len(k) + len(v)
+		if k == "" || len(k) > 128 || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return api.BadRequest(api.CodeBadRequest, "env: invalid variable %q", k)
+		}
+	}
+	if size > 256<<10 {
+		return api.BadRequest(api.CodeBadRequest, "env is larger than 256 KiB")
+	}
+	return nil
+}
+
+// resolveModule compiles or finds the task's module.
+func (n *Node) resolveModule(ctx context.Context, m *api.Module) (*sandbox.Module, error) {
+	set := 0
+	for _, p := range []*string{m.JS, m.WASM, m.Digest} {
+		if p != nil {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, api.BadRequest(api.CodeBadRequest, `module must have exactly one of "js", "wasm" (base64) or "digest"`)
+	}
+	switch {
+	case m.JS != nil:
+		if int64(len(*m.JS)) > n.cfg.MaxModuleBytes {
+			return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "module is larger than %d bytes", n.cfg.MaxModuleBytes)
+		}
+		return n.compile(ctx, sandbox.KindJS, []byte(*m.JS))
+	case m.WASM != nil:
+		code, err := base64.StdEncoding.DecodeString(*m.WASM)
+		if err != nil {
+			return nil, api.BadRequest(api.CodeInvalidModule, "module.wasm is not valid base64")
+		}
+		if int64(len(code)) > n.cfg.MaxModuleBytes {
+			return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "module is larger than %d bytes", n.cfg.MaxModuleBytes)
+		}
+		return n.compile(ctx, sandbox.KindWASI, code)
+	default:
+		if !strings.HasPrefix(*m.Digest, "sha256:") || len(*m.Digest) != 71 {
+			return nil, api.BadRequest(api.CodeBadRequest, "module.digest must be sha256:<64 hex digits>")
+		}
+		return n.moduleByDigest(ctx, *m.Digest)
+	}
+}
