@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // SchemaVersion is the bundle schema this package reads.
@@ -141,6 +143,14 @@ func (d *Duration) UnmarshalText(b []byte) error {
 		return fmt.Errorf("not a duration such as 30s or 15m: %q", b)
 	}
 	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalYAML reads a duration string and names the line of a bad one.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if err := d.UnmarshalText([]byte(n.Value)); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
 	return nil
 }
 

@@ -1,0 +1,41 @@
+package api
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestCodesAreDocumented: every error code constant appears in
+// docs/api.md's error table.
+func TestCodesAreDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), "api.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	ast.Inspect(f, func(node ast.Node) bool {
+		vs, ok := node.(*ast.ValueSpec)
+		if !ok || !strings.HasPrefix(vs.Names[0].Name, "Code") {
+			return true
+		}
+		lit := vs.Values[0].(*ast.BasicLit)
+		code, _ := strconv.Unquote(lit.Value)
+		n++
+		if !strings.Contains(string(doc), "| `"+code+"` |") {
+			t.Errorf("error code %s (%s) is not in docs/api.md", code, vs.Names[0].Name)
+		}
+		return true
+	})
+	if n < 30 {
+		t.Fatalf("found only %d codes", n)
+	}
+}
