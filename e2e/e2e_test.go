@@ -403,3 +403,26 @@ func TestShutdownTerminatesRunningTasks(t *testing.T) {
 		t.Errorf("no clean stop in the log:\n%s", n.Logs())
 	}
 }
+
+// TestGuestPackage runs examples/logger, which logs through the guest
+// package, on a real node.
+func TestGuestPackage(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "logger.wasm")
+	cmd := exec.Command("go", "build", "-o", out, "./examples/logger")
+	cmd.Dir = nodetest.RepoRoot()
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	wasm, _ := os.ReadFile(out)
+	n := nodetest.Start(t, nodetest.Options{Policy: policyPath()})
+	l := issue(t, n, api.LeaseRequest{Tenant: "demo", Intent: "roomy_task"})
+	res := runTask(t, n, l.Token, wasmTask(base64.StdEncoding.EncodeToString(wasm)))
+	body, _ := res.Response.Bytes()
+	if res.Outcome != "ok" || string(body) != "abi=1\n" {
+		t.Fatalf("outcome %s body %q", res.Outcome, body)
+	}
+	if len(res.Logs) != 2 || res.Logs[0].Message != "handling GET /" || res.Logs[1].Level != "warn" {
+		t.Fatalf("logs = %+v", res.Logs)
+	}
+}

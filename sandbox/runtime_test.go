@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -236,22 +238,30 @@ func TestNodeSurvivesHostileGuests(t *testing.T) {
 		}
 	}
 	run(20) // warm up
-	runtime.GC()
+	debug.FreeOSMemory()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	g0 := runtime.NumGoroutine()
+	rss0 := rssBytes(t)
 
 	run(400) // 200 memory-hungry, 200 endless
 
 	var after runtime.MemStats
+	var rss1 int64
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		runtime.GC()
+		debug.FreeOSMemory()
 		runtime.ReadMemStats(&after)
-		if runtime.NumGoroutine() <= g0+2 && after.HeapInuse < before.HeapInuse+64<<20 || time.Now().After(deadline) {
+		rss1 = rssBytes(t)
+		if runtime.NumGoroutine() <= g0+2 && after.HeapInuse < before.HeapInuse+64<<20 && rss1 < rss0+96<<20 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("goroutines %d → %d, heap in use %d → %d MiB, RSS %d → %d MiB", g0, runtime.NumGoroutine(),
+		before.HeapInuse>>20, after.HeapInuse>>20, rss0>>20, rss1>>20)
+	if rss1 > rss0+96<<20 {
+		t.Errorf("RSS grew from %d MiB to %d MiB", rss0>>20, rss1>>20)
 	}
 	if g := runtime.NumGoroutine(); g > g0+2 {
 		t.Errorf("goroutines: %d before, %d after", g0, g)
@@ -259,4 +269,18 @@ func TestNodeSurvivesHostileGuests(t *testing.T) {
 	if after.HeapInuse > before.HeapInuse+64<<20 {
 		t.Errorf("heap in use grew from %d MiB to %d MiB", before.HeapInuse>>20, after.HeapInuse>>20)
 	}
+}
+
+// rssBytes reads the process's resident set size from /proc.
+func rssBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skipf("no /proc/self/statm: %v", err)
+	}
+	var size, rss int64
+	if _, err := fmt.Sscan(string(b), &size, &rss); err != nil {
+		t.Fatal(err)
+	}
+	return rss * int64(os.Getpagesize())
 }

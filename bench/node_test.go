@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/internal/nodetest"
+)
+
+// client is an HTTP client with enough idle connections for the
+// concurrency levels used here.
+var client = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}, Timeout: time.Minute}
+
+func post(url, token string, body []byte, want int) error {
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// startNode starts a real node (not race-instrumented: benchmarks run
+// without -race) with enough slots and queue for the load.
+func startNode(b *testing.B) *nodetest.Node {
+	return nodetest.Start(b, nodetest.Options{Args: []string{"--slots", "8", "--log-level", "warn"}})
+}
+
+// BenchmarkTasksEndToEnd drives POST /v1/tasks on a real node with the
+// minimal guest (stored by digest): lease verification, scheduling,
+// a fresh sandbox and the task record, per request.
+func BenchmarkTasksEndToEnd(b *testing.B) {
+	n := startNode(b)
+	var l api.Lease
+	n.JSON("POST", "/v1/leases", n.Token, api.LeaseRequest{Tenant: "demo", Intent: "read_docs"}, 201, &l)
+	st, body := n.Do("PUT", "/v1/modules", l.Token, loadGuest(b, "minimal"), "Content-Type", "application/wasm")
+	if st != 201 {
+		b.Fatalf("put module: %d %s", st, body)
+	}
+	var ref api.ModuleRef
+	_ = json.Unmarshal(body, &ref)
+	task, _ := json.Marshal(api.TaskRequest{Module: api.Module{Digest: &ref.Digest}})
+	url := n.URL() + "/v1/tasks"
+	for _, c := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			Load(200, c, func(int) error { return post(url, l.Token, task, 200) }) // warm up
+			b.ResetTimer()
+			lat := Load(max(b.N, 2000), c, func(int) error { return post(url, l.Token, task, 200) })
+			lat.Report(b, "tasks")
+		})
+	}
+}
+
+// BenchmarkLeaseIssue issues leases through Raft on one node.
+func BenchmarkLeaseIssue(b *testing.B) {
+	n := startNode(b)
+	req, _ := json.Marshal(api.LeaseRequest{Tenant: "demo", Intent: "read_docs"})
+	url := n.URL() + "/v1/leases"
+	for _, c := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			b.ResetTimer()
+			lat := Load(max(b.N, 1000), c, func(int) error { return post(url, n.Token, req, 201) })
+			lat.Report(b, "leases")
+		})
+	}
+}
