@@ -1,0 +1,44 @@
+// Package egress is the one gateway for outbound requests of sandboxed
+// code: the fetch host call of WASI guests and of the JS engine
+// (TaskClient, a sandbox.Fetcher), and agent runners outside leash (Proxy,
+// an HTTP and CONNECT proxy authenticated by a lease). docs/egress.md is
+// the operator's reference; this comment is the map for developers.
+//
+// # Decisions
+//
+// Policy is compiled once per profile (Compile → *Rules) and once per
+// deny list (CompileDeny → *DenyList). Every request hop is decided in a
+// fixed order, and the first refusal names its clause (clause.go):
+//
+//  1. the URL, parsed by weburl (the WHATWG parser the JS engine's URL
+//     uses) plus strict authority rules: url.invalid, scheme;
+//  2. method and headers: request.invalid, request.host;
+//  3. the deny list by name and literal address: global.deny;
+//  4. the allow rules: profile.default_deny, profile.port, profile.method;
+//  5. the task's subrequests, then the tenant × destination buckets:
+//     limit.subrequests, limit.rate, limit.bytes;
+//  6. one resolution, and every address of the answer checked against the
+//     special-purpose registries and the deny list's CIDRs:
+//     address.private, global.deny;
+//  7. a dial to exactly a checked address (never a second lookup), with
+//     connect, header and total timeouts inside the caller's deadline:
+//     timeout;
+//  8. the response body, bounded while it streams: limit.response_size,
+//     limit.bytes; and for fetches, each redirect is a new hop from 1:
+//     limit.redirects.
+//
+// Each hop ends in exactly one Decision: one canonical slog line (keys in
+// LogKeys) and one call of Config.OnDecision.
+//
+// # Connections
+//
+// Connections are pooled per tenant × scheme × host × port × checked
+// address, so a reused connection always goes where the current hop's
+// check allowed; the pool is bounded (LRU).
+//
+// # Concurrency
+//
+// Gateway, Rules, DenyList, TaskClient and Proxy are safe for concurrent
+// use. Rules are immutable; a DenyList changes atomically (Add, Replace)
+// and every hop reads the current one.
+package egress
