@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"run":     {"run a module (Go package dir, .wasm or .js) under a new lease and print the response", runRun},
 	"lease":   {"issue a lease and print its token", runLease},
 	"revoke":  {"revoke a lease on every node", runRevoke},
+	"members": {"list the cluster's members: state, suffrage, leader, applied index, load", runMembers},
 	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
 	"task":    {"task get ID: print a task record", runTask},
 	"version": {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},

@@ -17,7 +17,19 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&cfg.PolicyFile, "policy", "", "policy bundle (YAML); default: the built-in example bundle")
 	fs.StringVar(&cfg.Join, "join", "", "gossip address of a member to join")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", d.RaftAddr, "Raft address")
-	fs.StringVar(&cfg.GossipAddr, "gossip-addr", d.GossipAddr, "gossip (memberlist) address")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", d.GossipAddr, "gossip (memberlist) address, UDP and TCP")
+	fs.StringVar(&cfg.SecretFile, "secret-file", "", "file holding the cluster secret (default: DATA/cluster.secret; LEASH_CLUSTER_SECRET overrides)")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "host to advertise to peers when --addr, --raft-addr or --gossip-addr bind 0.0.0.0")
+	fs.IntVar(&cfg.VoterCount, "voters", node.DefaultVoterCount, "Raft voters the leader keeps (3 or 5); further nodes are non-voters")
+	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", node.DefaultDeadTimeout, "remove a member from Raft after it has been dead this long")
+	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", node.DefaultJoinTimeout, "give up --join after this long")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", node.DefaultWriteTimeout, "how long a write waits for a leader before 503 no_leader")
+	fs.DurationVar(&cfg.MaxStaleness, "max-staleness", node.DefaultMaxStaleness, "a follower that has not heard from the leader this long refuses tasks")
+	fs.BoolVar(&cfg.StayOnStop, "stay-on-stop", false, "on SIGTERM stay in the Raft configuration instead of leaving the cluster")
+	fs.BoolVar(&cfg.NoOffload, "no-offload", false, "never run interactive tasks on a less loaded peer")
+	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (0: 8192)")
+	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "Raft entries kept after a snapshot for slow followers (0: 10240)")
+	fs.StringVar(&cfg.EgressProxyAddr, "egress-proxy-addr", "", "serve the lease-authenticated egress proxy here (off by default)")
 	fs.StringVar(&cfg.EnginePath, "engine", "build/engine/engine.wasm", "JS engine (built by make engine)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", d.ShutdownGrace, "how long running tasks may finish at shutdown")
 	fs.IntVar(&cfg.Slots, "slots", d.Slots, "sandboxes running at once")
@@ -31,6 +43,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.AdminToken = env.Getenv("LEASH_ADMIN_TOKEN")
+	cfg.Secret = env.Getenv("LEASH_CLUSTER_SECRET")
 	cfg.Version = Version
 	if _, err := os.Stat(cfg.EnginePath); err != nil {
 		cfg.Logger.Warn("JS engine not found; JavaScript tasks are refused until `make engine` builds it", "path", cfg.EnginePath)

@@ -46,6 +46,7 @@ func (n *Node) routes() http.Handler {
 	route("/readyz", map[string]handlerFunc{"GET": n.readyz})
 	route("/v1/keys", map[string]handlerFunc{"GET": n.getKeys})
 	route("/v1/cluster", map[string]handlerFunc{"GET": n.getCluster})
+	route("/v1/cluster/snapshot", map[string]handlerFunc{"POST": n.postSnapshot})
 	route("/v1/policy", map[string]handlerFunc{"GET": n.getPolicy, "PUT": n.putPolicy})
 	route("/v1/leases", map[string]handlerFunc{"POST": n.issueLease})
 	route("/v1/leases/{id}", map[string]handlerFunc{"GET": n.getLease, "DELETE": n.revokeLease})

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
 
 	"github.com/leash-dev/leash/api"
@@ -67,28 +66,7 @@ func (n *Node) getKeys(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (n *Node) getCluster(w http.ResponseWriter, r *http.Request) error {
-	nodes, err := n.state.Nodes()
-	if err != nil {
-		return err
-	}
-	leaderID, _ := n.raft.Leader()
-	out := api.Cluster{Members: []api.Member{}}
-	for _, m := range nodes {
-		mem := api.Member{ID: m.ID, API: m.API, Raft: m.Raft, Gossip: m.Gossip, State: "alive"}
-		if m.ID == n.id.NodeID {
-			mem.AppliedIndex = n.raft.AppliedIndex()
-		}
-		if m.ID == leaderID {
-			l := mem
-			out.Leader = &l
-		}
-		out.Members = append(out.Members, mem)
-	}
-	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].ID < out.Members[j].ID })
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
+// getCluster is in cluster.go.
 
 func (n *Node) getPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := n.requireAdmin(r); err != nil {
@@ -156,8 +134,10 @@ func (n *Node) proposeError(err error) error {
 			status = http.StatusForbidden
 		}
 		return &api.Error{Status: status, Code: re.Code, Message: re.Message}
+	case errors.Is(err, consensus.ErrOutcomeUnknown):
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, Message: "leadership changed while the write was in flight: it may or may not have been applied; check, then retry", RetryAfter: 1, Err: err}
 	case errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrNotLeader):
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, Message: "no leader is available to apply the write; retry", RetryAfter: 1, Err: err}
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, Message: "no leader is available to apply the write; it was not applied; retry", RetryAfter: 1, Err: err}
 	case errors.Is(err, consensus.ErrCommandTooLarge):
 		return &api.Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeBodyTooLarge, Message: err.Error()}
 	}

@@ -91,9 +91,11 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) error {
 		IssuedBy:     n.id.NodeID,
 		KID:          n.signer.KID(),
 	}
-	if _, err := n.propose(r.Context(), &consensus.IssueLease{Lease: l}); err != nil {
+	res, err := n.propose(r.Context(), &consensus.IssueLease{Lease: l})
+	if err != nil {
 		return n.proposeError(err)
 	}
+	setIndex(w, res)
 	tok, err := n.signer.Sign(&l)
 	if err != nil {
 		return err
@@ -139,9 +141,11 @@ func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
 	if len(reason) > 256 {
 		return api.BadRequest(api.CodeBadRequest, "reason is longer than 256 bytes")
 	}
-	if _, err := n.propose(r.Context(), &consensus.RevokeLease{LeaseID: id, Reason: reason, By: "admin", At: n.now().UnixNano()}); err != nil {
+	res, err := n.propose(r.Context(), &consensus.RevokeLease{LeaseID: id, Reason: reason, By: "admin", At: n.now().UnixNano()})
+	if err != nil {
 		return n.proposeError(err)
 	}
+	setIndex(w, res)
 	n.log.Info("lease revoked", "lease", id, "reason", reason, "traceparent", traceFrom(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 	return nil

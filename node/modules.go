@@ -90,15 +90,24 @@ func (n *Node) moduleByDigest(ctx context.Context, digest string) (*sandbox.Modu
 	if m, ok := n.box.Cached(digest); ok {
 		return m, nil
 	}
+	var b []byte
 	v, closer, err := n.db.Get([]byte(prefixModule + digest))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module %s on this node; PUT /v1/modules first", digest)
-	}
-	if err != nil {
+		// Modules live on the node that received them; peers are asked
+		// by digest (cluster.go).
+		b, err = n.fetchModule(ctx, digest)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module %s on this node or its peers; PUT /v1/modules first", digest)
+		}
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("read module: %w", err)
+	} else {
+		b = append([]byte(nil), v...)
+		closer.Close()
 	}
-	b := append([]byte(nil), v...)
-	closer.Close()
 	kind := sandbox.KindWASI
 	if b[0] == 'j' {
 		kind = sandbox.KindJS

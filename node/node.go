@@ -40,6 +40,42 @@ type Config struct {
 	AdminToken string
 	// EnginePath is the JS engine; empty or missing: JS is refused.
 	EnginePath string
+	// EgressProxyAddr, when set, serves the lease-authenticated egress
+	// proxy (HTTP and CONNECT) there.
+	EgressProxyAddr string
+	// Egress holds test seams for the gateway.
+	Egress EgressOptions
+
+	// Cluster (docs/cluster.md). Secret is the cluster secret's text
+	// (LEASH_CLUSTER_SECRET); SecretFile names a file holding it; with
+	// neither, DATA/cluster.secret (created when bootstrapping).
+	Secret     string
+	SecretFile string
+	// Advertise is the host peers and clients reach this node at, when
+	// the addresses above bind every interface.
+	Advertise string
+	// VoterCount is how many Raft voters the leader keeps (3 or 5); more
+	// nodes join as non-voters.
+	VoterCount int
+	// DeadTimeout: a member dead this long is removed from Raft.
+	DeadTimeout time.Duration
+	// JoinTimeout bounds --join: a node that reaches no member (or holds
+	// another secret) gives up and exits.
+	JoinTimeout time.Duration
+	// WriteTimeout bounds how long a write waits for a leader.
+	WriteTimeout time.Duration
+	// MaxStaleness: a follower that has not heard from the leader for
+	// this long refuses tasks (its revocations may be stale).
+	MaxStaleness time.Duration
+	// StayOnStop keeps a stopped node in the Raft configuration (a
+	// restart, not a departure); by default a graceful stop leaves.
+	StayOnStop bool
+	// NoOffload keeps every interactive task on the node that got it.
+	NoOffload bool
+	// SnapshotThreshold and TrailingLogs tune Raft snapshots (0: raft's
+	// defaults).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
 
 	ShutdownGrace   time.Duration
 	MaxModuleBytes  int64
@@ -106,6 +142,21 @@ func (c *Config) fill() {
 	if c.Version == "" {
 		c.Version = d.Version
 	}
+	if c.VoterCount <= 0 {
+		c.VoterCount = DefaultVoterCount
+	}
+	if c.DeadTimeout <= 0 {
+		c.DeadTimeout = DefaultDeadTimeout
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxStaleness <= 0 {
+		c.MaxStaleness = DefaultMaxStaleness
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,9 +177,11 @@ type Node struct {
 	box    *sandbox.Runtime
 	pool   *scheduler.Pool
 	signer *lease.Signer
+	egress *egressState
 	now    func() time.Time
 
 	apiAddr  string
+	mesh     *mesh
 	ready    atomic.Bool
 	draining atomic.Bool
 	tasks    *running
@@ -147,6 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	err = n.serve(ctx, ln)
+	n.leave()
 	if cerr := n.close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -157,9 +211,6 @@ func Run(ctx context.Context, cfg Config) error {
 // was started.
 func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	cfg := n.cfg
-	if cfg.Join != "" {
-		return nil, errors.New("--join: joining a cluster is not available in this build yet")
-	}
 	id, err := loadIdentity(cfg.DataDir, cfg.AdminToken)
 	if err != nil {
 		return nil, err
@@ -192,13 +243,18 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	n.fsm = consensus.NewFSM(n.db, cfg.Logger)
 	n.state = n.fsm.State()
 	n.fsm.OnApply(n.onApply)
+	if err := n.openMesh(); err != nil {
+		return nil, err
+	}
 	if n.raft, err = consensus.Open(ctx, consensus.Config{
-		NodeID:    id.NodeID,
-		Dir:       cfg.DataDir,
-		DB:        n.db,
-		BindAddr:  cfg.RaftAddr,
-		Bootstrap: true,
-		Logger:    cfg.Logger,
+		NodeID:            id.NodeID,
+		Dir:               cfg.DataDir,
+		DB:                n.db,
+		Stream:            n.mesh.mux.Raft(),
+		Bootstrap:         cfg.Join == "",
+		SnapshotThreshold: cfg.SnapshotThreshold,
+		TrailingLogs:      cfg.TrailingLogs,
+		Logger:            cfg.Logger,
 	}, n.fsm); err != nil {
 		return nil, err
 	}
@@ -210,16 +266,27 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.pool = scheduler.New(scheduler.Config{Slots: cfg.Slots, MaxQueue: cfg.MaxQueue, MaxWait: cfg.MaxQueueWait})
+	if err := n.openEgress(); err != nil {
+		return nil, err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	n.apiAddr = ln.Addr().String()
+	if err := n.startMesh(ctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
 
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := n.raft.WaitLeader(wctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := n.waitCaughtUp(wctx); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -238,7 +305,7 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 	pub := n.id.LeaseKey.Public().(ed25519.PublicKey)
 	rpub := n.id.ReceiptKey.Public().(ed25519.PublicKey)
 	cmds := []consensus.Command{
-		&consensus.PutNode{Node: consensus.NodeInfo{ID: n.id.NodeID, API: n.apiAddr, Raft: n.raft.Addr(), Version: n.cfg.Version, JoinedAt: now}},
+		&consensus.PutNode{Node: consensus.NodeInfo{ID: n.id.NodeID, API: n.advertisedAPI(), Raft: n.raft.Addr(), Gossip: n.mesh.members.Addr(), Version: n.cfg.Version, JoinedAt: now}},
 		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: n.signer.KID(), NodeID: n.id.NodeID, Use: consensus.KeyUseLease, Algorithm: "EdDSA", PublicKey: pub, AddedAt: now}},
 		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: lease.KeyID(rpub), NodeID: n.id.NodeID, Use: consensus.KeyUseReceipt, Algorithm: "EdDSA", PublicKey: rpub, AddedAt: now}},
 	}
@@ -258,13 +325,15 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 		}
 	}
 	d, _ := n.state.EnvDigest(Env)
+	n.refreshDeny()
 	n.log.Info("policy active", "env", Env, "digest", d)
 	return nil
 }
 
-// propose applies a command through Raft and waits for it.
+// propose applies a command through Raft and waits for it: on the
+// leader, or forwarded to it (proposeAnywhere, in cluster.go).
 func (n *Node) propose(ctx context.Context, c consensus.Command) (*consensus.Result, error) {
-	return n.raft.Apply(ctx, c)
+	return n.proposeAnywhere(ctx, c)
 }
 
 func (n *Node) serve(ctx context.Context, ln net.Listener) error {
@@ -278,6 +347,14 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if n.cfg.EgressProxyAddr != "" {
+		pln, err := net.Listen("tcp", n.cfg.EgressProxyAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listen for the egress proxy on %s: %w", n.cfg.EgressProxyAddr, err)
+		}
+		n.serveProxy(ctx, pln)
+	}
 	n.ready.Store(true)
 	n.log.Info("serving", "api", n.apiAddr, "raft", n.raft.Addr(), "data", n.cfg.DataDir, "js", n.box.JSError() == nil)
 	if n.cfg.Ready != nil {
@@ -323,12 +400,17 @@ func (n *Node) shutdown(srv *http.Server) {
 // close stops what open started, in reverse order.
 func (n *Node) close() error {
 	var errs []error
+	if n.egress != nil {
+		n.egress.gw.Close()
+	}
 	if n.box != nil {
 		errs = append(errs, n.box.Close(context.Background()))
 	}
+	errs = append(errs, n.closeMesh())
 	if n.raft != nil {
 		errs = append(errs, n.raft.Close())
 	}
+	errs = append(errs, n.closeMux())
 	if n.db != nil {
 		errs = append(errs, n.db.Close())
 	}
@@ -347,9 +429,15 @@ func (n *Node) onApply(a consensus.Applied) {
 	if a.Result.Err() != nil {
 		return
 	}
-	if c, ok := a.Command.(*consensus.RevokeLease); ok {
+	switch c := a.Command.(type) {
+	case *consensus.RevokeLease:
 		if k := n.tasks.cancelLease(c.LeaseID, sandbox.Terminate(sandbox.ReasonRevoked)); k > 0 {
 			n.log.Info("revoked lease ended running tasks", "lease", c.LeaseID, "tasks", k)
+		}
+	case *consensus.PutPolicy:
+		if c.Env == Env && n.egress != nil {
+			// Listeners run after the batch is committed.
+			n.refreshDeny()
 		}
 	}
 }

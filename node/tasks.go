@@ -39,6 +39,9 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) error {
 	if n.draining.Load() {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeShuttingDown, Message: "this node is shutting down; send the task to another node", RetryAfter: 1}
 	}
+	if err := n.checkFresh(); err != nil {
+		return err
+	}
 	l, err := n.verifyLease(r)
 	if err != nil {
 		return err
@@ -65,6 +68,9 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) error {
 	if err := validateEnv(req.Env); err != nil {
 		return err
 	}
+	if l.Class != consensus.ClassBulk && n.offload(w, r, &req) {
+		return nil
+	}
 	mod, err := n.resolveModule(r.Context(), &req.Module)
 	if err != nil {
 		return err
@@ -78,6 +84,11 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) error {
 		Attempt:     1,
 		Traceparent: traceFrom(r.Context()),
 	}
+	tc, err := n.fetcherFor(l, profile, t.ID, t.Traceparent)
+	if err != nil {
+		return err
+	}
+	t.Host.Fetch = tc
 	if l.Class == consensus.ClassBulk {
 		return n.submitBulk(w, r, l, t)
 	}
@@ -132,6 +143,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	} else {
 		res = n.box.Run(ctx, t)
 	}
+	addEgressUsage(t, &res.Usage)
 	out := n.resultView(l, t, res)
 	n.log.Info("task finished", "task", t.ID, "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile,
 		"module", t.Module.Digest, "outcome", out.Outcome, "cpu_ms", out.Usage.CPUMs, "wall_ms", out.Usage.WallMs,

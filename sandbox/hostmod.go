@@ -20,8 +20,13 @@ var logLevels = [...]string{"debug", "info", "warn", "error"}
 
 // hostFunctionNames lists every host function a guest may import.
 var hostFunctionNames = map[string]bool{
-	"abi_version": true,
-	"log":         true,
+	"abi_version":    true,
+	"log":            true,
+	"fetch":          true,
+	"response_meta":  true,
+	"response_read":  true,
+	"response_close": true,
+	"last_error":     true,
 }
 
 // instantiateHostModule defines the "leash" module once per runtime. Host
@@ -43,6 +48,16 @@ func instantiateHostModule(ctx context.Context, r wazero.Runtime) error {
 		WithParameterNames("level", "ptr", "len").
 		WithName("log").
 		Export("log").
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostFetch), i32s(2), i32s(1)).
+		WithParameterNames("req_ptr", "req_len").Export("fetch").
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostResponseMeta), i32s(3), i32s(1)).
+		WithParameterNames("handle", "buf_ptr", "buf_cap").Export("response_meta").
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostResponseRead), i32s(3), i32s(1)).
+		WithParameterNames("handle", "buf_ptr", "buf_cap").Export("response_read").
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostResponseClose), i32s(1), i32s(1)).
+		WithParameterNames("handle").Export("response_close").
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostLastError), i32s(2), i32s(1)).
+		WithParameterNames("buf_ptr", "buf_cap").Export("last_error").
 		Instantiate(ctx)
 	if err != nil {
 		return fmt.Errorf("instantiate host module: %w", err)
@@ -60,4 +75,12 @@ func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	st.logs.add(logLevels[level], string(msg))
 	stack[0] = 0
+}
+
+func i32s(n int) []api.ValueType {
+	out := make([]api.ValueType, n)
+	for i := range out {
+		out[i] = api.ValueTypeI32
+	}
+	return out
 }

@@ -244,9 +244,13 @@ func errorResult(start time.Time, msg string) *Result {
 
 // taskState is what host functions reach through the call's context.
 type taskState struct {
-	task  *Task
-	meter *meter
-	logs  *logSink
+	task   *Task
+	meter  *meter
+	logs   *logSink
+	cancel context.CancelCauseFunc
+
+	fetchOnce sync.Once
+	fetch     *fetchState
 }
 
 type taskStateKey struct{}
@@ -317,7 +321,7 @@ func (r *Runtime) runWASI(parent context.Context, t *Task) *Result {
 	}
 
 	m := startMeter(lim.CPU, cancel)
-	st := &taskState{task: t, meter: m, logs: logs}
+	st := &taskState{task: t, meter: m, logs: logs, cancel: cancel}
 	runCtx := context.WithValue(ctx, taskStateKey{}, st)
 	runCtx = experimental.WithMemoryAllocator(runCtx, mem)
 

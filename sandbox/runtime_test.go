@@ -284,3 +284,47 @@ func rssBytes(t *testing.T) int64 {
 	}
 	return rss * int64(os.Getpagesize())
 }
+
+// stubFetcher answers every fetch, or refuses with a clause.
+type stubFetcher struct {
+	clause string
+	calls  int
+}
+
+func (f *stubFetcher) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, error) {
+	f.calls++
+	if f.clause != "" {
+		return nil, &FetchError{Clause: f.clause, Message: "refused by the test"}
+	}
+	return &FetchResponse{Status: 200, Headers: http.Header{"X-Up": {"1"}}, Body: []byte("upstream says hi to " + req.Headers.Get("X-Guest")), URL: req.URL}, nil
+}
+
+func TestFetchHostCalls(t *testing.T) {
+	r := newRuntime(t)
+	m := compile(t, r, "fetch")
+	run := func(f Fetcher, env map[string]string) *Result {
+		t.Helper()
+		var host Host
+		if f != nil {
+			host.Fetch = f
+		}
+		return r.Run(context.Background(), &Task{Module: m, Request: Request{Method: "GET", URL: "http://x.example/"}, Env: env, Limits: testLimits, Host: host})
+	}
+	res := run(&stubFetcher{}, map[string]string{"FETCH_URL": "https://api.example.com/x"})
+	if res.Outcome != OutcomeOK || !strings.Contains(string(res.Response.Body), "body upstream says hi to c") || !strings.Contains(string(res.Response.Body), `"status":200`) {
+		t.Fatalf("allowed fetch: %s %s\n%s", res.Outcome, res.Error, res.Response.Body)
+	}
+	res = run(&stubFetcher{clause: "profile.default_deny"}, map[string]string{"FETCH_URL": "https://evil.example/"})
+	if res.Outcome != OutcomeOK || !strings.Contains(string(res.Response.Body), `error -2 {"clause":"profile.default_deny"`) {
+		t.Fatalf("blocked fetch: %s\n%s", res.Outcome, res.Response.Body)
+	}
+	res = run(nil, map[string]string{"FETCH_URL": "https://evil.example/"})
+	if !strings.Contains(string(res.Response.Body), `"clause":"profile.default_deny"`) {
+		t.Fatalf("no fetcher: %s", res.Response.Body)
+	}
+	f := &stubFetcher{clause: SubrequestClause}
+	res = run(f, map[string]string{"FETCH_URL": "https://api.example.com/", "FETCH_COUNT": "5"})
+	if res.Outcome != Terminated(ReasonSubrequests) || f.calls != 1 {
+		t.Fatalf("over subrequests: %s after %d calls", res.Outcome, f.calls)
+	}
+}
