@@ -118,21 +118,24 @@ type ReceiptRef struct {
 // TaskResult is the answer of an interactive POST /v1/tasks, and the
 // result inside a task record.
 type TaskResult struct {
-	TaskID      string        `json:"task_id"`
-	Outcome     string        `json:"outcome"`
-	Error       string        `json:"error,omitempty"`
-	Response    *TaskResponse `json:"response,omitempty"`
-	Logs        []LogLine     `json:"logs"`
-	Usage       Usage         `json:"usage"`
-	Receipt     *ReceiptRef   `json:"receipt,omitempty"`
-	Node        string        `json:"node"`
-	LeaseID     string        `json:"lease_id"`
-	Tenant      string        `json:"tenant"`
-	Profile     string        `json:"profile"`
-	Module      string        `json:"module_digest"`
-	Traceparent string        `json:"traceparent"`
-	StartedAt   time.Time     `json:"started_at"`
-	EndedAt     time.Time     `json:"ended_at"`
+	TaskID   string        `json:"task_id"`
+	Outcome  string        `json:"outcome"`
+	Error    string        `json:"error,omitempty"`
+	Response *TaskResponse `json:"response,omitempty"`
+	Logs     []LogLine     `json:"logs"`
+	Usage    Usage         `json:"usage"`
+	Receipt  *ReceiptRef   `json:"receipt,omitempty"`
+	// ReceiptError says why the receipt is not yet in the ledger (it is
+	// spooled on the node and appended later).
+	ReceiptError string    `json:"receipt_error,omitempty"`
+	Node         string    `json:"node"`
+	LeaseID      string    `json:"lease_id"`
+	Tenant       string    `json:"tenant"`
+	Profile      string    `json:"profile"`
+	Module       string    `json:"module_digest"`
+	Traceparent  string    `json:"traceparent"`
+	StartedAt    time.Time `json:"started_at"`
+	EndedAt      time.Time `json:"ended_at"`
 }
 
 // Task states.
@@ -168,18 +171,54 @@ type ModuleRef struct {
 
 // Member is a cluster member in GET /v1/cluster.
 type Member struct {
-	ID           string `json:"id"`
-	API          string `json:"api"`
-	Raft         string `json:"raft"`
-	Gossip       string `json:"gossip,omitempty"`
-	State        string `json:"state"`
+	ID     string `json:"id"`
+	API    string `json:"api"`
+	Raft   string `json:"raft"`
+	Gossip string `json:"gossip,omitempty"`
+	// State is gossip's view: alive, suspect, dead, left, or unknown (in
+	// the Raft configuration, not in gossip).
+	State string `json:"state"`
+	// Suffrage is voter, nonvoter or none (not in the Raft configuration).
+	Suffrage string `json:"suffrage"`
+	// RaftState is the member's own view: leader, follower, candidate.
+	RaftState    string `json:"raft_state,omitempty"`
 	AppliedIndex uint64 `json:"applied_index"`
+	Version      string `json:"version,omitempty"`
+	Load         *Load  `json:"load,omitempty"`
+	// LastContactMs is how long ago the member heard from the leader.
+	LastContactMs *int64 `json:"last_contact_ms,omitempty"`
+	// StateDigest is the member's replicated state digest (?digest=1).
+	StateDigest string `json:"state_digest,omitempty"`
+	// Unreachable: gossip says alive but the member did not answer.
+	Unreachable bool `json:"unreachable,omitempty"`
+}
+
+// Load is a node's sandbox slots in use and tasks waiting.
+type Load struct {
+	Running int64 `json:"running"`
+	Waiting int64 `json:"waiting"`
+	Slots   int   `json:"slots"`
 }
 
 // Cluster is the answer of GET /v1/cluster.
 type Cluster struct {
 	Leader  *Member  `json:"leader"`
 	Members []Member `json:"members"`
+	// Node is the member that answered.
+	Node string `json:"node,omitempty"`
+}
+
+// NodeStatus is what a node says of itself to its peers (the internal
+// API behind GET /v1/cluster).
+type NodeStatus struct {
+	ID            string `json:"id"`
+	State         string `json:"state"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	LastContactMs int64  `json:"last_contact_ms"`
+	Running       int64  `json:"running"`
+	Waiting       int64  `json:"waiting"`
+	Slots         int    `json:"slots"`
+	StateDigest   string `json:"state_digest,omitempty"`
 }
 
 // Ready is the body of GET /readyz.

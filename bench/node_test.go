@@ -77,3 +77,37 @@ func BenchmarkLeaseIssue(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuditCost runs the same load against two nodes in one run, one
+// with receipts (signed, batched through Raft into the Merkle ledger) and
+// one without (LEASH_BENCH_UNAUDITED=1), and reports the throughput ratio.
+func BenchmarkAuditCost(b *testing.B) {
+	for _, c := range []int{8, 32} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) { auditCost(b, c) })
+	}
+}
+
+func auditCost(b *testing.B, conc int) {
+	code := loadGuest(b, "minimal")
+	run := func(env []string) Latencies {
+		n := nodetest.Start(b, nodetest.Options{Args: []string{"--slots", "8", "--log-level", "warn"}, Env: env})
+		defer n.Stop(30 * time.Second)
+		var l api.Lease
+		n.JSON("POST", "/v1/leases", n.Token, api.LeaseRequest{Tenant: "demo", Intent: "read_docs"}, 201, &l)
+		_, body := n.Do("PUT", "/v1/modules", l.Token, code, "Content-Type", "application/wasm")
+		var ref api.ModuleRef
+		_ = json.Unmarshal(body, &ref)
+		task, _ := json.Marshal(api.TaskRequest{Module: api.Module{Digest: &ref.Digest}})
+		url := n.URL() + "/v1/tasks"
+		Load(300, conc, func(int) error { return post(url, l.Token, task, 200) })
+		return Load(max(b.N, 3000), conc, func(int) error { return post(url, l.Token, task, 200) })
+	}
+	b.ResetTimer()
+	off := run([]string{"LEASH_BENCH_UNAUDITED=1"})
+	on := run(nil)
+	b.ReportMetric(on.Rate(), "audited_tasks/s")
+	b.ReportMetric(off.Rate(), "unaudited_tasks/s")
+	b.ReportMetric(on.Rate()/off.Rate(), "ratio")
+	b.ReportMetric(float64(on.P50.Microseconds()), "audited_p50_µs")
+	b.ReportMetric(float64(off.P50.Microseconds()), "unaudited_p50_µs")
+}

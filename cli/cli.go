@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"members": {"list the cluster's members: state, suffrage, leader, applied index, load", runMembers},
 	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
 	"task":    {"task get ID: print a task record", runTask},
+	"ledger":  {"ledger keys|checkpoint|receipt N|export|proof; ledger verify receipt|export|consistency|agree (offline)", runLedger},
 	"version": {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},
 }
 

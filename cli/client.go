@@ -77,6 +77,10 @@ func (c *client) do(ctx context.Context, method, path, token, contentType string
 		}
 		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
 	}
+	if ro, ok := out.(rawOut); ok {
+		_, err := ro.w.Write(b)
+		return err
+	}
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)

@@ -45,6 +45,11 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	cfg.AdminToken = env.Getenv("LEASH_ADMIN_TOKEN")
 	cfg.Secret = env.Getenv("LEASH_CLUSTER_SECRET")
 	cfg.Version = Version
+	if env.Getenv("LEASH_BENCH_UNAUDITED") == "1" {
+		// A benchmark switch: measure what audit costs. Never in production.
+		cfg.Unaudited = true
+		cfg.Logger.Warn("LEASH_BENCH_UNAUDITED=1: tasks run WITHOUT receipts; for benchmarks only")
+	}
 	if _, err := os.Stat(cfg.EnginePath); err != nil {
 		cfg.Logger.Warn("JS engine not found; JavaScript tasks are refused until `make engine` builds it", "path", cfg.EnginePath)
 	}

@@ -41,6 +41,12 @@ func apply(tx *Tx, c Command) (any, error) {
 		return nil, applyPutNode(tx, c)
 	case *ExpireLeases:
 		return applyExpireLeases(tx, c)
+	case *LedgerInit:
+		return nil, applyLedgerInit(tx, c)
+	case *AppendReceipts:
+		return applyAppendReceipts(tx, c)
+	case *CosignCheckpoint:
+		return applyCosignCheckpoint(tx, c)
 	}
 	return nil, fmt.Errorf("no handler for %s", c.Op())
 }

@@ -31,6 +31,11 @@ const (
 	OpPutNodeKey   Op = 4 // publish a node's public key (lease or receipt signing)
 	OpPutNode      Op = 5 // record a node's addresses
 	OpExpireLeases Op = 6 // forget leases that expired before a time
+
+	// The receipt ledger (ledger.go).
+	OpLedgerInit       Op = 20 // name the ledger (its checkpoint origin), once
+	OpAppendReceipts   Op = 21 // append a batch of signed receipts
+	OpCosignCheckpoint Op = 22 // add a node's signature to a checkpoint
 )
 
 var opNames = map[Op]string{
@@ -40,6 +45,10 @@ var opNames = map[Op]string{
 	OpPutNodeKey:   "put_node_key",
 	OpPutNode:      "put_node",
 	OpExpireLeases: "expire_leases",
+
+	OpLedgerInit:       "ledger_init",
+	OpAppendReceipts:   "append_receipts",
+	OpCosignCheckpoint: "cosign_checkpoint",
 }
 
 func (o Op) String() string {
@@ -123,6 +132,12 @@ func newCommand(op Op) Command {
 		return &PutNode{}
 	case OpExpireLeases:
 		return &ExpireLeases{}
+	case OpLedgerInit:
+		return &LedgerInit{}
+	case OpAppendReceipts:
+		return &AppendReceipts{}
+	case OpCosignCheckpoint:
+		return &CosignCheckpoint{}
 	}
 	return nil
 }

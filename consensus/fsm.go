@@ -49,6 +49,8 @@ type Result struct {
 	Code    string
 	Message string
 	Value   any
+	// Index is the log index the command was applied at.
+	Index uint64
 }
 
 // Err returns the refusal as an error, or nil.
@@ -76,7 +78,7 @@ func NewFSM(db *pebble.DB, logger *slog.Logger) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &FSM{db: db, log: logger.With("component", "fsm"), state: &State{db: db, cache: newBundleCache()}}
+	return &FSM{db: db, log: logger.With("component", "fsm"), state: &State{db: db, cache: newBundleCache(), records: newRecordCache(65536)}}
 }
 
 // State returns the read side of the replicated state.
@@ -108,6 +110,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	batch := f.db.NewIndexedBatch()
 	defer batch.Close()
 	var done []Applied
+	var written []string // cached keys this batch writes
 	last := applied
 	for i, l := range logs {
 		if l.Index <= applied {
@@ -127,7 +130,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		tx := &Tx{r: batch, pending: map[string][]byte{}}
 		val, err := apply(tx, cmd)
-		res := &Result{Value: val}
+		res := &Result{Value: val, Index: l.Index}
 		if err != nil {
 			var re *RefusedError
 			if errors.As(err, &re) {
@@ -138,6 +141,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 		} else if err := tx.flush(batch); err != nil {
 			panic(fmt.Sprintf("consensus: write batch: %v", err))
+		} else {
+			for _, k := range tx.order {
+				if cached(k) {
+					written = append(written, k)
+				}
+			}
 		}
 		out[i] = res
 		done = append(done, Applied{Index: l.Index, Command: cmd, Result: res})
@@ -152,6 +161,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		// re-applied from it on restart.
 		if err := batch.Commit(pebble.NoSync); err != nil {
 			panic(fmt.Sprintf("consensus: commit state: %v", err))
+		}
+		if len(written) > 0 {
+			f.state.records.invalidate(written)
 		}
 	}
 	for _, a := range done {
@@ -326,6 +338,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: commit: %w", err)
 	}
 	f.state.cache.clear()
+	f.state.records.clear()
 	return nil
 }
 

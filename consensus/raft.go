@@ -20,8 +20,11 @@ var (
 	// no leader right now (an election); it is safe to retry.
 	ErrNoLeader = errors.New("no leader")
 	// ErrNotLeader means this node is not the leader; the write must go
-	// to the leader.
+	// to the leader. It was not applied.
 	ErrNotLeader = errors.New("not the leader")
+	// ErrOutcomeUnknown comes with ErrNoLeader when leadership was lost
+	// after the write entered the log: it may or may not be applied.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 )
 
 // Config configures a Raft node.
@@ -40,6 +43,15 @@ type Config struct {
 	// ApplyTimeout bounds a write that waits for a leader or quorum.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
+	// Stream, when set, carries Raft traffic instead of plain TCP on
+	// BindAddr (the cluster's authenticated transport); its Addr is the
+	// address peers dial.
+	Stream raft.StreamLayer
+	// SnapshotThreshold and TrailingLogs override raft's defaults when
+	// not zero: a snapshot is taken after SnapshotThreshold new entries,
+	// and TrailingLogs entries are kept behind it for slow followers.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
 	// Tune is for tests and benchmarks that need other timings.
 	Tune func(*raft.Config)
 }
@@ -89,8 +101,10 @@ func Open(ctx context.Context, cfg Config, fsm *FSM) (*Raft, error) {
 		}
 		advertise = a
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 5, 10*time.Second, hlog)
-	if err != nil {
+	var trans *raft.NetworkTransport
+	if cfg.Stream != nil {
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: cfg.Stream, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog})
+	} else if trans, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 5, 10*time.Second, hlog); err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.BindAddr, err)
 	}
 
@@ -103,6 +117,21 @@ func Open(ctx context.Context, cfg Config, fsm *FSM) (*Raft, error) {
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
 	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	// A node removed from the configuration (declared dead, then back)
+	// stays up as a follower until the leader adds it again.
+	rc.ShutdownOnRemove = false
+	// Followers learn that an entry committed from the leader's next
+	// AppendEntries; with no new writes that comes after CommitTimeout.
+	// 10ms (raft's default is 50ms) keeps a write forwarded by a follower,
+	// and a revocation, in force on every node within a few milliseconds
+	// of the leader applying it.
+	rc.CommitTimeout = 10 * time.Millisecond
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
 	if cfg.Tune != nil {
 		cfg.Tune(rc)
 	}
@@ -179,6 +208,15 @@ func (r *Raft) Stats() map[string]string { return r.raft.Stats() }
 // AppliedIndex is the last index applied to the FSM.
 func (r *Raft) AppliedIndex() uint64 { return r.raft.AppliedIndex() }
 
+// LastContact is when this node last heard from the leader (now, on the
+// leader itself).
+func (r *Raft) LastContact() time.Time {
+	if r.IsLeader() {
+		return time.Now()
+	}
+	return r.raft.LastContact()
+}
+
 // WaitLeader blocks until the cluster has a leader or ctx ends.
 func (r *Raft) WaitLeader(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
@@ -197,11 +235,20 @@ func (r *Raft) WaitLeader(ctx context.Context) error {
 
 // Apply proposes a command on this node, which must be the leader, and
 // waits until it is applied. A refusal by the FSM is a *RefusedError.
+// ErrNotLeader means the command was not applied; ErrNoLeader alone that
+// it was not applied and there is no leader; ErrNoLeader with
+// ErrOutcomeUnknown that it may have been.
 func (r *Raft) Apply(ctx context.Context, c Command) (*Result, error) {
 	b, err := Encode(c)
 	if err != nil {
 		return nil, err
 	}
+	return r.ApplyEncoded(ctx, c.Op(), b)
+}
+
+// ApplyEncoded is Apply for a command already in its log form (a write
+// forwarded by a follower).
+func (r *Raft) ApplyEncoded(ctx context.Context, op Op, b []byte) (*Result, error) {
 	if r.raft.State() != raft.Leader {
 		if id, _ := r.Leader(); id == "" {
 			return nil, ErrNoLeader
@@ -215,16 +262,19 @@ func (r *Raft) Apply(ctx context.Context, c Command) (*Result, error) {
 	f := r.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-			errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown),
-			errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// Refused before it entered the log.
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrEnqueueTimeout):
 			return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w: %w: %v", ErrNoLeader, ErrOutcomeUnknown, err)
 		}
-		return nil, fmt.Errorf("apply %s: %w", c.Op(), err)
+		return nil, fmt.Errorf("apply %s: %w", op, err)
 	}
 	res, ok := f.Response().(*Result)
 	if !ok {
-		return nil, fmt.Errorf("apply %s: unexpected response %T", c.Op(), f.Response())
+		return nil, fmt.Errorf("apply %s: unexpected response %T", op, f.Response())
 	}
 	return res, res.Err()
 }

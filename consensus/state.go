@@ -100,7 +100,8 @@ var ErrNotFound = errors.New("not found")
 // slightly behind the leader.
 type State struct {
 	db    *pebble.DB
-	cache *bundleCache
+	cache   *bundleCache
+	records *recordCache
 }
 
 // reader is what State reads through: the DB, a snapshot or a batch.
@@ -153,21 +154,37 @@ func appliedIndex(r reader) (uint64, error) {
 	return binary.BigEndian.Uint64(b), nil
 }
 
-// Lease returns a lease by id.
+// Lease returns a lease by id. The caller may keep but not change it.
 func (s *State) Lease(id string) (*Lease, error) {
+	key := prefixLease + id
+	if v, ok := s.records.get(key); ok {
+		c := *v.(*Lease)
+		return &c, nil
+	}
+	g := s.records.gen.Load()
 	var l Lease
-	if err := getRecord(s.db, prefixLease+id, &l); err != nil {
+	if err := getRecord(s.db, key, &l); err != nil {
 		return nil, err
 	}
+	c := l
+	s.records.put(g, key, &c)
 	return &l, nil
 }
 
 // NodeKey returns a public key by key id.
 func (s *State) NodeKey(kid string) (*NodeKey, error) {
+	key := prefixKey + kid
+	if v, ok := s.records.get(key); ok {
+		c := *v.(*NodeKey)
+		return &c, nil
+	}
+	g := s.records.gen.Load()
 	var k NodeKey
-	if err := getRecord(s.db, prefixKey+kid, &k); err != nil {
+	if err := getRecord(s.db, key, &k); err != nil {
 		return nil, err
 	}
+	c := k
+	s.records.put(g, key, &c)
 	return &k, nil
 }
 

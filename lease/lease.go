@@ -9,9 +9,11 @@ package lease
 import (
 	"crypto"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -113,40 +115,63 @@ const Leeway = 2 * time.Second
 
 // Verify checks a token at time now and returns its replicated lease.
 func Verify(token string, st State, now time.Time) (*consensus.Lease, *Claims, error) {
+	c, kid, err := verifySignature(token, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	return checkClaims(c, kid, st, now)
+}
+
+// verifySignature parses a token and checks its algorithm, key and
+// signature: the costly, time-independent part of Verify.
+func verifySignature(token string, st State) (*Claims, string, error) {
 	if token == "" {
-		return nil, nil, refuse(api.CodeLeaseMissing, "a lease token is required (Authorization: Bearer <token>)")
+		return nil, "", refuse(api.CodeLeaseMissing, "a lease token is required (Authorization: Bearer <token>)")
 	}
 	if len(token) > MaxTokenBytes {
-		return nil, nil, refuse(api.CodeLeaseMalformed, "token is longer than %d bytes", MaxTokenBytes)
+		return nil, "", refuse(api.CodeLeaseMalformed, "token is longer than %d bytes", MaxTokenBytes)
 	}
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &alg) {
-			return nil, nil, refuse(api.CodeLeaseAlgorithm, "algorithm %q is not allowed; leases are EdDSA", alg.Got)
+			return nil, "", refuse(api.CodeLeaseAlgorithm, "algorithm %q is not allowed; leases are EdDSA", alg.Got)
 		}
-		return nil, nil, refuse(api.CodeLeaseMalformed, "token is not a compact JWS: %v", err)
+		return nil, "", refuse(api.CodeLeaseMalformed, "token is not a compact JWS: %v", err)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, nil, refuse(api.CodeLeaseMalformed, "token must have exactly one signature")
+		return nil, "", refuse(api.CodeLeaseMalformed, "token must have exactly one signature")
 	}
 	h := tok.Headers[0]
 	if h.KeyID == "" {
-		return nil, nil, refuse(api.CodeLeaseUnknownKey, "token has no kid")
+		return nil, "", refuse(api.CodeLeaseUnknownKey, "token has no kid")
 	}
 	if h.JSONWebKey != nil || len(h.ExtraHeaders) > 0 && hasKeyHeaders(h.ExtraHeaders) {
 		// Keys named inside the token are never trusted.
-		return nil, nil, refuse(api.CodeLeaseMalformed, "token carries its own key")
+		return nil, "", refuse(api.CodeLeaseMalformed, "token carries its own key")
 	}
-	key, err := st.NodeKey(h.KeyID)
-	if err != nil || key.Use != consensus.KeyUseLease || len(key.PublicKey) != ed25519.PublicKeySize {
-		return nil, nil, refuse(api.CodeLeaseUnknownKey, "no lease key with kid %q", h.KeyID)
+	key, err := leaseKey(st, h.KeyID)
+	if err != nil {
+		return nil, "", err
 	}
 	var c Claims
 	if err := tok.Claims(ed25519.PublicKey(key.PublicKey), &c); err != nil {
-		return nil, nil, refuse(api.CodeLeaseBadSignature, "signature does not verify with key %q", h.KeyID)
+		return nil, "", refuse(api.CodeLeaseBadSignature, "signature does not verify with key %q", h.KeyID)
 	}
-	err = c.Claims.ValidateWithLeeway(jwt.Expected{AnyAudience: jwt.Audience{"leash"}, Time: now}, Leeway)
+	return &c, h.KeyID, nil
+}
+
+func leaseKey(st State, kid string) (*consensus.NodeKey, error) {
+	key, err := st.NodeKey(kid)
+	if err != nil || key.Use != consensus.KeyUseLease || len(key.PublicKey) != ed25519.PublicKeySize {
+		return nil, refuse(api.CodeLeaseUnknownKey, "no lease key with kid %q", kid)
+	}
+	return key, nil
+}
+
+// checkClaims checks times and the replicated lease.
+func checkClaims(c *Claims, kid string, st State, now time.Time) (*consensus.Lease, *Claims, error) {
+	err := c.Claims.ValidateWithLeeway(jwt.Expected{AnyAudience: jwt.Audience{"leash"}, Time: now}, Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return nil, nil, refuse(api.CodeLeaseExpired, "lease %s expired at %s", c.ID, c.Expiry.Time().UTC().Format(time.RFC3339))
@@ -167,13 +192,67 @@ func Verify(token string, st State, now time.Time) (*consensus.Lease, *Claims, e
 	}
 	// The token must say exactly what replicated state says.
 	if l.Tenant != c.Tenant || l.Profile != c.Profile || l.PolicyDigest != c.PolicyDigest || l.Class != c.Class ||
-		l.Session != c.Session || l.KID != h.KeyID || l.ExpiresAt/1e9 != c.Expiry.Time().Unix() {
+		l.Session != c.Session || l.KID != kid || l.ExpiresAt/1e9 != c.Expiry.Time().Unix() {
 		return nil, nil, refuse(api.CodeLeaseBadSignature, "token claims do not match lease %s", l.ID)
 	}
 	if now.UnixNano() >= l.ExpiresAt+int64(Leeway) {
 		return nil, nil, refuse(api.CodeLeaseExpired, "lease %s expired", l.ID)
 	}
-	return l, &c, nil
+	return l, c, nil
+}
+
+// Verifier is Verify with a bounded cache of tokens whose signature has
+// been checked: a client that sends the same lease token many times pays
+// for one Ed25519 verification. Everything that can change — the key still
+// published, times, revocation, the replicated lease — is checked on
+// every call.
+type Verifier struct {
+	st   State
+	max  int
+	mu   sync.Mutex
+	seen map[[32]byte]verified
+}
+
+type verified struct {
+	claims *Claims
+	kid    string
+}
+
+// NewVerifier returns a Verifier caching at most size tokens.
+func NewVerifier(st State, size int) *Verifier {
+	return &Verifier{st: st, max: max(size, 1), seen: map[[32]byte]verified{}}
+}
+
+// Verify is Verify with the cache.
+func (v *Verifier) Verify(token string, now time.Time) (*consensus.Lease, *Claims, error) {
+	h := sha256.Sum256([]byte(token))
+	v.mu.Lock()
+	hit, ok := v.seen[h]
+	v.mu.Unlock()
+	if ok {
+		if _, err := leaseKey(v.st, hit.kid); err != nil {
+			return nil, nil, err
+		}
+		return checkClaims(hit.claims, hit.kid, v.st, now)
+	}
+	c, kid, err := verifySignature(token, v.st)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, c, err := checkClaims(c, kid, v.st, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	v.mu.Lock()
+	if len(v.seen) >= v.max {
+		for k := range v.seen { // evict an arbitrary entry
+			delete(v.seen, k)
+			break
+		}
+	}
+	v.seen[h] = verified{claims: c, kid: kid}
+	v.mu.Unlock()
+	return l, c, nil
 }
 
 func hasKeyHeaders(h map[jose.HeaderKey]any) bool {

@@ -176,3 +176,34 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifierCache: a cached token is still refused once revoked,
+// expired, or its key is gone.
+func TestVerifierCache(t *testing.T) {
+	s, st, _ := setup(t)
+	l := newLease(st, s, "l1", now.Add(-time.Minute), 10*time.Minute)
+	tok, _ := s.Sign(l)
+	v := NewVerifier(st, 8)
+	for i := 0; i < 3; i++ {
+		if _, _, err := v.Verify(tok, now); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if _, _, err := v.Verify(tok, now.Add(time.Hour)); err == nil || err.(*Error).Code != api.CodeLeaseExpired {
+		t.Fatalf("expired: %v", err)
+	}
+	st.leases["l1"].RevokedAt = now.UnixNano()
+	if _, _, err := v.Verify(tok, now); err == nil || err.(*Error).Code != api.CodeLeaseRevoked {
+		t.Fatalf("revoked: %v", err)
+	}
+	st.leases["l1"].RevokedAt = 0
+	delete(st.keys, s.KID())
+	if _, _, err := v.Verify(tok, now); err == nil || err.(*Error).Code != api.CodeLeaseUnknownKey {
+		t.Fatalf("key gone: %v", err)
+	}
+	// A forged token never enters the cache as valid.
+	parts := strings.Split(tok, ".")
+	if _, _, err := v.Verify(parts[0]+"."+parts[1]+".AAAA", now); err == nil {
+		t.Fatal("forged token accepted")
+	}
+}

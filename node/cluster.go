@@ -551,7 +551,7 @@ func (n *Node) checkFresh() error {
 		return nil
 	}
 	lc := n.raft.LastContact()
-	if age := time.Since(lc); lc.IsZero() || age > n.cfg.MaxStaleness {
+	if id, _ := n.raft.Leader(); id == "" || lc.IsZero() || time.Since(lc) > n.cfg.MaxStaleness {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, RetryAfter: 1,
 			Message: "this node has not heard from the cluster leader recently, so its view of revocations may be stale; retry, or use another node"}
 	}
@@ -802,4 +802,24 @@ func (n *Node) postSnapshot(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"node": n.id.NodeID, "applied_index": n.raft.AppliedIndex()})
 	return nil
+}
+
+// syncWithLeader waits (up to a second) until this node has applied
+// everything the leader had applied when asked: a read barrier for a
+// follower that misses a record a client just wrote through another node.
+func (n *Node) syncWithLeader(ctx context.Context) error {
+	if n.mesh == nil || n.raft.IsLeader() {
+		return nil
+	}
+	_, addr := n.raft.Leader()
+	if addr == "" {
+		return consensus.ErrNoLeader
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var st api.NodeStatus
+	if err := n.peerJSON(ctx, addr, http.MethodGet, "/internal/status", nil, &st); err != nil {
+		return err
+	}
+	return n.waitApplied(ctx, st.AppliedIndex)
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/egress"
-	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 )
@@ -102,12 +101,16 @@ func (n *Node) fetcherFor(l *consensus.Lease, p *policy.Profile, taskID, tracepa
 
 // onEgressDecision receives every gateway decision (the gateway already
 // logged it); the ledger and events hook in here.
-func (n *Node) onEgressDecision(ctx context.Context, d egress.Decision) {}
+func (n *Node) onEgressDecision(ctx context.Context, d egress.Decision) {
+	if d.Blocked() && d.TaskID != "" {
+		n.tasks.addBlocked(d.TaskID, d.Destination, d.Clause)
+	}
+}
 
 // Authenticate implements egress.Authenticator for proxy mode: a lease
 // token becomes the scope of its profile.
 func (n *Node) Authenticate(ctx context.Context, token string) (egress.Scope, error) {
-	l, _, err := lease.Verify(token, n.state, n.now())
+	l, _, err := n.leases.Verify(token, n.now())
 	if err != nil {
 		return egress.Scope{}, err
 	}
@@ -155,4 +158,3 @@ func addEgressUsage(t *sandbox.Task, u *sandbox.Usage) {
 		tc.Stats().AddTo(u)
 	}
 }
-

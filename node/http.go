@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,25 @@ func (n *Node) routes() http.Handler {
 	route("/v1/modules", map[string]handlerFunc{"PUT": n.putModule})
 	route("/v1/tasks", map[string]handlerFunc{"POST": n.submitTask})
 	route("/v1/tasks/{id}", map[string]handlerFunc{"GET": n.getTask})
+	route("/v1/ledger/checkpoint", map[string]handlerFunc{"GET": n.getCheckpoint})
+	route("/v1/ledger/receipts/{index}", map[string]handlerFunc{"GET": n.getReceipt})
+	route("/v1/ledger/export", map[string]handlerFunc{"GET": n.getExport})
+	route("/v1/ledger/consistency", map[string]handlerFunc{"GET": n.getConsistency})
+	// Profiles, for operators and benchmarks: admin token only.
+	mux.Handle("/debug/pprof/", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		if err := n.requireAdmin(r); err != nil {
+			return err
+		}
+		pprof.Index(w, r)
+		return nil
+	}))
+	mux.Handle("/debug/pprof/profile", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		if err := n.requireAdmin(r); err != nil {
+			return err
+		}
+		pprof.Profile(w, r)
+		return nil
+	}))
 	mux.Handle("/", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no such endpoint: %s", r.URL.Path)
 	}))

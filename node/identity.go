@@ -20,10 +20,11 @@ import (
 // identity is what a node keeps in its data dir: its id, its keys and
 // the admin token. Everything is created on first start with mode 0600.
 type identity struct {
-	NodeID     string
-	LeaseKey   ed25519.PrivateKey // signs lease tokens
-	ReceiptKey ed25519.PrivateKey // signs receipts and ledger checkpoints
-	AdminToken string
+	NodeID        string
+	LeaseKey      ed25519.PrivateKey // signs lease tokens
+	ReceiptKey    ed25519.PrivateKey // signs receipts
+	CheckpointKey ed25519.PrivateKey // signs ledger checkpoints
+	AdminToken    string
 }
 
 // loadIdentity reads or creates the identity files in dir. A token in
@@ -44,6 +45,9 @@ func loadIdentity(dir, envToken string) (*identity, error) {
 		return nil, err
 	}
 	if id.ReceiptKey, err = loadKey(filepath.Join(dir, "keys", "receipt.pem")); err != nil {
+		return nil, err
+	}
+	if id.CheckpointKey, err = loadKey(filepath.Join(dir, "keys", "checkpoint.pem")); err != nil {
 		return nil, err
 	}
 	if envToken != "" {

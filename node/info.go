@@ -9,6 +9,7 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/policy"
 )
 
@@ -61,8 +62,12 @@ func (n *Node) getKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	set := lease.JWKS(keys)
-	writeJSON(w, http.StatusOK, map[string]any{"keys": set.Keys, "nodes": keys})
+	out := keysView{Keys: lease.JWKS(keys).Keys, Nodes: []ledger.NodeKeys{}}
+	if v, err := n.state.Ledger(); err == nil {
+		out.Origin, out.Nodes = v.Keys.Origin, v.Keys.Nodes
+		v.Close()
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -155,7 +155,17 @@ func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
 // API: 401 for a token that proves nothing, 403 for a valid but revoked
 // lease.
 func (n *Node) verifyLease(r *http.Request) (*consensus.Lease, error) {
-	l, _, err := lease.Verify(bearer(r), n.state, n.now())
+	l, _, err := n.leases.Verify(bearer(r), n.now())
+	if le := (*lease.Error)(nil); errors.As(err, &le) && (le.Code == api.CodeLeaseUnknown || le.Code == api.CodeLeaseUnknownKey) {
+		// A lease issued a moment ago through another node may not have
+		// reached this one: catch up with the leader once, then look
+		// again (cluster.go).
+		if serr := n.syncWithLeader(r.Context()); serr != nil {
+			return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, RetryAfter: 1, Err: serr,
+				Message: "this node does not know the lease yet and cannot reach the leader to catch up; retry"}
+		}
+		l, _, err = lease.Verify(bearer(r), n.state, n.now())
+	}
 	if err != nil {
 		var le *lease.Error
 		if errors.As(err, &le) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
@@ -45,6 +47,9 @@ type Config struct {
 	EgressProxyAddr string
 	// Egress holds test seams for the gateway.
 	Egress EgressOptions
+	// Unaudited turns receipts (and events) off. It exists only to
+	// measure what audit costs (bench/); never run a node like this.
+	Unaudited bool
 
 	// Cluster (docs/cluster.md). Secret is the cluster secret's text
 	// (LEASH_CLUSTER_SECRET); SecretFile names a file holding it; with
@@ -120,6 +125,10 @@ func (c *Config) fill() {
 	}
 	if c.GossipAddr == "" {
 		c.GossipAddr = d.GossipAddr
+		// A node on an ephemeral cluster port (tests) gossips on one too.
+		if host, port, err := net.SplitHostPort(c.RaftAddr); err == nil && port == "0" {
+			c.GossipAddr = net.JoinHostPort(host, "0")
+		}
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = d.ShutdownGrace
@@ -167,18 +176,20 @@ const Env = "prod"
 
 // Node is one leash node.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	id     *identity
-	db     *pebble.DB
-	fsm    *consensus.FSM
-	state  *consensus.State
-	raft   *consensus.Raft
-	box    *sandbox.Runtime
-	pool   *scheduler.Pool
-	signer *lease.Signer
-	egress *egressState
-	now    func() time.Time
+	cfg      Config
+	log      *slog.Logger
+	id       *identity
+	db       *pebble.DB
+	fsm      *consensus.FSM
+	state    *consensus.State
+	raft     *consensus.Raft
+	box      *sandbox.Runtime
+	pool     *scheduler.Scheduler
+	signer   *lease.Signer
+	leases   *lease.Verifier
+	egress   *egressState
+	receipts *receipts
+	now      func() time.Time
 
 	apiAddr  string
 	mesh     *mesh
@@ -242,6 +253,8 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}
 	n.fsm = consensus.NewFSM(n.db, cfg.Logger)
 	n.state = n.fsm.State()
+	n.leases = lease.NewVerifier(n.state, 16384)
+	n.leases = lease.NewVerifier(n.state, 16384)
 	n.fsm.OnApply(n.onApply)
 	if err := n.openMesh(); err != nil {
 		return nil, err
@@ -265,7 +278,10 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}); err != nil {
 		return nil, err
 	}
-	n.pool = scheduler.New(scheduler.Config{Slots: cfg.Slots, MaxQueue: cfg.MaxQueue, MaxWait: cfg.MaxQueueWait})
+	sc := scheduler.DefaultConfig(cfg.Slots)
+	sc.Interactive.MaxQueue, sc.Interactive.MaxWait = cfg.MaxQueue, cfg.MaxQueueWait
+	sc.TenantWeight = n.tenantWeight
+	n.pool = scheduler.New(sc)
 	if err := n.openEgress(); err != nil {
 		return nil, err
 	}
@@ -294,6 +310,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		ln.Close()
 		return nil, err
 	}
+	n.startReceipts()
 	return ln, nil
 }
 
@@ -307,7 +324,15 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 	cmds := []consensus.Command{
 		&consensus.PutNode{Node: consensus.NodeInfo{ID: n.id.NodeID, API: n.advertisedAPI(), Raft: n.raft.Addr(), Gossip: n.mesh.members.Addr(), Version: n.cfg.Version, JoinedAt: now}},
 		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: n.signer.KID(), NodeID: n.id.NodeID, Use: consensus.KeyUseLease, Algorithm: "EdDSA", PublicKey: pub, AddedAt: now}},
-		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: lease.KeyID(rpub), NodeID: n.id.NodeID, Use: consensus.KeyUseReceipt, Algorithm: "EdDSA", PublicKey: rpub, AddedAt: now}},
+		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: ledger.KeyID(rpub), NodeID: n.id.NodeID, Use: consensus.KeyUseReceipt, Algorithm: "EdDSA", PublicKey: rpub, AddedAt: now}},
+	}
+	noteKey, err := n.checkpointKeyRecord(now)
+	if err != nil {
+		return err
+	}
+	cmds = append(cmds, noteKey)
+	if _, err := n.state.LedgerOrigin(); errors.Is(err, consensus.ErrNotFound) {
+		cmds = append(cmds, &consensus.LedgerInit{Origin: "leash/" + randomID(10)})
 	}
 	active, err := n.state.EnvDigest(Env)
 	switch {
@@ -355,6 +380,11 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		}
 		n.serveProxy(ctx, pln)
 	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.cosignLoop(ctx)
+	}()
 	n.ready.Store(true)
 	n.log.Info("serving", "api", n.apiAddr, "raft", n.raft.Addr(), "data", n.cfg.DataDir, "js", n.box.JSError() == nil)
 	if n.cfg.Ready != nil {
@@ -400,6 +430,9 @@ func (n *Node) shutdown(srv *http.Server) {
 // close stops what open started, in reverse order.
 func (n *Node) close() error {
 	var errs []error
+	if n.receipts != nil {
+		n.receipts.close()
+	}
 	if n.egress != nil {
 		n.egress.gw.Close()
 	}
@@ -452,6 +485,8 @@ type running struct {
 type runningTask struct {
 	lease  string
 	cancel context.CancelCauseFunc
+	// blocked counts egress refusals by destination and clause.
+	blocked map[[2]string]int
 }
 
 func newRunning() *running { return &running{tasks: map[string]*runningTask{}} }
@@ -460,6 +495,30 @@ func (r *running) add(id, leaseID string, cancel context.CancelCauseFunc) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tasks[id] = &runningTask{lease: leaseID, cancel: cancel}
+}
+
+// addBlocked records an egress refusal for a running task.
+func (r *running) addBlocked(id, destination, clause string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.tasks[id]
+	if t == nil {
+		return
+	}
+	if t.blocked == nil {
+		t.blocked = map[[2]string]int{}
+	}
+	t.blocked[[2]string{destination, clause}]++
+}
+
+// blockedOf returns a running task's egress refusals.
+func (r *running) blockedOf(id string) map[[2]string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t := r.tasks[id]; t != nil {
+		return maps.Clone(t.blocked)
+	}
+	return nil
 }
 
 func (r *running) remove(id string) {

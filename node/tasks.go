@@ -145,6 +145,18 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	}
 	addEgressUsage(t, &res.Usage)
 	out := n.resultView(l, t, res)
+	// The result goes out only once its receipt is in the ledger; a client
+	// that went away does not stop that.
+	if !n.cfg.Unaudited {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(parent), receiptWait)
+		ref, err := n.record(rctx, l, t, res)
+		rcancel()
+		if err != nil {
+			n.log.Error("receipt", "task", t.ID, "err", err)
+			out.ReceiptError = err.Error()
+		}
+		out.Receipt = ref
+	}
 	n.log.Info("task finished", "task", t.ID, "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile,
 		"module", t.Module.Digest, "outcome", out.Outcome, "cpu_ms", out.Usage.CPUMs, "wall_ms", out.Usage.WallMs,
 		"memory_peak", out.Usage.MemoryPeakBytes, "traceparent", t.Traceparent)
@@ -387,4 +399,14 @@ func (n *Node) resolveModule(ctx context.Context, m *api.Module) (*sandbox.Modul
 		}
 		return n.moduleByDigest(ctx, *m.Digest)
 	}
+}
+
+// tenantWeight is a tenant's scheduling weight in the active bundle.
+func (n *Node) tenantWeight(class, tenant string) float64 {
+	if _, b, err := n.state.ActiveBundle(Env); err == nil {
+		if t, ok := b.Tenants[tenant]; ok && t.Weight > 0 {
+			return float64(t.Weight)
+		}
+	}
+	return 1
 }

@@ -82,6 +82,11 @@ type Options struct {
 	AdminToken string // LEASH_ADMIN_TOKEN; default: a fixed test token
 	Args       []string
 	Env        []string
+	// IP is the loopback address the node binds (cluster harness: one
+	// per node, so packet filters can cut nodes apart); default 127.0.0.1.
+	IP string
+	// NoWait returns from Start once the process runs, before /readyz.
+	NoWait bool
 }
 
 // Node is a running (or stopped) leash process.
@@ -112,7 +117,7 @@ func Start(t testing.TB, opts Options) *Node {
 	if opts.AdminToken == "" {
 		opts.AdminToken = TestToken
 	}
-	n := &Node{t: t, opts: opts, API: FreePort(t), Raft: FreePort(t), Gossip: FreePort(t), DataDir: opts.DataDir, Token: opts.AdminToken}
+	n := &Node{t: t, opts: opts, API: freePortOn(t, opts.IP), Raft: freePortOn(t, opts.IP), Gossip: freePortOn(t, opts.IP), DataDir: opts.DataDir, Token: opts.AdminToken}
 	n.start()
 	t.Cleanup(func() { n.Kill() })
 	return n
@@ -148,7 +153,17 @@ func (n *Node) start() {
 		f.Close()
 		close(n.done)
 	}()
-	deadline := time.Now().Add(60 * time.Second)
+	if !n.opts.NoWait {
+		n.WaitReady(60 * time.Second)
+	}
+}
+
+// WaitReady waits until /readyz answers 200, failing the test if the
+// process exits or the timeout passes.
+func (n *Node) WaitReady(timeout time.Duration) {
+	t := n.t
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := http.Get("http://" + n.API + "/readyz")
 		if err == nil {
@@ -163,7 +178,7 @@ func (n *Node) start() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node not ready after 60s\n%s", n.logs.String())
+			t.Fatalf("node not ready after %v\n%s", timeout, n.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -274,6 +289,39 @@ func (n *Node) JSON(method, path, token string, body any, want int, out any) {
 			n.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
 		}
 	}
+}
+
+// TryJSON is JSON that reports failures (including a dead node) as an
+// error instead of failing the test.
+func (n *Node) TryJSON(method, path, token string, body any, want int, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(method, n.URL()+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, rb)
+	}
+	if out != nil {
+		return json.Unmarshal(rb, out)
+	}
+	return nil
 }
 
 type syncBuffer struct {

@@ -1,0 +1,494 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/ledger"
+	"github.com/leash-dev/leash/sandbox"
+)
+
+// Receipts: every task yields one receipt, signed by this node's receipt
+// key and appended through Raft to the replicated ledger before the task's
+// result is returned. Between the end of a task and the append, the
+// receipt waits in a local spool (x/spool/), so a crash in that window
+// loses nothing: on restart the spool is appended again, and the FSM
+// skips a task attempt already in the ledger.
+const prefixSpool = consensus.PrefixLocal + "spool/"
+
+// Bounds of one append batch.
+const (
+	maxBatchReceipts = 512
+	maxBatchBytes    = 2 << 20
+	receiptWait      = 30 * time.Second
+)
+
+// ErrReceiptNotDurable means a receipt could not be appended in time; it
+// stays in the spool and is appended later.
+var ErrReceiptNotDurable = errors.New("receipt not yet in the ledger")
+
+func (n *Node) checkpointKeyRecord(now int64) (*consensus.PutNodeKey, error) {
+	cpub := n.id.CheckpointKey.Public().(ed25519.PublicKey)
+	text, err := ledger.NoteVerifierKey(n.id.NodeID, cpub)
+	if err != nil {
+		return nil, err
+	}
+	return &consensus.PutNodeKey{Key: consensus.NodeKey{KID: ledger.KeyID(cpub), NodeID: n.id.NodeID, Use: consensus.KeyUseNote,
+		Algorithm: "EdDSA", PublicKey: cpub, Text: text, AddedAt: now}}, nil
+}
+
+// receipts batches envelopes into AppendReceipts commands: while one batch
+// is in flight, the next one gathers (group commit), so receipts add
+// little latency at low load and few Raft entries at high load.
+type receipts struct {
+	n        *Node
+	in       chan *pendingReceipt
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+type pendingReceipt struct {
+	env   []byte
+	spool []byte // spool key
+	index int64
+	err   error
+	ready chan struct{}
+}
+
+func (n *Node) startReceipts() {
+	r := &receipts{n: n, in: make(chan *pendingReceipt, 4096), stop: make(chan struct{}), done: make(chan struct{})}
+	n.receipts = r
+	go r.loop()
+	// Receipts spooled before a crash or shutdown go in first.
+	go r.resubmitSpool()
+}
+
+// close stops batching once every queued receipt had its turn.
+func (r *receipts) close() {
+	r.stopOnce.Do(func() {
+		// Let queued receipts go first: the loop drains r.in before it
+		// sees stop only if they are already there.
+		deadline := time.After(receiptWait)
+		for len(r.in) > 0 {
+			select {
+			case <-deadline:
+			case <-time.After(5 * time.Millisecond):
+				continue
+			}
+			break
+		}
+		close(r.stop)
+		<-r.done
+	})
+}
+
+func (r *receipts) loop() {
+	defer close(r.done)
+	for {
+		var batch []*pendingReceipt
+		select {
+		case p := <-r.in:
+			batch = append(batch, p)
+		case <-r.stop:
+			return
+		}
+		size := len(batch[0].env)
+	gather:
+		for len(batch) < maxBatchReceipts && size < maxBatchBytes {
+			select {
+			case p := <-r.in:
+				batch = append(batch, p)
+				size += len(p.env)
+			default:
+				break gather
+			}
+		}
+		r.append(batch)
+	}
+}
+
+// append proposes one batch, retrying while there is no leader, for at
+// most receiptWait; receipts that still fail stay spooled.
+func (r *receipts) append(batch []*pendingReceipt) {
+	envs := make([][]byte, len(batch))
+	for i, p := range batch {
+		envs[i] = p.env
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), receiptWait)
+	defer cancel()
+	var res *consensus.Result
+	var err error
+	for backoff := 10 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
+		res, err = r.n.propose(ctx, &consensus.AppendReceipts{Envelopes: envs})
+		if err == nil || !(errors.Is(err, consensus.ErrNoLeader) || errors.Is(err, consensus.ErrNotLeader)) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+			continue
+		}
+		break
+	}
+	if err == nil {
+		ar, ok := res.Value.(*consensus.AppendResult)
+		if !ok || len(ar.Indexes) != len(batch) {
+			err = fmt.Errorf("append receipts: unexpected result %T", res.Value)
+		} else {
+			wb := r.n.db.NewBatch()
+			for i, p := range batch {
+				p.index = ar.Indexes[i]
+				if p.spool != nil {
+					_ = wb.Delete(p.spool, nil)
+				}
+			}
+			_ = wb.Commit(pebble.NoSync)
+			_ = wb.Close()
+		}
+	}
+	if err != nil {
+		r.n.log.Error("receipts not appended; they stay spooled", "receipts", len(batch), "err", err)
+	}
+	r.n.log.Debug("receipts appended", "receipts", len(batch), "ms", time.Since(start).Milliseconds())
+	for _, p := range batch {
+		if err != nil {
+			p.err = fmt.Errorf("%w: %v", ErrReceiptNotDurable, err)
+		}
+		close(p.ready)
+	}
+}
+
+// submit spools an envelope and queues it; wait for p.ready.
+func (r *receipts) submit(taskID string, attempt int, env []byte) *pendingReceipt {
+	p := &pendingReceipt{env: env, ready: make(chan struct{}), spool: []byte(fmt.Sprintf("%s%s/%d", prefixSpool, taskID, attempt))}
+	// NoSync: the WAL survives a process crash; the ledger itself is
+	// the durable record once the append is acknowledged.
+	if err := r.n.db.Set(p.spool, env, pebble.NoSync); err != nil {
+		r.n.log.Error("spool receipt", "task", taskID, "err", err)
+	}
+	select {
+	case r.in <- p:
+	case <-r.stop:
+		p.err = fmt.Errorf("%w: node is stopping", ErrReceiptNotDurable)
+		close(p.ready)
+	}
+	return p
+}
+
+func (r *receipts) resubmitSpool() {
+	var keys, envs [][]byte
+	it, err := r.n.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSpool), UpperBound: consensus.PrefixEnd([]byte(prefixSpool))})
+	if err != nil {
+		return
+	}
+	for it.First(); it.Valid(); it.Next() {
+		keys = append(keys, append([]byte(nil), it.Key()...))
+		envs = append(envs, append([]byte(nil), it.Value()...))
+	}
+	it.Close()
+	if len(envs) == 0 {
+		return
+	}
+	r.n.log.Info("appending spooled receipts", "receipts", len(envs))
+	for i := range envs {
+		p := &pendingReceipt{env: envs[i], spool: keys[i], ready: make(chan struct{})}
+		select {
+		case r.in <- p:
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// receiptFor builds and signs the receipt of a finished task.
+func (n *Node) receiptFor(l *consensus.Lease, t *sandbox.Task, res *sandbox.Result) ([]byte, error) {
+	rc := &ledger.Receipt{
+		LeaseID:         l.ID,
+		Tenant:          l.Tenant,
+		Profile:         l.Profile,
+		PolicyDigest:    l.PolicyDigest,
+		ModuleDigest:    t.Module.Digest,
+		TaskID:          t.ID,
+		RequestSHA256:   sha256Hex(t.Request.Body),
+		ResponseSHA256:  sha256Hex(res.Response.Body),
+		NodeID:          n.id.NodeID,
+		Start:           res.Start.UTC(),
+		End:             res.End.UTC(),
+		CPUMillis:       res.Usage.CPU.Milliseconds(),
+		MemoryPeakBytes: res.Usage.MemoryPeakBytes,
+		EgressBytesOut:  res.Usage.EgressBytesOut,
+		EgressBytesIn:   res.Usage.EgressBytesIn,
+		Destinations:    capList(res.Usage.Destinations, ledger.MaxDestinations),
+		Outcome:         string(res.Outcome),
+		Reason:          res.Reason(),
+		Traceparent:     t.Traceparent,
+		Attempt:         max(t.Attempt, 1),
+	}
+	if rc.Destinations == nil {
+		rc.Destinations = []string{}
+	}
+	rc.BlockedAttempts = n.blockedAttempts(t.ID)
+	env, err := ledger.SignReceipt(n.id.ReceiptKey, "", rc)
+	if err != nil {
+		return nil, err
+	}
+	return env.Canonical()
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func capList(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// record signs a task's receipt and waits until it is in the ledger.
+func (n *Node) record(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result) (*api.ReceiptRef, error) {
+	env, err := n.receiptFor(l, t, res)
+	if err != nil {
+		return nil, fmt.Errorf("sign receipt: %w", err)
+	}
+	p := n.receipts.submit(t.ID, t.Attempt, env)
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", ErrReceiptNotDurable, context.Cause(ctx))
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return &api.ReceiptRef{Index: p.index}, nil
+}
+
+// cosign signs this node's view of the log every second when it grew, and
+// submits the signature; the FSM merges it into the shared checkpoint.
+func (n *Node) cosignLoop(ctx context.Context) {
+	signer, err := ledger.NewNoteSigner(n.id.NodeID, n.id.CheckpointKey)
+	if err != nil {
+		n.log.Error("checkpoint signer", "err", err)
+		return
+	}
+	var signed int64 = -1
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		view, err := n.state.Ledger()
+		if err != nil {
+			continue
+		}
+		cp, err := view.Log.Checkpoint(view.Reader)
+		view.Close()
+		if err != nil || cp.Size <= signed || cp.Size == 0 {
+			continue
+		}
+		note, err := ledger.SignCheckpoint(cp, signer)
+		if err != nil {
+			n.log.Error("sign checkpoint", "err", err)
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = n.propose(cctx, &consensus.CosignCheckpoint{Note: note})
+		cancel()
+		if err != nil {
+			n.log.Warn("co-sign checkpoint", "size", cp.Size, "err", err)
+			continue
+		}
+		signed = cp.Size
+	}
+}
+
+// ledgerView opens the ledger for an API call.
+func (n *Node) ledgerView() (*consensus.Ledger, error) {
+	v, err := n.state.Ledger()
+	if err != nil {
+		return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "the ledger is not initialised yet", Err: err}
+	}
+	return v, nil
+}
+
+// signedCheckpoint is the newest co-signed checkpoint, or, when the log
+// grew past it (or none exists yet), this node's own signature on its
+// current view.
+func (n *Node) signedCheckpoint(v *consensus.Ledger, atLeast int64) ([]byte, error) {
+	if note, err := v.Checkpoint(); err == nil {
+		if sc, err := ledger.VerifyCheckpoint(note, v.Keys, 1); err == nil && sc.Checkpoint.Size >= atLeast {
+			return note, nil
+		}
+	}
+	cp, err := v.Log.Checkpoint(v.Reader)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ledger.NewNoteSigner(n.id.NodeID, n.id.CheckpointKey)
+	if err != nil {
+		return nil, err
+	}
+	return ledger.SignCheckpoint(cp, signer)
+}
+
+// GET /v1/ledger/checkpoint: the signed note, as text.
+func (n *Node) getCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	v, err := n.ledgerView()
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	note, err := n.signedCheckpoint(v, 0)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(note)
+	return nil
+}
+
+func queryInt(r *http.Request, name string, def int64) (int64, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, api.BadRequest(api.CodeBadRequest, "%s must be a non-negative integer", name)
+	}
+	return v, nil
+}
+
+// GET /v1/ledger/receipts/{index}: envelope + inclusion proof to the
+// newest checkpoint that contains it.
+func (n *Node) getReceipt(w http.ResponseWriter, r *http.Request) error {
+	idx, err := strconv.ParseInt(r.PathValue("index"), 10, 64)
+	if err != nil || idx < 0 {
+		return api.BadRequest(api.CodeBadRequest, "index must be a non-negative integer")
+	}
+	v, err := n.ledgerView()
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	size, err := v.Log.Size(v.Reader)
+	if err != nil {
+		return err
+	}
+	if idx >= size {
+		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d; the ledger has %d", idx, size)
+	}
+	note, err := n.signedCheckpoint(v, idx+1)
+	if err != nil {
+		return err
+	}
+	proof, err := v.Log.ReceiptProof(v.Reader, idx, note)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, proof)
+	return nil
+}
+
+// GET /v1/ledger/export?from=&to=: JSON lines.
+func (n *Node) getExport(w http.ResponseWriter, r *http.Request) error {
+	v, err := n.ledgerView()
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	size, err := v.Log.Size(v.Reader)
+	if err != nil {
+		return err
+	}
+	from, err := queryInt(r, "from", 0)
+	if err != nil {
+		return err
+	}
+	to, err := queryInt(r, "to", size)
+	if err != nil {
+		return err
+	}
+	if from > to || to > size {
+		return api.BadRequest(api.CodeBadRequest, "want 0 <= from <= to <= %d", size)
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	return v.Log.Export(v.Reader, w, from, to)
+}
+
+// GET /v1/ledger/consistency?old=&new=: a consistency proof.
+func (n *Node) getConsistency(w http.ResponseWriter, r *http.Request) error {
+	v, err := n.ledgerView()
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	size, err := v.Log.Size(v.Reader)
+	if err != nil {
+		return err
+	}
+	oldSize, err := queryInt(r, "old", 0)
+	if err != nil {
+		return err
+	}
+	newSize, err := queryInt(r, "new", size)
+	if err != nil {
+		return err
+	}
+	if oldSize > newSize || newSize > size {
+		return api.BadRequest(api.CodeBadRequest, "want 0 <= old <= new <= %d", size)
+	}
+	p, err := v.Log.ConsistencyProof(v.Reader, oldSize, newSize)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// keysView is GET /v1/keys: the lease JWKS ("keys") and the ledger key
+// set ("origin", "nodes") auditors verify receipts and checkpoints with.
+type keysView struct {
+	Keys   any               `json:"keys"`
+	Origin string            `json:"origin"`
+	Nodes  []ledger.NodeKeys `json:"nodes"`
+}
+
+// blockedAttempts lists what the egress gateway refused for a running
+// task, sorted, at most ledger.MaxBlockedAttempts.
+func (n *Node) blockedAttempts(taskID string) []ledger.BlockedAttempt {
+	out := []ledger.BlockedAttempt{}
+	for k, c := range n.tasks.blockedOf(taskID) {
+		out = append(out, ledger.BlockedAttempt{Tool: "fetch", Destination: k[0], Clause: k[1], Count: c})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Destination != out[j].Destination {
+			return out[i].Destination < out[j].Destination
+		}
+		return out[i].Clause < out[j].Clause
+	})
+	if len(out) > ledger.MaxBlockedAttempts {
+		out = out[:ledger.MaxBlockedAttempts]
+	}
+	return out
+}
