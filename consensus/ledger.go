@@ -70,18 +70,7 @@ type AppendResult struct {
 // ledgerStore adapts a Tx to ledger.Store.
 type ledgerStore struct{ tx *Tx }
 
-func (s ledgerStore) Get(key []byte) ([]byte, error) {
-	v, closer, err := s.tx.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ledger.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := append([]byte(nil), v...)
-	closer.Close()
-	return out, nil
-}
+func (s ledgerStore) Get(key []byte) ([]byte, error) { return getCopy(s.tx, key) }
 
 func (s ledgerStore) Set(key, value []byte) error {
 	s.tx.Set(string(key), value)
@@ -91,8 +80,11 @@ func (s ledgerStore) Set(key, value []byte) error {
 // dbReader adapts a Pebble reader (DB, snapshot) to ledger.Reader.
 type dbReader struct{ r reader }
 
-func (d dbReader) Get(key []byte) ([]byte, error) {
-	v, closer, err := d.r.Get(key)
+func (d dbReader) Get(key []byte) ([]byte, error) { return getCopy(d.r, key) }
+
+// getCopy reads a value the ledger may keep, with its not-found error.
+func getCopy(r reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ledger.ErrNotFound
 	}

@@ -410,6 +410,25 @@ func (n *Node) getReceipt(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// sizeRange reads two sizes from the query (defaults 0 and the ledger's
+// size) and checks 0 <= lo <= hi <= size.
+func sizeRange(r *http.Request, v *consensus.Ledger, loName, hiName string) (lo, hi int64, err error) {
+	size, err := v.Log.Size(v.Reader)
+	if err != nil {
+		return 0, 0, err
+	}
+	if lo, err = queryInt(r, loName, 0); err != nil {
+		return 0, 0, err
+	}
+	if hi, err = queryInt(r, hiName, size); err != nil {
+		return 0, 0, err
+	}
+	if lo > hi || hi > size {
+		return 0, 0, api.BadRequest(api.CodeBadRequest, "want 0 <= %s <= %s <= %d", loName, hiName, size)
+	}
+	return lo, hi, nil
+}
+
 // GET /v1/ledger/export?from=&to=: JSON lines.
 func (n *Node) getExport(w http.ResponseWriter, r *http.Request) error {
 	v, err := n.ledgerView()
@@ -417,20 +436,9 @@ func (n *Node) getExport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer v.Close()
-	size, err := v.Log.Size(v.Reader)
+	from, to, err := sizeRange(r, v, "from", "to")
 	if err != nil {
 		return err
-	}
-	from, err := queryInt(r, "from", 0)
-	if err != nil {
-		return err
-	}
-	to, err := queryInt(r, "to", size)
-	if err != nil {
-		return err
-	}
-	if from > to || to > size {
-		return api.BadRequest(api.CodeBadRequest, "want 0 <= from <= to <= %d", size)
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	return v.Log.Export(v.Reader, w, from, to)
@@ -443,20 +451,9 @@ func (n *Node) getConsistency(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer v.Close()
-	size, err := v.Log.Size(v.Reader)
+	oldSize, newSize, err := sizeRange(r, v, "old", "new")
 	if err != nil {
 		return err
-	}
-	oldSize, err := queryInt(r, "old", 0)
-	if err != nil {
-		return err
-	}
-	newSize, err := queryInt(r, "new", size)
-	if err != nil {
-		return err
-	}
-	if oldSize > newSize || newSize > size {
-		return api.BadRequest(api.CodeBadRequest, "want 0 <= old <= new <= %d", size)
 	}
 	p, err := v.Log.ConsistencyProof(v.Reader, oldSize, newSize)
 	if err != nil {

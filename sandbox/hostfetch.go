@@ -165,51 +165,9 @@ func copyOut(mod api.Module, ptr, capacity uint32, src []byte) int32 {
 	return int32(len(src))
 }
 
-func hostResponseMeta(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		stack[0] = api.EncodeI32(fetchErrArgs)
-		return
-	}
-	fs := st.fetches()
-	fs.mu.Lock()
-	r := fs.open[int32(stack[0])]
-	fs.mu.Unlock()
-	if r == nil {
-		stack[0] = api.EncodeI32(fetchErrHandle)
-		return
-	}
-	stack[0] = api.EncodeI32(copyOut(mod, uint32(stack[1]), uint32(stack[2]), r.meta))
-}
-
-func hostResponseRead(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		stack[0] = api.EncodeI32(fetchErrArgs)
-		return
-	}
-	fs := st.fetches()
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	r := fs.open[int32(stack[0])]
-	if r == nil {
-		stack[0] = api.EncodeI32(fetchErrHandle)
-		return
-	}
-	ptr, capacity := uint32(stack[1]), uint32(stack[2])
-	chunk := r.body[r.off:]
-	if uint32(len(chunk)) > capacity {
-		chunk = chunk[:capacity]
-	}
-	if len(chunk) > 0 && !mod.Memory().Write(ptr, chunk) {
-		stack[0] = api.EncodeI32(fetchErrArgs)
-		return
-	}
-	r.off += len(chunk)
-	stack[0] = api.EncodeI32(int32(len(chunk)))
-}
-
-func hostResponseClose(ctx context.Context, mod api.Module, stack []uint64) {
+// withResponse runs fn on the open response named by stack[0], under the
+// task's fetch lock, and writes fn's result (or an error code) back.
+func withResponse(ctx context.Context, stack []uint64, fn func(fs *fetchState, h int32, r *openResponse) int32) {
 	st := stateFrom(ctx)
 	if st == nil {
 		stack[0] = api.EncodeI32(fetchErrArgs)
@@ -219,12 +177,40 @@ func hostResponseClose(ctx context.Context, mod api.Module, stack []uint64) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	h := int32(stack[0])
-	if _, ok := fs.open[h]; !ok {
+	r := fs.open[h]
+	if r == nil {
 		stack[0] = api.EncodeI32(fetchErrHandle)
 		return
 	}
-	delete(fs.open, h)
-	stack[0] = 0
+	stack[0] = api.EncodeI32(fn(fs, h, r))
+}
+
+func hostResponseMeta(ctx context.Context, mod api.Module, stack []uint64) {
+	withResponse(ctx, stack, func(_ *fetchState, _ int32, r *openResponse) int32 {
+		return copyOut(mod, uint32(stack[1]), uint32(stack[2]), r.meta)
+	})
+}
+
+func hostResponseRead(ctx context.Context, mod api.Module, stack []uint64) {
+	withResponse(ctx, stack, func(_ *fetchState, _ int32, r *openResponse) int32 {
+		ptr, capacity := uint32(stack[1]), uint32(stack[2])
+		chunk := r.body[r.off:]
+		if uint32(len(chunk)) > capacity {
+			chunk = chunk[:capacity]
+		}
+		if len(chunk) > 0 && !mod.Memory().Write(ptr, chunk) {
+			return fetchErrArgs
+		}
+		r.off += len(chunk)
+		return int32(len(chunk))
+	})
+}
+
+func hostResponseClose(ctx context.Context, mod api.Module, stack []uint64) {
+	withResponse(ctx, stack, func(fs *fetchState, h int32, _ *openResponse) int32 {
+		delete(fs.open, h)
+		return 0
+	})
 }
 
 func hostLastError(ctx context.Context, mod api.Module, stack []uint64) {
