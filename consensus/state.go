@@ -99,7 +99,7 @@ var ErrNotFound = errors.New("not found")
 // State reads replicated state. Reads are local: a follower may be
 // slightly behind the leader.
 type State struct {
-	db    *pebble.DB
+	db      *pebble.DB
 	cache   *bundleCache
 	records *recordCache
 }

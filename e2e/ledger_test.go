@@ -3,11 +3,11 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"sync"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

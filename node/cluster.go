@@ -211,16 +211,24 @@ func (n *Node) waitCaughtUp(ctx context.Context) error {
 	return n.waitApplied(ctx, st.AppliedIndex)
 }
 
-// waitApplied waits until the local FSM has applied index.
+// waitApplied waits until the local FSM has applied index. It reads the
+// FSM's own index (written with the state), not raft's, which counts
+// entries handed to the FSM before they are applied.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
-	for n.raft.AppliedIndex() < index {
+	for {
+		applied, err := n.state.AppliedIndex()
+		if err != nil {
+			return err
+		}
+		if applied >= index {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for index %d (applied %d): %w", index, n.raft.AppliedIndex(), ctx.Err())
+			return fmt.Errorf("wait for index %d (applied %d): %w", index, applied, ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	return nil
 }
 
 // leave takes this node out of the cluster on a graceful stop: it hands

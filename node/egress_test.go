@@ -60,7 +60,9 @@ type testNode struct {
 	done              chan error
 }
 
-func startTestNode(t *testing.T, cfg Config) *testNode {
+func startTestNode(t *testing.T, cfg Config) *testNode { return startTestNodeTB(t, cfg) }
+
+func startTestNodeTB(t testing.TB, cfg Config) *testNode {
 	t.Helper()
 	dir := t.TempDir()
 	cfg.DataDir = dir
