@@ -38,6 +38,7 @@ var commands = map[string]command{
 	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
 	"task":    {"task get ID: print a task record", runTask},
 	"ledger":  {"ledger keys|checkpoint|receipt N|export|proof; ledger verify receipt|export|consistency|agree (offline)", runLedger},
+	"recover": {"recover --data DIR: make a stopped node's data dir a one-voter cluster (disaster recovery)", runRecover},
 	"version": {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},
 }
 

@@ -116,7 +116,7 @@ func RandomLoopbackIP() string {
 
 // freePortOn returns ip:port with the port free for TCP and UDP (gossip
 // uses both) a moment ago.
-func freePortOn(t testing.TB, ip string) string {
+func FreePortOn(t testing.TB, ip string) string {
 	t.Helper()
 	if ip == "" {
 		return FreePort(t)

@@ -117,7 +117,7 @@ func Start(t testing.TB, opts Options) *Node {
 	if opts.AdminToken == "" {
 		opts.AdminToken = TestToken
 	}
-	n := &Node{t: t, opts: opts, API: freePortOn(t, opts.IP), Raft: freePortOn(t, opts.IP), Gossip: freePortOn(t, opts.IP), DataDir: opts.DataDir, Token: opts.AdminToken}
+	n := &Node{t: t, opts: opts, API: FreePortOn(t, opts.IP), Raft: FreePortOn(t, opts.IP), Gossip: FreePortOn(t, opts.IP), DataDir: opts.DataDir, Token: opts.AdminToken}
 	n.start()
 	t.Cleanup(func() { n.Kill() })
 	return n
