@@ -17,7 +17,7 @@ CLANG := clang-16
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror -Wl,--strip-all
 WASM_DEB_PACKAGES := clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32
 
-.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check
+.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools
 
 all: build
 
@@ -26,7 +26,7 @@ build: $(BIN)
 $(BIN): $(shell find . -name '*.go' -not -path './build/*' 2>/dev/null) go.mod go.sum policy/default.yaml
 	$(GO) build -trimpath -o $(BIN) ./cmd/leash
 
-serve: build guests
+serve: build guests engine
 	./$(BIN) serve
 
 # toolchain installs the Debian packages the wasm32-wasi builds need, once.
@@ -54,11 +54,33 @@ $(BUILD)/guests/%.wasm: testdata/guests/%.c | toolchain
 	@mkdir -p $(dir $@)
 	$(CLANG) $(WASM_CFLAGS) -o $@ $<
 
+# engine builds the JS engine (QuickJS for wasm32-wasi from Debian's source
+# package, engine/build.sh; docs/javascript.md) and caches its snapshot and
+# compiled code beside it (engine/warm).
+ENGINE := $(BUILD)/engine/engine.wasm
+
+engine: $(ENGINE) $(BUILD)/engine/.warm
+
+$(ENGINE): engine/build.sh engine/shim.c engine/prelude.js engine/quickjs-wasi.patch | toolchain
+	engine/build.sh $(BUILD)/engine
+
+$(BUILD)/engine/.warm: $(ENGINE) $(wildcard sandbox/js*.go)
+	$(GO) run ./engine/warm $(ENGINE)
+	@touch $@
+
 vet:
 	$(GO) vet ./...
 
-unit: guests
+unit: guests engine nettools
 	$(GO) test $(GOFLAGS_RACE) -count=1 -timeout 30m ./...
+
+# nettools installs iptables, which the cluster tests use to partition
+# nodes (e2e/cluster_test.go; they run as root).
+nettools:
+	@command -v iptables >/dev/null 2>&1 || { \
+	  echo "installing Debian package: iptables"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends iptables; }
 
 # fuzz runs each native fuzz target briefly; CI keeps it short.
 fuzz:
@@ -69,7 +91,7 @@ fuzz:
 	  done; \
 	done
 
-test: vet unit fuzz
+test: engine vet unit fuzz
 
 bench: build guests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...
