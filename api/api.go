@@ -71,6 +71,8 @@ const (
 	CodeJSEngineUnavail  = "js_engine_unavailable"
 	CodeInvalidPolicy    = "invalid_policy"
 	CodeTaskNotFound     = "task_not_found"
+	CodeTaskFinished     = "task_finished"
+	CodeIdempotencyKey   = "idempotency_key_conflict"
 	CodeLeaseNotFound    = "lease_not_found"
 	CodeConflict         = "conflict"
 

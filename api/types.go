@@ -80,6 +80,16 @@ type TaskRequest struct {
 	Request        TaskHTTPRequest   `json:"request"`
 	Env            map[string]string `json:"env,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	// ModelTokens are the model tokens the agent spent on this task, when
+	// the client reports them: they go into the task's events.
+	ModelTokens *ModelTokens `json:"model_tokens,omitempty"`
+}
+
+// ModelTokens are model tokens a client reports with a task.
+type ModelTokens struct {
+	Model  string `json:"model,omitempty"`
+	Input  int64  `json:"input"`
+	Output int64  `json:"output"`
 }
 
 // TaskResponse is the guest's HTTP response.
@@ -136,6 +146,10 @@ type TaskResult struct {
 	Traceparent  string    `json:"traceparent"`
 	StartedAt    time.Time `json:"started_at"`
 	EndedAt      time.Time `json:"ended_at"`
+
+	// ResponseElided: the response body was too large to keep in the
+	// replicated task record; GET /v1/tasks/{id} on Node has it.
+	ResponseElided bool `json:"response_elided,omitempty"`
 }
 
 // Task states.
@@ -155,6 +169,40 @@ type Task struct {
 	Class    string      `json:"class"`
 	Attempts int         `json:"attempts"`
 	Result   *TaskResult `json:"result,omitempty"`
+
+	// Bulk tasks (the replicated queue, docs/scheduling.md) also say:
+	Tenant         string `json:"tenant,omitempty"`
+	LeaseID        string `json:"lease_id,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	MaxAttempts    int    `json:"max_attempts,omitempty"`
+	// Outcome is the last completed attempt's; Reason says why the task
+	// is in its state when the outcome does not (retry_budget_exhausted,
+	// max_attempts, claim_expired, lease_expired, lease_revoked, …).
+	Outcome         string        `json:"outcome,omitempty"`
+	Reason          string        `json:"reason,omitempty"`
+	Node            string        `json:"node,omitempty"` // running: the node holding the claim
+	CancelRequested bool          `json:"cancel_requested,omitempty"`
+	EnqueuedAt      *time.Time    `json:"enqueued_at,omitempty"`
+	NextAttemptAt   *time.Time    `json:"next_attempt_at,omitempty"`
+	FinishedAt      *time.Time    `json:"finished_at,omitempty"`
+	History         []TaskAttempt `json:"history,omitempty"`
+}
+
+// TaskAttempt is one attempt of a bulk task.
+type TaskAttempt struct {
+	Attempt   int        `json:"attempt"`
+	Node      string     `json:"node"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	Outcome   string     `json:"outcome,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+}
+
+// TaskList is the answer of GET /v1/tasks: bulk tasks in enqueue order,
+// without their results; NextCursor, when set, fetches the next page.
+type TaskList struct {
+	Tasks      []Task `json:"tasks"`
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // Accepted is the answer of a bulk POST /v1/tasks (202).

@@ -32,11 +32,13 @@ type Env struct {
 var commands = map[string]command{
 	"serve":   {"start a node (a one-node cluster unless --join)", runServe},
 	"run":     {"run a module (Go package dir, .wasm or .js) under a new lease and print the response", runRun},
+	"events":  {"events [filters] [--follow] [--cluster]: query or follow the event history", runEvents},
 	"lease":   {"issue a lease and print its token", runLease},
 	"revoke":  {"revoke a lease on every node", runRevoke},
 	"members": {"list the cluster's members: state, suffrage, leader, applied index, load", runMembers},
 	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
 	"task":    {"task get ID: print a task record", runTask},
+	"tasks":   {"tasks submit PATH | get ID | list | cancel ID: bulk tasks in the replicated queue", runTasks},
 	"ledger":  {"ledger keys|checkpoint|receipt N|export|proof; ledger verify receipt|export|consistency|agree (offline)", runLedger},
 	"recover": {"recover --data DIR: make a stopped node's data dir a one-voter cluster (disaster recovery)", runRecover},
 	"version": {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},

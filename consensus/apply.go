@@ -47,6 +47,22 @@ func apply(tx *Tx, c Command) (any, error) {
 		return applyAppendReceipts(tx, c)
 	case *CosignCheckpoint:
 		return applyCosignCheckpoint(tx, c)
+	case *PutQueueModule:
+		return applyPutQueueModule(tx, c)
+	case *EnqueueTask:
+		return applyEnqueueTask(tx, c)
+	case *ClaimTask:
+		return applyClaimTask(tx, c)
+	case *RenewClaims:
+		return applyRenewClaims(tx, c)
+	case *CompleteTask:
+		return applyCompleteTask(tx, c)
+	case *CancelTask:
+		return applyCancelTask(tx, c)
+	case *ReclaimTasks:
+		return applyReclaimTasks(tx, c)
+	case *PurgeTasks:
+		return applyPurgeTasks(tx, c)
 	}
 	return nil, fmt.Errorf("no handler for %s", c.Op())
 }

@@ -36,6 +36,16 @@ const (
 	OpLedgerInit       Op = 20 // name the ledger (its checkpoint origin), once
 	OpAppendReceipts   Op = 21 // append a batch of signed receipts
 	OpCosignCheckpoint Op = 22 // add a node's signature to a checkpoint
+
+	// The bulk task queue (queue.go).
+	OpPutQueueModule Op = 30 // replicate a module bulk tasks run
+	OpEnqueueTask    Op = 31 // add a bulk task
+	OpClaimTask      Op = 32 // claim a tenant's next due task for a node
+	OpRenewClaims    Op = 33 // extend a node's claims
+	OpCompleteTask   Op = 34 // end an attempt: succeeded, failed, dead, cancelled or retry
+	OpCancelTask     Op = 35 // cancel a task
+	OpReclaimTasks   Op = 36 // take back expired claims, or a restarted node's
+	OpPurgeTasks     Op = 37 // forget finished tasks past their retention
 )
 
 var opNames = map[Op]string{
@@ -49,6 +59,15 @@ var opNames = map[Op]string{
 	OpLedgerInit:       "ledger_init",
 	OpAppendReceipts:   "append_receipts",
 	OpCosignCheckpoint: "cosign_checkpoint",
+
+	OpPutQueueModule: "put_queue_module",
+	OpEnqueueTask:    "enqueue_task",
+	OpClaimTask:      "claim_task",
+	OpRenewClaims:    "renew_claims",
+	OpCompleteTask:   "complete_task",
+	OpCancelTask:     "cancel_task",
+	OpReclaimTasks:   "reclaim_tasks",
+	OpPurgeTasks:     "purge_tasks",
 }
 
 func (o Op) String() string {
@@ -138,6 +157,22 @@ func newCommand(op Op) Command {
 		return &AppendReceipts{}
 	case OpCosignCheckpoint:
 		return &CosignCheckpoint{}
+	case OpPutQueueModule:
+		return &PutQueueModule{}
+	case OpEnqueueTask:
+		return &EnqueueTask{}
+	case OpClaimTask:
+		return &ClaimTask{}
+	case OpRenewClaims:
+		return &RenewClaims{}
+	case OpCompleteTask:
+		return &CompleteTask{}
+	case OpCancelTask:
+		return &CancelTask{}
+	case OpReclaimTasks:
+		return &ReclaimTasks{}
+	case OpPurgeTasks:
+		return &PurgeTasks{}
 	}
 	return nil
 }

@@ -28,6 +28,15 @@ var resultTypes = map[Op]func() any{
 
 	OpAppendReceipts:   func() any { return new(AppendResult) },
 	OpCosignCheckpoint: func() any { return new(int64) },
+
+	OpPutQueueModule: func() any { return new(ModulePut) },
+	OpEnqueueTask:    func() any { return new(EnqueueResult) },
+	OpClaimTask:      func() any { return new(ClaimResult) },
+	OpRenewClaims:    func() any { return new(RenewResult) },
+	OpCompleteTask:   func() any { return new(TaskStatus) },
+	OpCancelTask:     func() any { return new(TaskStatus) },
+	OpReclaimTasks:   func() any { return new(ReclaimResult) },
+	OpPurgeTasks:     func() any { return new(int) },
 }
 
 // MarshalResult encodes a result for the wire.

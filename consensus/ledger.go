@@ -47,6 +47,10 @@ type LedgerInit struct {
 // task attempt is already in the ledger is skipped, not appended again.
 type AppendReceipts struct {
 	Envelopes [][]byte `msgpack:"envelopes"`
+	// MayRepeat says some receipts may already be in the ledger (a
+	// re-submitted spool, a retry after an unknown outcome): only then
+	// does the FSM look each task attempt up.
+	MayRepeat bool `msgpack:"may_repeat,omitempty"`
 }
 
 // CosignCheckpoint carries a checkpoint note signed by one node over its
@@ -218,11 +222,13 @@ func applyAppendReceipts(tx *Tx, c *AppendReceipts) (*AppendResult, error) {
 			res.Indexes[i] = idx
 			continue
 		}
-		if v, err := getString(tx, tk); err == nil {
-			res.Indexes[i] = int64(binary.BigEndian.Uint64([]byte(v)))
-			continue
-		} else if !errors.Is(err, ErrNotFound) {
-			return nil, err
+		if c.MayRepeat {
+			if v, err := getString(tx, tk); err == nil {
+				res.Indexes[i] = int64(binary.BigEndian.Uint64([]byte(v)))
+				continue
+			} else if !errors.Is(err, ErrNotFound) {
+				return nil, err
+			}
 		}
 		canonical, err := env.Canonical()
 		if err != nil {

@@ -135,7 +135,7 @@ func (n *Node) startMesh(ctx context.Context) error {
 	m.cancel = cancel
 	ap := &cluster.Autopilot{
 		Raft: n.raft.Raw(), Members: m.members, Self: n.id.NodeID,
-		VoterCount: cfg.VoterCount, DeadTimeout: cfg.DeadTimeout, Logger: cfg.Logger.With("component", "autopilot"),
+		VoterCount: cfg.VoterCount, DeadTimeout: cfg.DeadTimeout, Logger: cfg.Logger.With("component", "autopilot"), OnChange: n.onMembershipChange,
 	}
 	m.wg.Add(2)
 	go func() { defer m.wg.Done(); ap.Run(lctx) }()

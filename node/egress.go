@@ -105,6 +105,7 @@ func (n *Node) onEgressDecision(ctx context.Context, d egress.Decision) {
 	if d.Blocked() && d.TaskID != "" {
 		n.tasks.addBlocked(d.TaskID, d.Destination, d.Clause)
 	}
+	n.observeDecision(ctx, &d)
 }
 
 // Authenticate implements egress.Authenticator for proxy mode: a lease

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/events"
 )
 
 // handlerFunc is an API handler: it returns an error and one place maps
@@ -52,8 +53,8 @@ func (n *Node) routes() http.Handler {
 	route("/v1/leases", map[string]handlerFunc{"POST": n.issueLease})
 	route("/v1/leases/{id}", map[string]handlerFunc{"GET": n.getLease, "DELETE": n.revokeLease})
 	route("/v1/modules", map[string]handlerFunc{"PUT": n.putModule})
-	route("/v1/tasks", map[string]handlerFunc{"POST": n.submitTask})
-	route("/v1/tasks/{id}", map[string]handlerFunc{"GET": n.getTask})
+	route("/v1/tasks", map[string]handlerFunc{"POST": n.submitTask, "GET": n.listTasks})
+	route("/v1/tasks/{id}", map[string]handlerFunc{"GET": n.getTask, "DELETE": n.cancelTask})
 	route("/v1/ledger/checkpoint", map[string]handlerFunc{"GET": n.getCheckpoint})
 	route("/v1/ledger/receipts/{index}", map[string]handlerFunc{"GET": n.getReceipt})
 	route("/v1/ledger/export", map[string]handlerFunc{"GET": n.getExport})
@@ -73,6 +74,10 @@ func (n *Node) routes() http.Handler {
 		pprof.Profile(w, r)
 		return nil
 	}))
+	// Events carry tenant data: the admin token reads them.
+	route("/v1/events", map[string]handlerFunc{"GET": n.admin(n.evh.List)})
+	route("/v1/events/stream", map[string]handlerFunc{"GET": n.admin(n.evh.Stream)})
+	mux.Handle("/metrics", n.metrics.Handler())
 	mux.Handle("/", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no such endpoint: %s", r.URL.Path)
 	}))
@@ -92,6 +97,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach Flush (server-sent events).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -106,7 +114,7 @@ func (n *Node) wrap(h handlerFunc) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		tp := traceparent(r.Header.Get("traceparent"))
-		r = r.WithContext(withTrace(r.Context(), tp))
+		r = r.WithContext(events.WithScope(withTrace(r.Context(), tp), events.Scope{Traceparent: tp}))
 		sw.Header().Set("traceparent", tp)
 		var err error
 		func() {
@@ -200,6 +208,16 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
+}
+
+// admin wraps a handler with the admin-token check.
+func (n *Node) admin(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := n.requireAdmin(r); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
 }
 
 // requireAdmin checks the admin token.

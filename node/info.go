@@ -8,6 +8,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/policy"
@@ -114,12 +115,16 @@ func (n *Node) putPolicy(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	prev, _ := n.state.EnvDigest(Env)
 	res, err := n.propose(r.Context(), &consensus.PutPolicy{Canonical: b.Canonical(), Source: src, Env: Env, By: "admin", At: n.now().UnixNano()})
 	if err != nil {
 		return n.proposeError(err)
 	}
 	d, _ := res.Value.(string)
-	n.log.Info("policy updated", "env", Env, "digest", d)
+	n.log.Info("policy updated", "env", Env, "digest", d, "previous", prev)
+	if d != prev {
+		n.emit(r.Context(), events.PolicyPromoted{Env: Env, Digest: d, PreviousDigest: prev, By: "admin"})
+	}
 	writeJSON(w, http.StatusOK, api.PolicyInfo{Env: Env, Digest: d})
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/policy"
 )
@@ -21,7 +22,12 @@ const DefaultLeaseTTL = 15 * time.Minute
 // issueLease decides policy once: it resolves the intent to a profile of
 // the active bundle, checks the tenant may use it and the TTL, replicates
 // the lease through Raft and returns it as a signed token.
-func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) error {
+func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
+	defer func() {
+		if e, ok := api.AsError(err); ok {
+			n.metrics.LeaseRefused(e.Code)
+		}
+	}()
 	if err := n.requireAdmin(r); err != nil {
 		return err
 	}
@@ -102,6 +108,10 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) error {
 	}
 	n.log.Info("lease issued", "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile, "policy_digest", digest,
 		"class", class, "ttl_s", int(ttl.Seconds()), "traceparent", traceFrom(r.Context()))
+	n.metrics.LeaseIssued(l.Profile, class)
+	n.emit(events.WithScope(r.Context(), events.Scope{Tenant: l.Tenant, Lease: l.ID}), events.SandboxIssued{
+		PolicyID: Env, PolicyDigest: digest, Profile: l.Profile, Intent: l.Intent, Class: class, Session: l.Session,
+		TTLSeconds: int64(ttl.Seconds()), ExpiresAt: l.Expires()})
 	out := leaseView(&l)
 	out.Token = tok
 	writeJSON(w, http.StatusCreated, out)
@@ -147,6 +157,11 @@ func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
 	}
 	setIndex(w, res)
 	n.log.Info("lease revoked", "lease", id, "reason", reason, "traceparent", traceFrom(r.Context()))
+	scope := events.Scope{Lease: id}
+	if lr, err := n.state.Lease(id); err == nil {
+		scope.Tenant = lr.Tenant
+	}
+	n.emit(events.WithScope(r.Context(), scope), events.LeaseRevoked{Scope: "lease", Count: 1, Reason: reason, By: "admin"})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -173,6 +188,7 @@ func (n *Node) verifyLease(r *http.Request) (*consensus.Lease, error) {
 			if le.Code == api.CodeLeaseRevoked {
 				status = http.StatusForbidden
 			}
+			n.metrics.LeaseRefused(le.Code)
 			n.log.Info("lease refused", "code", le.Code, "reason", le.Message, "path", r.URL.Path, "traceparent", traceFrom(r.Context()))
 			return nil, &api.Error{Status: status, Code: le.Code, Message: le.Message}
 		}

@@ -62,11 +62,14 @@ type receipts struct {
 }
 
 type pendingReceipt struct {
-	env   []byte
-	spool []byte // spool key
-	index int64
-	err   error
-	ready chan struct{}
+	env []byte
+	// resubmitted: from the spool of an earlier run; it may be in the
+	// ledger already.
+	resubmitted bool
+	spool       []byte // spool key
+	index       int64
+	err         error
+	ready       chan struct{}
 }
 
 func (n *Node) startReceipts() {
@@ -125,8 +128,10 @@ func (r *receipts) loop() {
 // most receiptWait; receipts that still fail stay spooled.
 func (r *receipts) append(batch []*pendingReceipt) {
 	envs := make([][]byte, len(batch))
+	mayRepeat := false
 	for i, p := range batch {
 		envs[i] = p.env
+		mayRepeat = mayRepeat || p.resubmitted
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), receiptWait)
@@ -134,10 +139,12 @@ func (r *receipts) append(batch []*pendingReceipt) {
 	var res *consensus.Result
 	var err error
 	for backoff := 10 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
-		res, err = r.n.propose(ctx, &consensus.AppendReceipts{Envelopes: envs})
+		res, err = r.n.propose(ctx, &consensus.AppendReceipts{Envelopes: envs, MayRepeat: mayRepeat})
 		if err == nil || !(errors.Is(err, consensus.ErrNoLeader) || errors.Is(err, consensus.ErrNotLeader)) {
 			break
 		}
+		// The failed attempt may still have been applied.
+		mayRepeat = true
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -159,6 +166,8 @@ func (r *receipts) append(batch []*pendingReceipt) {
 			}
 			_ = wb.Commit(pebble.NoSync)
 			_ = wb.Close()
+			r.n.metrics.LedgerBatch(len(batch), time.Since(start))
+			r.n.metrics.LedgerSize(uint64(ar.Size))
 		}
 	}
 	if err != nil {
@@ -206,7 +215,7 @@ func (r *receipts) resubmitSpool() {
 	}
 	r.n.log.Info("appending spooled receipts", "receipts", len(envs))
 	for i := range envs {
-		p := &pendingReceipt{env: envs[i], spool: keys[i], ready: make(chan struct{})}
+		p := &pendingReceipt{env: envs[i], spool: keys[i], resubmitted: true, ready: make(chan struct{})}
 		select {
 		case r.in <- p:
 		case <-r.stop:

@@ -93,6 +93,10 @@ func (n *Node) moduleByDigest(ctx context.Context, digest string) (*sandbox.Modu
 	var b []byte
 	v, closer, err := n.db.Get([]byte(prefixModule + digest))
 	if errors.Is(err, pebble.ErrNotFound) {
+		// Modules of bulk tasks are replicated (bulk.go).
+		if kind, code, qerr := n.state.QueueModule(digest); qerr == nil {
+			return n.compile(ctx, sandbox.Kind(kind), code)
+		}
 		// Modules live on the node that received them; peers are asked
 		// by digest (cluster.go).
 		b, err = n.fetchModule(ctx, digest)

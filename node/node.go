@@ -22,8 +22,10 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/ledger"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
@@ -47,6 +49,13 @@ type Config struct {
 	EgressProxyAddr string
 	// Egress holds test seams for the gateway.
 	Egress EgressOptions
+	// Event sinks besides the node's own history (docs/events.md):
+	// JSON lines to stdout, to a file, and batched POSTs to a URL.
+	EventsStdout bool
+	EventsFile   string
+	EventsHTTP   string
+	// EventRetention bounds the node's event history by age.
+	EventRetention time.Duration
 	// Unaudited turns receipts (and events) off. It exists only to
 	// measure what audit costs (bench/); never run a node like this.
 	Unaudited bool
@@ -81,6 +90,19 @@ type Config struct {
 	// defaults).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+
+	// Bulk queue (docs/scheduling.md). ClaimTTL: how long a claim on a
+	// bulk task lasts unrenewed (a dead node's tasks run elsewhere after
+	// it). RetryBudgetRatio, RetryBudgetMin, RetryBudgetWindow: retries
+	// per class at most max(min, ratio × first attempts) over the window
+	// (0: defaults; a negative min: no floor). TaskRetention: finished
+	// bulk tasks are forgotten after it.
+	ClaimTTL          time.Duration
+	BulkSlots         int // slots bulk tasks may hold at once (0: every slot)
+	RetryBudgetRatio  float64
+	RetryBudgetMin    int
+	RetryBudgetWindow time.Duration
+	TaskRetention     time.Duration
 
 	ShutdownGrace   time.Duration
 	MaxModuleBytes  int64
@@ -189,6 +211,11 @@ type Node struct {
 	leases   *lease.Verifier
 	egress   *egressState
 	receipts *receipts
+	metrics  *obs.Metrics
+	tracer   *obs.Tracer
+	bus      *events.Bus
+	evstore  *events.Store
+	evh      *events.Handler
 	now      func() time.Time
 
 	apiAddr  string
@@ -196,6 +223,7 @@ type Node struct {
 	ready    atomic.Bool
 	draining atomic.Bool
 	tasks    *running
+	bulk     atomic.Pointer[bulkQueue]
 	bg       sync.WaitGroup
 }
 
@@ -228,6 +256,9 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}
 	n.id = id
 	n.log = n.log.With("node", id.NodeID)
+	if err := n.openObservability(ctx); err != nil {
+		return nil, err
+	}
 	if n.signer, err = lease.NewSigner(id.LeaseKey); err != nil {
 		return nil, err
 	}
@@ -254,7 +285,9 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	n.fsm = consensus.NewFSM(n.db, cfg.Logger)
 	n.state = n.fsm.State()
 	n.leases = lease.NewVerifier(n.state, 16384)
-	n.leases = lease.NewVerifier(n.state, 16384)
+	if err := n.openEvents(); err != nil {
+		return nil, err
+	}
 	n.fsm.OnApply(n.onApply)
 	if err := n.openMesh(); err != nil {
 		return nil, err
@@ -280,6 +313,9 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}
 	sc := scheduler.DefaultConfig(cfg.Slots)
 	sc.Interactive.MaxQueue, sc.Interactive.MaxWait = cfg.MaxQueue, cfg.MaxQueueWait
+	if cfg.BulkSlots > 0 {
+		sc.Bulk.MaxConcurrent = cfg.BulkSlots
+	}
 	sc.TenantWeight = n.tenantWeight
 	n.pool = scheduler.New(sc)
 	if err := n.openEgress(); err != nil {
@@ -311,6 +347,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.startReceipts()
+	n.startBulk(ctx)
 	return ln, nil
 }
 
@@ -351,6 +388,7 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 	}
 	d, _ := n.state.EnvDigest(Env)
 	n.refreshDeny()
+	n.refreshBundleLabels()
 	n.log.Info("policy active", "env", Env, "digest", d)
 	return nil
 }
@@ -358,7 +396,12 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 // propose applies a command through Raft and waits for it: on the
 // leader, or forwarded to it (proposeAnywhere, in cluster.go).
 func (n *Node) propose(ctx context.Context, c consensus.Command) (*consensus.Result, error) {
-	return n.proposeAnywhere(ctx, c)
+	start := time.Now()
+	ctx, span := n.tracer.StartRaftApply(ctx, c.Op().String())
+	res, err := n.proposeAnywhere(ctx, c)
+	obs.End(span, err)
+	n.metrics.RaftApplied(c.Op().String(), time.Since(start))
+	return res, err
 }
 
 func (n *Node) serve(ctx context.Context, ln net.Listener) error {
@@ -370,6 +413,8 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
+	// Event streams never go idle: end them when shutdown starts.
+	srv.RegisterOnShutdown(n.evh.Close)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if n.cfg.EgressProxyAddr != "" {
@@ -380,10 +425,14 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		}
 		n.serveProxy(ctx, pln)
 	}
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go func() {
 		defer n.bg.Done()
 		n.cosignLoop(ctx)
+	}()
+	go func() {
+		defer n.bg.Done()
+		n.watchLeader(ctx)
 	}()
 	n.ready.Store(true)
 	n.log.Info("serving", "api", n.apiAddr, "raft", n.raft.Addr(), "data", n.cfg.DataDir, "js", n.box.JSError() == nil)
@@ -414,6 +463,7 @@ func (n *Node) shutdown(srv *http.Server) {
 	case <-done:
 	case <-graceCtx.Done():
 	}
+	n.bulk.Load().drain(graceCtx)
 	if k := n.tasks.cancelAll(sandbox.Terminate(sandbox.ReasonShutdown)); k > 0 {
 		n.log.Warn("grace period over; terminating running tasks", "tasks", k)
 	}
@@ -430,6 +480,7 @@ func (n *Node) shutdown(srv *http.Server) {
 // close stops what open started, in reverse order.
 func (n *Node) close() error {
 	var errs []error
+	n.bulk.Load().stop()
 	if n.receipts != nil {
 		n.receipts.close()
 	}
@@ -444,6 +495,7 @@ func (n *Node) close() error {
 		errs = append(errs, n.raft.Close())
 	}
 	errs = append(errs, n.closeMux())
+	n.closeObservability()
 	if n.db != nil {
 		errs = append(errs, n.db.Close())
 	}
@@ -462,6 +514,7 @@ func (n *Node) onApply(a consensus.Applied) {
 	if a.Result.Err() != nil {
 		return
 	}
+	n.bulkApplied(a)
 	switch c := a.Command.(type) {
 	case *consensus.RevokeLease:
 		if k := n.tasks.cancelLease(c.LeaseID, sandbox.Terminate(sandbox.ReasonRevoked)); k > 0 {
@@ -471,6 +524,7 @@ func (n *Node) onApply(a consensus.Applied) {
 		if c.Env == Env && n.egress != nil {
 			// Listeners run after the batch is committed.
 			n.refreshDeny()
+			n.refreshBundleLabels()
 		}
 	}
 }

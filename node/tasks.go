@@ -15,6 +15,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
@@ -35,7 +36,10 @@ const (
 // submitTask runs a task under a lease: interactive leases run it now and
 // answer with the result; bulk leases answer 202 and run it in the
 // background.
-func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) error {
+func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
+	ctx, span := n.tracer.StartAdmission(r.Context(), traceFrom(r.Context()))
+	defer func() { obs.End(span, err) }()
+	r = r.WithContext(ctx)
 	if n.draining.Load() {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeShuttingDown, Message: "this node is shutting down; send the task to another node", RetryAfter: 1}
 	}
@@ -84,13 +88,19 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) error {
 		Attempt:     1,
 		Traceparent: traceFrom(r.Context()),
 	}
+	if mt := req.ModelTokens; mt != nil {
+		if mt.Input < 0 || mt.Output < 0 || len(mt.Model) > 128 {
+			return api.BadRequest(api.CodeBadRequest, "model_tokens: counts must not be negative, model at most 128 bytes")
+		}
+		t.ModelTokens = &sandbox.ModelTokens{Model: mt.Model, Input: mt.Input, Output: mt.Output}
+	}
 	tc, err := n.fetcherFor(l, profile, t.ID, t.Traceparent)
 	if err != nil {
 		return err
 	}
 	t.Host.Fetch = tc
 	if l.Class == consensus.ClassBulk {
-		return n.submitBulk(w, r, l, t)
+		return n.submitBulk(w, r, l, t, &req)
 	}
 	release, err := n.pool.Acquire(r.Context(), l.Class, l.Tenant)
 	if err != nil {
@@ -127,6 +137,8 @@ func limitsOf(p *policy.Profile) sandbox.Limits {
 // execute runs a task and records it: the per-task hook that meters and
 // records every task exactly once, whatever its outcome.
 func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Task) *api.TaskResult {
+	parent = taskScope(parent, l, t)
+	parent, span := n.tracer.StartExecution(parent, t.ID, l.Tenant, l.Profile)
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	n.tasks.add(t.ID, l.ID, cancel)
@@ -143,6 +155,8 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	} else {
 		res = n.box.Run(ctx, t)
 	}
+	sandboxDone(parent)
+	obs.End(span, nil)
 	addEgressUsage(t, &res.Usage)
 	out := n.resultView(l, t, res)
 	// The result goes out only once its receipt is in the ledger; a client
@@ -157,6 +171,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 		}
 		out.Receipt = ref
 	}
+	n.observeTask(parent, l, t, res, out)
 	n.log.Info("task finished", "task", t.ID, "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile,
 		"module", t.Module.Digest, "outcome", out.Outcome, "cpu_ms", out.Usage.CPUMs, "wall_ms", out.Usage.WallMs,
 		"memory_peak", out.Usage.MemoryPeakBytes, "traceparent", t.Traceparent)
@@ -247,46 +262,16 @@ func (n *Node) getTask(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	t, err := n.loadTask(r.PathValue("id"))
+	// Bulk tasks are replicated (any node answers); interactive ones
+	// are this node's history (bulk.go).
+	t, tenant, err := n.findTask(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if !admin && (t.Result == nil || t.Result.Tenant != l.Tenant) {
+	if !admin && tenant != l.Tenant {
 		return api.Errorf(http.StatusNotFound, api.CodeTaskNotFound, "no task %q on this node", r.PathValue("id"))
 	}
 	writeJSON(w, http.StatusOK, t)
-	return nil
-}
-
-// submitBulk accepts a bulk task and runs it in the background. The
-// scheduler issue replaces this with the replicated, durable queue.
-func (n *Node) submitBulk(w http.ResponseWriter, r *http.Request, l *consensus.Lease, t *sandbox.Task) error {
-	if err := n.saveTask(&api.Task{TaskID: t.ID, State: api.TaskQueued, Class: l.Class}); err != nil {
-		return err
-	}
-	n.bg.Add(1)
-	go func() {
-		defer n.bg.Done()
-		ctx := context.Background()
-		release, err := n.pool.Acquire(ctx, l.Class, l.Tenant)
-		for errors.Is(err, scheduler.ErrQueueTimeout) || errors.Is(err, scheduler.ErrQueueFull) {
-			if n.draining.Load() {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-			release, err = n.pool.Acquire(ctx, l.Class, l.Tenant)
-		}
-		if err != nil {
-			now := time.Now()
-			res := &sandbox.Result{Outcome: sandbox.Terminated(sandbox.ReasonShutdown), Start: now, End: now, Response: sandbox.Response{Status: 500}}
-			_ = n.saveTask(&api.Task{TaskID: t.ID, State: api.TaskFailed, Class: l.Class, Result: n.resultView(l, t, res)})
-			return
-		}
-		defer release()
-		_ = n.saveTask(&api.Task{TaskID: t.ID, State: api.TaskRunning, Class: l.Class, Attempts: 1})
-		n.execute(ctx, l, t)
-	}()
-	writeJSON(w, http.StatusAccepted, api.Accepted{TaskID: t.ID})
 	return nil
 }
 

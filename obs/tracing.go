@@ -239,3 +239,27 @@ func Inject(ctx context.Context, h http.Header) {
 		propagator.Inject(ctx, propagation.HeaderCarrier(h))
 	}
 }
+
+// RecordSandbox records the span of a sandbox's start-up after the fact:
+// the sandbox measures it (instantiation, before guest code runs) without
+// knowing about tracing.
+func (t *Tracer) RecordSandbox(ctx context.Context, kind, moduleDigest string, start time.Time, d time.Duration) {
+	t.record(ctx, SpanSandbox, trace.SpanKindInternal, start, d,
+		attribute.String("leash.module.kind", kind), attribute.String("leash.module.digest", moduleDigest))
+}
+
+// RecordOutbound records the client span of one outbound call after the
+// gateway decided and made it.
+func (t *Tracer) RecordOutbound(ctx context.Context, method, host string, status int, start time.Time, d time.Duration) {
+	t.record(ctx, SpanOutbound, trace.SpanKindClient, start, d,
+		attribute.String("http.request.method", method), attribute.String("server.address", host),
+		attribute.Int("http.response.status_code", status))
+}
+
+func (t *Tracer) record(ctx context.Context, name string, kind trace.SpanKind, start time.Time, d time.Duration, attrs ...attribute.KeyValue) {
+	if !t.Enabled() {
+		return
+	}
+	_, span := t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(start))
+	span.End(trace.WithTimestamp(start.Add(d)))
+}

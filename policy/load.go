@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -333,6 +335,22 @@ func (p *Profile) validate(v *validator, f string) {
 	if p.KV.TTL < 0 {
 		v.add(f+".kv.ttl", "must not be negative")
 	}
+	if r := p.Retry; r != nil {
+		v.rangeCheck(f+".retry.max_attempts", int64(r.MaxAttempts), 0, MaxRetryAttempts)
+		for i, o := range r.On {
+			if !slices.Contains(RetryableOutcomes, o) {
+				v.add(fmt.Sprintf("%s.retry.on[%d]", f, i), "%q is not retryable; one of %s (policy refusals such as terminated:revoked never retry)", o, strings.Join(RetryableOutcomes, ", "))
+			}
+		}
+		if r.Backoff < 0 || r.Backoff.D() > time.Hour {
+			v.add(f+".retry.backoff", "must be between 0s and 1h")
+		}
+		if r.MaxBackoff < 0 || r.MaxBackoff.D() > 24*time.Hour {
+			v.add(f+".retry.max_backoff", "must be between 0s and 24h")
+		} else if r.MaxBackoff > 0 && r.MaxBackoff < r.Backoff {
+			v.add(f+".retry.max_backoff", "must not be below retry.backoff")
+		}
+	}
 }
 
 func validMethod(m string) bool {
@@ -393,6 +411,13 @@ func (b *Bundle) normalize() {
 		}
 		if e.Timeouts.TotalMs == 0 {
 			e.Timeouts.TotalMs = DefaultTotalMs
+		}
+		if r := p.Retry; r != nil {
+			// A retry section, once written, is stored complete.
+			*r = p.RetryPolicy()
+			on := append([]string{}, r.On...) // never nil: [] means retry nothing
+			sort.Strings(on)
+			r.On = dedupe(on)
 		}
 	}
 	for _, t := range b.Tenants {

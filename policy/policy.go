@@ -38,6 +38,68 @@ type Profile struct {
 	MaxLeaseTTL Duration `yaml:"max_lease_ttl" json:"max_lease_ttl"`
 	Egress      Egress   `yaml:"egress,omitempty" json:"egress"`
 	KV          KV       `yaml:"kv,omitempty" json:"kv"`
+	// Retry says how bulk tasks under the profile are retried; nil means
+	// the defaults of RetryPolicy. A pointer, left out of the canonical
+	// form when unset, so bundles written before it keep their digest.
+	Retry *Retry `yaml:"retry,omitempty" json:"retry,omitempty"`
+}
+
+// Retry is a profile's retry policy for bulk tasks (docs/scheduling.md):
+// an attempt whose outcome is in On is run again after an exponential
+// backoff with jitter, until MaxAttempts attempts have run.
+type Retry struct {
+	MaxAttempts int      `yaml:"max_attempts,omitempty" json:"max_attempts"`
+	On          []string `yaml:"on,omitempty" json:"on"`
+	Backoff     Duration `yaml:"backoff,omitempty" json:"backoff"`
+	MaxBackoff  Duration `yaml:"max_backoff,omitempty" json:"max_backoff"`
+}
+
+// Retry defaults.
+const (
+	DefaultMaxAttempts = 3
+	DefaultBackoff     = Duration(time.Second)
+	DefaultMaxBackoff  = Duration(5 * time.Minute)
+	MaxRetryAttempts   = 20
+)
+
+// DefaultRetryOn are the outcomes retried when a profile does not say:
+// the guest failed, or ran out of wall time (a slow dependency). Memory
+// and the other limits are properties of the task and would fail again;
+// policy refusals (revoked, budget) never retry.
+var DefaultRetryOn = []string{"error", "terminated:wall"}
+
+// RetryableOutcomes are the outcomes a profile may list in retry.on.
+var RetryableOutcomes = []string{"error", "terminated:cpu", "terminated:wall", "terminated:memory", "terminated:output", "terminated:subrequests"}
+
+// RetryPolicy is the profile's retry policy with defaults filled in.
+func (p *Profile) RetryPolicy() Retry {
+	r := Retry{MaxAttempts: DefaultMaxAttempts, On: DefaultRetryOn, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff}
+	if p == nil || p.Retry == nil {
+		return r
+	}
+	if p.Retry.MaxAttempts > 0 {
+		r.MaxAttempts = p.Retry.MaxAttempts
+	}
+	if p.Retry.On != nil {
+		r.On = p.Retry.On
+	}
+	if p.Retry.Backoff > 0 {
+		r.Backoff = p.Retry.Backoff
+	}
+	if p.Retry.MaxBackoff > 0 {
+		r.MaxBackoff = p.Retry.MaxBackoff
+	}
+	return r
+}
+
+// Retries reports whether an attempt with outcome is retried.
+func (r Retry) Retries(outcome string) bool {
+	for _, o := range r.On {
+		if o == outcome {
+			return true
+		}
+	}
+	return false
 }
 
 // Limits bound one task. Hitting one ends the task with the limit's name

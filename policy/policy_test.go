@@ -39,6 +39,7 @@ func TestInvalidBundles(t *testing.T) {
 		"bad_egress.yaml":    {{Line: 8, Field: "profiles.p.egress.allow[0].host"}, {Line: 10, Field: "profiles.p.egress.allow[1].ports[0]"}, {Line: 11, Field: "profiles.p.egress.allow[1].methods[0]"}, {Line: 16, Field: "deny[0]"}},
 		"wrong_version.yaml": {{Line: 1, Field: "version"}},
 		"not_yaml.yaml":      {{Line: 1}},
+		"bad_retry.yaml":     {{Line: 7, Field: "profiles.p.retry.max_attempts"}, {Line: 8, Field: "profiles.p.retry.on[1]", Message: "never retry"}, {Line: 9, Field: "profiles.p.retry.backoff"}, {Line: 10, Field: "profiles.p.retry.max_backoff"}},
 	}
 	for name, want := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -177,4 +178,35 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("digest changed through the canonical form")
 		}
 	})
+}
+
+// TestRetryPolicy: defaults when a profile says nothing (and no change to
+// the digest of such a bundle), a written section stored complete, and
+// an empty retry.on meaning "retry nothing" through the canonical form.
+func TestRetryPolicy(t *testing.T) {
+	d := Default()
+	r := d.Profiles["docs-reader"].RetryPolicy()
+	if r.MaxAttempts != DefaultMaxAttempts || !r.Retries("error") || !r.Retries("terminated:wall") || r.Retries("terminated:memory") || r.Retries("terminated:revoked") {
+		t.Fatalf("default retry policy %+v", r)
+	}
+	if strings.Contains(string(d.Canonical()), "retry") {
+		t.Fatal("a bundle without retry sections mentions retry in its canonical form")
+	}
+	src := strings.Replace(string(DefaultYAML()), "    max_lease_ttl: 15m\n", "    max_lease_ttl: 15m\n    retry: {max_attempts: 5, on: [terminated:memory, error, error]}\n", 1)
+	src = strings.Replace(src, "    max_lease_ttl: 1h\n", "    max_lease_ttl: 1h\n    retry: {on: []}\n", 1)
+	b, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := FromCanonical(b.Canonical())
+	if err != nil || back.Digest() != b.Digest() {
+		t.Fatalf("round trip: %v", err)
+	}
+	got := back.Profiles["docs-reader"].RetryPolicy()
+	if got.MaxAttempts != 5 || strings.Join(got.On, ",") != "error,terminated:memory" || got.Backoff != DefaultBackoff || got.MaxBackoff != DefaultMaxBackoff {
+		t.Fatalf("written retry policy %+v", got)
+	}
+	if none := back.Profiles["content-transformer"].RetryPolicy(); len(none.On) != 0 || none.Retries("error") {
+		t.Fatalf("retry.on: [] = %+v", none)
+	}
 }

@@ -523,7 +523,9 @@ func jsTrapMessage(err error) string {
 // request, then run the event loop until the response is ready and the
 // ctx.waitUntil promises settled, or a limit ends it.
 func (e *jsEngine) exec(ctx context.Context, st *jsTask, t *Task, memLimit uint64) error {
+	t0 := time.Now()
 	in, err := e.instantiate(ctx)
+	st.usage.Startup = time.Since(t0)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
@@ -315,7 +314,8 @@ func (r *Runtime) runWASI(parent context.Context, t *Task) *Result {
 		WithRandSource(rand.Reader).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithNanosleep(func(ns int64) { sleepCtx(ctx, time.Duration(ns)) })
+		WithNanosleep(func(ns int64) { sleepCtx(ctx, time.Duration(ns)) }).
+		WithStartFunctions() // _start is called below, so start-up is measured apart
 	for _, kv := range env {
 		mc = mc.WithEnv(kv[0], kv[1])
 	}
@@ -326,23 +326,29 @@ func (r *Runtime) runWASI(parent context.Context, t *Task) *Result {
 	runCtx = experimental.WithMemoryAllocator(runCtx, mem)
 
 	var runErr error
+	var startup time.Duration
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				runErr = fmt.Errorf("sandbox panic: %v", p)
 			}
 		}()
-		var inst api.Module
-		inst, runErr = r.wasi.InstantiateModule(runCtx, cm, mc)
-		if inst != nil {
-			_ = inst.Close(context.WithoutCancel(ctx))
+		t0 := time.Now()
+		inst, err := r.wasi.InstantiateModule(runCtx, cm, mc)
+		startup = time.Since(t0)
+		if err != nil {
+			runErr = err
+			return
 		}
+		defer func() { _ = inst.Close(context.WithoutCancel(ctx)) }()
+		_, runErr = inst.ExportedFunction("_start").Call(runCtx)
 	}()
 	cpu := m.stop()
 	stderr.flush()
 	res.End = time.Now()
 
 	res.Usage.CPU = cpu
+	res.Usage.Startup = startup
 	res.Usage.Wall = res.End.Sub(start)
 	res.Usage.MemoryPeakBytes = int64(mem.peak.Load())
 	res.Usage.OutputBytes = stdout.n

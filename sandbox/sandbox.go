@@ -97,6 +97,9 @@ type Usage struct {
 	Destinations []string `json:"destinations,omitempty"`
 	// Blocked counts outbound attempts the policy refused.
 	Blocked int64 `json:"blocked"`
+	// Startup is the time to a ready instance (instantiation), before
+	// the guest's own code runs.
+	Startup time.Duration `json:"-"`
 }
 
 // Host is what a task may ask of the node. The node builds one per task,
@@ -155,6 +158,13 @@ type Task struct {
 	Host        Host
 	Attempt     int
 	Traceparent string
+	// ModelTokens are the model tokens the client reported with the task
+	// (for events and chargeback); the sandbox does not use them.
+	ModelTokens *ModelTokens
+	// IdempotencyKey is the client's key of a bulk task (empty for other
+	// tasks). With Attempt it lets a guest make its side effects
+	// idempotent: delivery of bulk tasks is at least once.
+	IdempotencyKey string
 }
 
 // Result is what Run returns: always non-nil, whatever happened.
@@ -176,4 +186,11 @@ func (r *Result) Reason() string {
 		return string(r.Outcome[len(p):])
 	}
 	return ""
+}
+
+// ModelTokens are the model tokens a client reports with its task.
+type ModelTokens struct {
+	Model  string
+	Input  int64
+	Output int64
 }

@@ -91,6 +91,9 @@ func wagiEnv(req *Request, t *Task) ([][2]string, error) {
 	}
 	env["LEASH_TASK_ID"] = t.ID
 	env["LEASH_ATTEMPT"] = strconv.Itoa(max(t.Attempt, 1))
+	if t.IdempotencyKey != "" && len(t.IdempotencyKey) <= maxEnvValueLen && !strings.ContainsRune(t.IdempotencyKey, 0) {
+		env["LEASH_IDEMPOTENCY_KEY"] = t.IdempotencyKey
+	}
 	if t.Traceparent != "" {
 		env["LEASH_TRACEPARENT"] = t.Traceparent
 	}

@@ -84,6 +84,7 @@ type class struct {
 	finish  float64
 	flows   map[string]*flow
 	stats   ClassStats
+	lastEnd time.Time // when a task of the class last gave its slot back
 }
 
 // flow is one tenant's queue inside a class.
@@ -105,6 +106,28 @@ type ClassStats struct {
 	Running, Queued int
 	Granted, Shed   int64 // shed: refused (queue full) or timed out
 	WaitTotal       time.Duration
+	// WaitHist counts granted waits by WaitBuckets: WaitHist[i] waits of
+	// at most WaitBuckets[i] (and above WaitBuckets[i-1]); the last
+	// entry counts longer waits. Not cumulative.
+	WaitHist [len(WaitBuckets) + 1]int64
+}
+
+// WaitBuckets are the upper bounds of the wait-time histogram.
+var WaitBuckets = [...]time.Duration{
+	time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+	5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+}
+
+func (st *ClassStats) observeWait(d time.Duration) {
+	st.WaitTotal += d
+	for i, b := range WaitBuckets {
+		if d <= b {
+			st.WaitHist[i]++
+			return
+		}
+	}
+	st.WaitHist[len(WaitBuckets)]++
 }
 
 // New returns a scheduler.
@@ -299,7 +322,7 @@ func (s *Scheduler) dispatch() {
 		c.running++
 		c.stats.Running, c.stats.Queued = c.running, c.queued
 		c.stats.Granted++
-		c.stats.WaitTotal += time.Since(w.enqueue)
+		c.stats.observeWait(time.Since(w.enqueue))
 		w.granted = true
 		close(w.ready)
 	}
@@ -314,9 +337,30 @@ func (s *Scheduler) releaser(c *class) func() {
 			s.running--
 			c.running--
 			c.stats.Running = c.running
+			c.lastEnd = time.Now()
 			s.dispatch()
 		})
 	}
+}
+
+// Active reports whether a class has tasks running or waiting, or gave a
+// slot back within the last within: whether it is in use now.
+func (s *Scheduler) Active(className string, within time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.class(className)
+	if c == nil {
+		return false
+	}
+	return c.running > 0 || c.queued > 0 || time.Since(c.lastEnd) < within
+}
+
+// Weight is a class's weight.
+func (s *Scheduler) Weight(className string) float64 {
+	if c := s.class(className); c != nil {
+		return c.cfg.Weight
+	}
+	return 0
 }
 
 // Load is what gossip advertises: slots in use, tasks waiting, slots.

@@ -330,3 +330,35 @@ func TestHammer(t *testing.T) {
 		t.Fatalf("left running %d waiting %d", r, w)
 	}
 }
+
+// TestActiveAndWaitHistogram: a class is in use while it runs or waits,
+// and for a moment after its last task; granted waits are counted in the
+// histogram.
+func TestActiveAndWaitHistogram(t *testing.T) {
+	s := New(DefaultConfig(1))
+	if s.Active(Interactive, time.Hour) || s.Active("nope", time.Hour) {
+		t.Fatal("an unused class is active")
+	}
+	release, err := s.Acquire(context.Background(), Interactive, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Active(Interactive, 0) || s.Active(Bulk, time.Hour) {
+		t.Fatal("a running class is not active, or the idle one is")
+	}
+	release()
+	if !s.Active(Interactive, time.Hour) || s.Active(Interactive, 0) {
+		t.Fatal("activity does not last exactly the quiet period")
+	}
+	if s.Weight(Interactive) != 4 || s.Weight(Bulk) != 1 {
+		t.Fatalf("weights %v:%v", s.Weight(Interactive), s.Weight(Bulk))
+	}
+	st := s.Stats()[Interactive]
+	var n int64
+	for _, c := range st.WaitHist {
+		n += c
+	}
+	if n != 1 || st.WaitHist[0] != 1 {
+		t.Fatalf("histogram %v", st.WaitHist)
+	}
+}
