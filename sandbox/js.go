@@ -19,10 +19,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -565,8 +567,18 @@ func (e *jsEngine) exec(ctx context.Context, st *jsTask, t *Task, memLimit uint6
 	if meta.Method == "" {
 		meta.Method = http.MethodGet
 	}
+	// The worker's env gets the task's attempt number and idempotency key
+	// (bulk delivery is at least once), as WASI guests get LEASH_ATTEMPT
+	// and LEASH_IDEMPOTENCY_KEY; the task's own variables keep theirs.
+	meta.Env = maps.Clone(meta.Env)
 	if meta.Env == nil {
 		meta.Env = map[string]string{}
+	}
+	if _, ok := meta.Env["LEASH_ATTEMPT"]; !ok {
+		meta.Env["LEASH_ATTEMPT"] = strconv.Itoa(max(t.Attempt, 1))
+	}
+	if _, ok := meta.Env["LEASH_IDEMPOTENCY_KEY"]; !ok && t.IdempotencyKey != "" {
+		meta.Env["LEASH_IDEMPOTENCY_KEY"] = t.IdempotencyKey
 	}
 	mb, err := json.Marshal(meta)
 	if err != nil {

@@ -552,3 +552,13 @@ func TestJSHammer(t *testing.T) {
 		t.Errorf("goroutines %d → %d", g0, n)
 	}
 }
+
+// TestJSAttemptAndIdempotencyKey: a worker sees its attempt number and
+// idempotency key in env, as WASI guests do in their environment.
+func TestJSAttemptAndIdempotencyKey(t *testing.T) {
+	src := `export default { fetch(request, env) { return new Response(env.LEASH_ATTEMPT + " " + env.LEASH_IDEMPOTENCY_KEY + " " + env.GREETING); } };`
+	res := runJS(t, src, get("https://app.example/"), func(t *Task) { t.Attempt, t.IdempotencyKey = 2, "order-17" })
+	if got := string(res.Response.Body); res.Outcome != OutcomeOK || got != "2 order-17 hi" {
+		t.Fatalf("%s %q", res.Outcome, got)
+	}
+}
