@@ -116,6 +116,8 @@ func TestEventsMetricsTraces(t *testing.T) {
 			`leash_leases_issued_total{class="interactive",profile="small"} 1`,
 			`leash_sandbox_start_seconds_count{kind="wasi"} 1`,
 			`leash_ledger_receipts 1`,
+			`leash_slots_in_use{class="interactive"} 0`,
+			`leash_slot_wait_seconds_count{class="interactive"} 1`,
 		} {
 			if !strings.Contains(string(m), want) {
 				t.Errorf("/metrics lacks %s", want)

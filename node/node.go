@@ -348,6 +348,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}
 	n.startReceipts()
 	n.startBulk(ctx)
+	n.metrics.SetQueueSource(n.queueSnapshot)
 	return ln, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/sandbox"
+	"github.com/leash-dev/leash/scheduler"
 )
 
 // Observability: Prometheus metrics, OpenTelemetry traces, and events
@@ -207,4 +208,26 @@ func (n *Node) onMembershipChange(a cluster.Action) {
 		}
 		n.emit(ctx, events.NodeLeft{NodeID: a.ID, Reason: reason})
 	}
+}
+
+// queueSnapshot reports the scheduler and the bulk queue to /metrics.
+func (n *Node) queueSnapshot() obs.QueueSnapshot {
+	qs := n.QueueStats()
+	bounds := make([]float64, len(scheduler.WaitBuckets))
+	for i, b := range scheduler.WaitBuckets {
+		bounds[i] = b.Seconds()
+	}
+	s := obs.QueueSnapshot{
+		Depth:          qs.Depth,
+		Classes:        map[string]obs.ClassSnapshot{},
+		QueueWait:      obs.Histogram{Bounds: bounds, Counts: qs.QueueWait[:]},
+		Retries:        qs.Retries,
+		BudgetRefusals: qs.BudgetRefusals,
+		ClaimExpiries:  qs.ClaimExpiries,
+	}
+	for class, cs := range qs.Classes {
+		s.Classes[class] = obs.ClassSnapshot{Running: cs.Running, Queued: cs.Queued, Shed: cs.Shed,
+			Wait: obs.Histogram{Bounds: bounds, Counts: append([]int64(nil), cs.WaitHist[:]...), Sum: cs.WaitTotal.Seconds()}}
+	}
+	return s
 }

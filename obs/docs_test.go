@@ -49,6 +49,11 @@ func everyHelper(m *Metrics) {
 	m.LedgerBatch(1, time.Millisecond)
 	m.EventEmitted("tool_call_blocked")
 	m.SinkDropped("http", 1)
+	wait := Histogram{Bounds: []float64{0.001, 0.01}, Counts: []int64{3, 1, 0}, Sum: 0.012}
+	m.SetQueueSource(func() QueueSnapshot {
+		return QueueSnapshot{Depth: map[string]int64{"queued": 2}, Classes: map[string]ClassSnapshot{"interactive": {Running: 1, Wait: wait}},
+			QueueWait: wait, Retries: 1}
+	})
 }
 
 // TestDocsMetricTable: the table lists exactly the registered leash_
