@@ -37,7 +37,6 @@ var commands = map[string]command{
 	"revoke":  {"revoke a lease on every node", runRevoke},
 	"members": {"list the cluster's members: state, suffrage, leader, applied index, load", runMembers},
 	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
-	"task":    {"task get ID: print a task record", runTask},
 	"tasks":   {"tasks submit PATH | get ID | list | cancel ID: bulk tasks in the replicated queue", runTasks},
 	"ledger":  {"ledger keys|checkpoint|receipt N|export|proof; ledger verify receipt|export|consistency|agree (offline)", runLedger},
 	"recover": {"recover --data DIR: make a stopped node's data dir a one-voter cluster (disaster recovery)", runRecover},
@@ -132,6 +131,19 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// parseN parses flags and wants exactly n positional arguments.
+func parseN(fs *flag.FlagSet, args []string, n int) ([]string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != n {
+		fs.Usage()
+		return nil, &exitError{code: 2}
+	}
+	return pos, nil
 }
 
 // multi is a repeatable string flag.

@@ -43,13 +43,9 @@ func runLease(ctx context.Context, env *Env, args []string) error {
 func runRevoke(ctx context.Context, env *Env, args []string) error {
 	fs := flags(env, "revoke", "revoke LEASE_ID [--reason TEXT]")
 	reason := fs.String("reason", "", "why (kept in the lease record)")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return &exitError{code: 2}
 	}
 	c := newClient(env)
 	if err := c.needAdmin(); err != nil {
@@ -66,32 +62,14 @@ func runRevoke(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func runTask(ctx context.Context, env *Env, args []string) error {
-	fs := flags(env, "task", "task get TASK_ID")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 || pos[0] != "get" {
-		fs.Usage()
-		return &exitError{code: 2}
-	}
-	c := newClient(env)
-	var t api.Task
-	if err := c.json(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(pos[1]), c.token, nil, &t); err != nil {
-		return err
-	}
-	return printJSON(env, t)
-}
-
 // runPolicy: `leash policy check FILE` validates offline.
 func runPolicy(ctx context.Context, env *Env, args []string) error {
 	fs := flags(env, "policy", "policy check FILE")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 2)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || pos[0] != "check" {
+	if pos[0] != "check" {
 		fs.Usage()
 		return &exitError{code: 2}
 	}

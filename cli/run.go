@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,55 +17,76 @@ import (
 // runRun builds or reads a module, leases, submits it as a task and prints
 // the response body (or the whole result with --json). The exit status is
 // 0 only when the outcome is ok.
+// taskFlags are the flags that shape a task's request, shared by
+// leash run and leash tasks submit.
+type taskFlags struct {
+	method, path, data *string
+	headers, envs      multi
+}
+
+func addTaskFlags(fs *flag.FlagSet) *taskFlags {
+	tf := &taskFlags{
+		method: fs.String("method", "GET", "request method"),
+		path:   fs.String("path", "/", "request path and query"),
+		data:   fs.String("data", "", "request body: text, or @file"),
+	}
+	fs.Var(&tf.headers, "H", "request header 'Name: value' (repeatable)")
+	fs.Var(&tf.envs, "env", "task variable K=V (repeatable)")
+	return tf
+}
+
+// request loads the module at path and builds the task request.
+func (tf *taskFlags) request(ctx context.Context, env *Env, path string) (api.TaskRequest, error) {
+	mod, err := loadModule(ctx, env, path)
+	if err != nil {
+		return api.TaskRequest{}, err
+	}
+	req := api.TaskRequest{Module: mod, Request: api.TaskHTTPRequest{Method: strings.ToUpper(*tf.method), URL: "https://task.leash.local" + ensureSlash(*tf.path), Headers: map[string]string{}}}
+	for _, h := range tf.headers {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok {
+			return req, &exitError{code: 2, msg: fmt.Sprintf("-H %q: want 'Name: value'", h)}
+		}
+		req.Request.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	for _, kv := range tf.envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return req, &exitError{code: 2, msg: fmt.Sprintf("--env %q: want K=V", kv)}
+		}
+		if req.Env == nil {
+			req.Env = map[string]string{}
+		}
+		req.Env[k] = v
+	}
+	if *tf.data != "" {
+		body := []byte(*tf.data)
+		if strings.HasPrefix(*tf.data, "@") {
+			if body, err = os.ReadFile((*tf.data)[1:]); err != nil {
+				return req, err
+			}
+		}
+		req.Request.Body = api.MakeBody(body)
+	}
+	return req, nil
+}
+
+// runRun builds or reads a module, leases, submits it as a task and prints
+// the response body (or the whole result with --json). The exit status is
+// 0 only when the outcome is ok.
 func runRun(ctx context.Context, env *Env, args []string) error {
 	fs := flags(env, "run", "run PATH [--intent I] [--tenant T] [--method M] [--path /p?q] [-H 'K: V'] [--data @file|text] [--env K=V] [--json]")
 	tenant := fs.String("tenant", "demo", "tenant")
 	intent := fs.String("intent", "read_docs", "task intent")
-	method := fs.String("method", "GET", "request method")
-	path := fs.String("path", "/", "request path and query")
-	data := fs.String("data", "", "request body: text, or @file")
 	asJSON := fs.Bool("json", false, "print the whole result as JSON")
-	var headers, envs multi
-	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
-	fs.Var(&envs, "env", "task variable K=V (repeatable)")
-	pos, err := parse(fs, args)
+	tf := addTaskFlags(fs)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return &exitError{code: 2}
-	}
-	mod, err := loadModule(ctx, env, pos[0])
+	req, err := tf.request(ctx, env, pos[0])
 	if err != nil {
 		return err
-	}
-	req := api.TaskRequest{Module: mod, Request: api.TaskHTTPRequest{Method: strings.ToUpper(*method), URL: "https://task.leash.local" + ensureSlash(*path), Headers: map[string]string{}}}
-	for _, h := range headers {
-		k, v, ok := strings.Cut(h, ":")
-		if !ok {
-			return &exitError{code: 2, msg: fmt.Sprintf("-H %q: want 'Name: value'", h)}
-		}
-		req.Request.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	if len(envs) > 0 {
-		req.Env = map[string]string{}
-		for _, kv := range envs {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return &exitError{code: 2, msg: fmt.Sprintf("--env %q: want K=V", kv)}
-			}
-			req.Env[k] = v
-		}
-	}
-	if *data != "" {
-		body := []byte(*data)
-		if strings.HasPrefix(*data, "@") {
-			if body, err = os.ReadFile((*data)[1:]); err != nil {
-				return err
-			}
-		}
-		req.Request.Body = api.MakeBody(body)
 	}
 	c := newClient(env)
 	l, err := c.lease(ctx, api.LeaseRequest{Tenant: *tenant, Intent: *intent})

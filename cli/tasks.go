@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -43,54 +41,18 @@ func tasksSubmit(ctx context.Context, env *Env, args []string) error {
 	tenant := fs.String("tenant", "demo", "tenant, for the lease issued when --lease is not given")
 	intent := fs.String("intent", "transform_content", "task intent, for the lease issued when --lease is not given")
 	key := fs.String("idempotency-key", "", "a repeat with the same key returns the same task")
-	method := fs.String("method", "GET", "request method")
-	path := fs.String("path", "/", "request path and query")
-	data := fs.String("data", "", "request body: text, or @file")
 	wait := fs.Bool("wait", false, "wait until the task is finished and print it")
 	asJSON := fs.Bool("json", false, "with --wait, print the whole task as JSON")
-	var headers, envs multi
-	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
-	fs.Var(&envs, "env", "task variable K=V (repeatable)")
-	pos, err := parse(fs, args)
+	tf := addTaskFlags(fs)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return &exitError{code: 2}
-	}
-	mod, err := loadModule(ctx, env, pos[0])
+	req, err := tf.request(ctx, env, pos[0])
 	if err != nil {
 		return err
 	}
-	req := api.TaskRequest{Module: mod, IdempotencyKey: *key,
-		Request: api.TaskHTTPRequest{Method: strings.ToUpper(*method), URL: "https://task.leash.local" + ensureSlash(*path), Headers: map[string]string{}}}
-	for _, h := range headers {
-		k, v, ok := strings.Cut(h, ":")
-		if !ok {
-			return &exitError{code: 2, msg: fmt.Sprintf("-H %q: want 'Name: value'", h)}
-		}
-		req.Request.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	for _, kv := range envs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return &exitError{code: 2, msg: fmt.Sprintf("--env %q: want K=V", kv)}
-		}
-		if req.Env == nil {
-			req.Env = map[string]string{}
-		}
-		req.Env[k] = v
-	}
-	if *data != "" {
-		body := []byte(*data)
-		if strings.HasPrefix(*data, "@") {
-			if body, err = os.ReadFile((*data)[1:]); err != nil {
-				return err
-			}
-		}
-		req.Request.Body = api.MakeBody(body)
-	}
+	req.IdempotencyKey = *key
 	c := newClient(env)
 	if *token == "" {
 		l, err := c.lease(ctx, api.LeaseRequest{Tenant: *tenant, Intent: *intent, Class: "bulk"})
@@ -146,13 +108,9 @@ func firstNonEmpty(s ...string) string {
 
 func tasksGet(ctx context.Context, env *Env, args []string) error {
 	fs := flags(env, "tasks get", "tasks get TASK_ID")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return &exitError{code: 2}
 	}
 	c := newClient(env)
 	var t api.Task
@@ -170,13 +128,8 @@ func tasksList(ctx context.Context, env *Env, args []string) error {
 	cursor := fs.String("cursor", "", "the page after this cursor (printed by the previous page)")
 	all := fs.Bool("all", false, "follow the cursor to the end")
 	asJSON := fs.Bool("json", false, "print the pages as JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if _, err := parseN(fs, args, 0); err != nil {
 		return err
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return &exitError{code: 2}
 	}
 	c := newClient(env)
 	tw := tabwriter.NewWriter(env.Stdout, 2, 8, 2, ' ', 0)
@@ -224,13 +177,9 @@ func tasksList(ctx context.Context, env *Env, args []string) error {
 
 func tasksCancel(ctx context.Context, env *Env, args []string) error {
 	fs := flags(env, "tasks cancel", "tasks cancel TASK_ID")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return &exitError{code: 2}
 	}
 	c := newClient(env)
 	var t api.Task
