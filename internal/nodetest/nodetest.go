@@ -5,7 +5,6 @@ package nodetest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -232,48 +230,15 @@ func (n *Node) Restart() {
 	n.start()
 }
 
-// Do sends a request; body may be nil, a []byte, or a value encoded as
-// JSON. It returns the status and the body.
+// Do sends a request (see Request) and fails the test if it cannot; it
+// returns the status and the body.
 func (n *Node) Do(method, path, token string, body any, hdr ...string) (int, []byte) {
 	n.t.Helper()
-	var rd io.Reader
-	ct := ""
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			n.t.Fatal(err)
-		}
-		rd, ct = bytes.NewReader(j), "application/json"
-	}
-	req, err := http.NewRequestWithContext(context.Background(), method, n.URL()+path, rd)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.Request(5*time.Minute, method, path, token, body, hdr...)
 	if err != nil {
 		n.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return resp.StatusCode, out
+	return resp.Status, resp.Body
 }
 
 // JSON is Do that decodes the answer into out and fails the test unless
@@ -294,32 +259,15 @@ func (n *Node) JSON(method, path, token string, body any, want int, out any) {
 // TryJSON is JSON that reports failures (including a dead node) as an
 // error instead of failing the test.
 func (n *Node) TryJSON(method, path, token string, body any, want int, out any) error {
-	b, err := json.Marshal(body)
+	resp, err := n.Request(5*time.Minute, method, path, token, body)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(method, n.URL()+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	rb, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, rb)
+	if resp.Status != want {
+		return fmt.Errorf("%s %s: status %d: %s", method, path, resp.Status, resp.Body)
 	}
 	if out != nil {
-		return json.Unmarshal(rb, out)
+		return json.Unmarshal(resp.Body, out)
 	}
 	return nil
 }
