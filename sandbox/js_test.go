@@ -303,7 +303,7 @@ func TestJSOutcomes(t *testing.T) {
 		},
 		"env": {
 			src:     `export default { fetch(req, env) { return new Response(JSON.stringify(env)); } };`,
-			outcome: OutcomeOK, body: `{"GREETING":"hi"}`,
+			outcome: OutcomeOK, body: `{"GREETING":"hi","LEASH_ATTEMPT":"1"}`,
 		},
 		"logs truncated": {
 			src:     `export default { fetch() { for (let i = 0; i < 1000; i++) console.log("line " + i + " " + "x".repeat(100)); return new Response("ok"); } };`,
