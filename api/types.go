@@ -298,3 +298,18 @@ type FieldError struct {
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
 }
+
+// ValidDigest reports whether d has the form of every content digest in
+// the API (policy bundles, modules): "sha256:" and 64 lower-case hex
+// digits.
+func ValidDigest(d string) bool {
+	if len(d) != 71 || d[:7] != "sha256:" {
+		return false
+	}
+	for _, c := range d[7:] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

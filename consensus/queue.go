@@ -12,6 +12,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/leash-dev/leash/api"
 )
 
 // The bulk task queue (docs/scheduling.md, "Bulk tasks"). A bulk task is a
@@ -483,14 +485,6 @@ func status(t *QueueTask) *TaskStatus {
 	return &TaskStatus{ID: t.ID, State: t.State, Attempts: t.Attempts, CancelRequested: t.CancelRequested, ClaimedBy: t.ClaimedBy}
 }
 
-func validDigest(d string) bool {
-	if !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
-		return false
-	}
-	_, err := hex.DecodeString(d[7:])
-	return err == nil && strings.ToLower(d) == d
-}
-
 // Handlers.
 
 func qChunkKey(digest string, off int) string {
@@ -518,7 +512,7 @@ func applyPutQueueModule(tx *Tx, c *PutQueueModule) (*ModulePut, error) {
 	if c.Kind != "wasi" && c.Kind != "js" {
 		return nil, refuse(CodeInvalid, "module kind %q (wasi or js)", c.Kind)
 	}
-	if !validDigest(c.Digest) {
+	if !api.ValidDigest(c.Digest) {
 		return nil, refuse(CodeInvalid, "module digest must be sha256:<64 hex digits>")
 	}
 	if c.Size < 1 || c.Size > MaxQueueModuleBytes || len(c.Code) == 0 || len(c.Code) > MaxQueueModuleChunk || c.Offset < 0 || c.Offset+len(c.Code) > c.Size {
@@ -608,7 +602,7 @@ func applyEnqueueTask(tx *Tx, c *EnqueueTask) (*EnqueueResult, error) {
 		return nil, refuse(CodeInvalid, "idempotency key is longer than %d bytes", MaxIdempotencyKeyBytes)
 	case t.Spec.Kind != "wasi" && t.Spec.Kind != "js":
 		return nil, refuse(CodeInvalid, "module kind %q (wasi or js)", t.Spec.Kind)
-	case !validDigest(t.Spec.ModuleDigest):
+	case !api.ValidDigest(t.Spec.ModuleDigest):
 		return nil, refuse(CodeInvalid, "module digest must be sha256:<64 hex digits>")
 	case t.Spec.Method == "" || t.Spec.URL == "":
 		return nil, refuse(CodeInvalid, "a task needs a request method and URL")

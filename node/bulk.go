@@ -378,14 +378,15 @@ func (b *bulkQueue) yield() bool {
 
 // charge books an attempt that took d (claim to completion): while
 // interactive work is in use, bulk gets its weight's share of the time,
-// so the next claim waits d × (interactive weight / bulk weight).
-func (b *bulkQueue) charge(d time.Duration) {
+// so the next claim waits d × (interactive weight / bulk weight). It
+// returns the pause it added.
+func (b *bulkQueue) charge(d time.Duration) time.Duration {
 	if !b.n.pool.Active(scheduler.Interactive, interactiveQuiet) {
-		return
+		return 0
 	}
 	wb := b.n.pool.Weight(scheduler.Bulk)
 	if wb <= 0 {
-		return
+		return 0
 	}
 	pause := min(time.Duration(float64(d)*b.n.pool.Weight(scheduler.Interactive)/wb), maxYield)
 	b.yieldMu.Lock()
@@ -395,6 +396,7 @@ func (b *bulkQueue) charge(d time.Duration) {
 		from = b.yieldUntil
 	}
 	b.yieldUntil = from.Add(pause)
+	return pause
 }
 
 // claimed reads the task just claimed from local state (a forwarded

@@ -482,6 +482,9 @@ func (n *Node) internalStatus(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (n *Node) internalModule(w http.ResponseWriter, r *http.Request) error {
+	if !api.ValidDigest(r.PathValue("digest")) {
+		return api.BadRequest(api.CodeBadRequest, "not a module digest")
+	}
 	v, closer, err := n.db.Get([]byte(prefixModule + r.PathValue("digest")))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module here")

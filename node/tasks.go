@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
@@ -301,7 +302,7 @@ func (n *Node) taskRequest(in *api.TaskHTTPRequest) (*sandbox.Request, error) {
 	hdr := http.Header{}
 	size := 0
 	for k, v := range in.Headers {
-		if !validHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
+		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
 			return nil, api.BadRequest(api.CodeBadRequest, "request.headers: invalid header %q", k)
 		}
 		size += len(k) + len(v)
@@ -321,18 +322,6 @@ func (n *Node) taskRequest(in *api.TaskHTTPRequest) (*sandbox.Request, error) {
 		return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "request body is larger than %d bytes", n.cfg.MaxRequestBytes)
 	}
 	return &sandbox.Request{Method: method, URL: u.Href, Headers: hdr, Body: body}, nil
-}
-
-func validHeaderName(k string) bool {
-	if k == "" || len(k) > 256 {
-		return false
-	}
-	for _, c := range []byte(k) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func validateEnv(env map[string]string) error {
@@ -379,7 +368,7 @@ func (n *Node) resolveModule(ctx context.Context, m *api.Module) (*sandbox.Modul
 		}
 		return n.compile(ctx, sandbox.KindWASI, code)
 	default:
-		if !strings.HasPrefix(*m.Digest, "sha256:") || len(*m.Digest) != 71 {
+		if !api.ValidDigest(*m.Digest) {
 			return nil, api.BadRequest(api.CodeBadRequest, "module.digest must be sha256:<64 hex digits>")
 		}
 		return n.moduleByDigest(ctx, *m.Digest)

@@ -8,4 +8,10 @@ type Module struct {
 	// compiled is set for KindWASI; source for KindJS.
 	compiled any
 	source   []byte
+
+	// refs counts runs using compiled; an evicted module's code is
+	// released when the last one ends. Guarded by Runtime.mu.
+	refs    int
+	evicted bool
+	closed  bool
 }

@@ -168,19 +168,20 @@ func (r *Runtime) Compile(ctx context.Context, kind Kind, code []byte) (*Module,
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalidModule, kind)
 	}
-	r.store(ctx, m)
-	return m, nil
+	return r.store(ctx, m), nil
 }
 
-func (r *Runtime) store(ctx context.Context, m *Module) {
+// store caches m and returns the module to use: m, or the one another
+// compile of the same bytes stored first.
+func (r *Runtime) store(ctx context.Context, m *Module) *Module {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.modules[m.Digest]; ok {
+	if old, ok := r.modules[m.Digest]; ok && old.mod.Kind == m.Kind {
 		// Lost a race with another compile of the same bytes: keep one.
-		if cm, ok := m.compiled.(wazero.CompiledModule); ok && old.mod != m {
+		if cm, ok := m.compiled.(wazero.CompiledModule); ok {
 			_ = cm.Close(ctx)
 		}
-		return
+		return old.mod
 	}
 	r.tick++
 	r.modules[m.Digest] = &cacheEntry{mod: m, used: r.tick}
@@ -192,12 +193,43 @@ func (r *Runtime) store(ctx context.Context, m *Module) {
 				oldest, oldestUse = d, e.used
 			}
 		}
-		// Instances already running keep working after Close.
-		if cm, ok := r.modules[oldest].mod.compiled.(wazero.CompiledModule); ok {
-			_ = cm.Close(ctx)
-		}
+		ev := r.modules[oldest].mod
 		delete(r.modules, oldest)
+		ev.evicted = true
+		if ev.refs == 0 {
+			r.closeLocked(ctx, ev)
+		}
 	}
+	return m
+}
+
+// acquire marks m in use by a run; it fails only for a module evicted
+// and released before the run began.
+func (r *Runtime) acquire(m *Module) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.refs++
+	return true
+}
+
+// release ends a run's use of m, freeing an evicted module's code.
+func (r *Runtime) release(ctx context.Context, m *Module) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m.refs--
+	if m.refs == 0 && m.evicted {
+		r.closeLocked(ctx, m)
+	}
+}
+
+func (r *Runtime) closeLocked(ctx context.Context, m *Module) {
+	if cm, ok := m.compiled.(wazero.CompiledModule); ok && !m.closed {
+		_ = cm.Close(ctx)
+	}
+	m.closed = true
 }
 
 // checkWASIModule refuses modules that could never run here: no _start,
@@ -265,6 +297,10 @@ func (r *Runtime) runWASI(parent context.Context, t *Task) *Result {
 	if t.Module == nil {
 		return errorResult(start, "no module")
 	}
+	if !r.acquire(t.Module) {
+		return errorResult(start, "the module left the node's cache before the task started; submit it again")
+	}
+	defer r.release(context.WithoutCancel(parent), t.Module)
 	cm, ok := t.Module.compiled.(wazero.CompiledModule)
 	if !ok {
 		return errorResult(start, "no compiled module")

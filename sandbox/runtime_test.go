@@ -328,3 +328,61 @@ func TestFetchHostCalls(t *testing.T) {
 		t.Fatalf("over subrequests: %s after %d calls", res.Outcome, f.calls)
 	}
 }
+
+// TestCacheEvictionKeepsRunningModules: evicting a module from the
+// compiled cache while a task runs it does not break that task; an
+// evicted module is refused with a clear error only once released.
+func TestCacheEvictionKeepsRunningModules(t *testing.T) {
+	r, err := New(context.Background(), Config{MaxCachedModules: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	a := compile(t, r, "sleep")
+	lim := testLimits
+	lim.Wall = 300 * time.Millisecond
+	done := make(chan *Result)
+	go func() {
+		done <- r.Run(context.Background(), &Task{Module: a, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
+	}()
+	for {
+		r.mu.Lock()
+		refs := a.refs
+		r.mu.Unlock()
+		if refs == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	compile(t, r, "minimal") // evicts a while it runs
+	if res := <-done; res.Outcome != Terminated(ReasonWall) {
+		t.Fatalf("running task of an evicted module: %s (%s)", res.Outcome, res.Error)
+	}
+	res := r.Run(context.Background(), &Task{Module: a, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
+	if res.Outcome != OutcomeError || !strings.Contains(res.Error, "left the node's cache") {
+		t.Fatalf("run of a released evicted module: %s (%s)", res.Outcome, res.Error)
+	}
+}
+
+// TestCompileRace: concurrent first compiles of the same bytes all get a
+// module that runs.
+func TestCompileRace(t *testing.T) {
+	r := newRuntime(t)
+	code := guest(t, "minimal")
+	mods := make(chan *Module, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			m, err := r.Compile(context.Background(), KindWASI, code)
+			if err != nil {
+				t.Error(err)
+			}
+			mods <- m
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		m := <-mods
+		if res := r.Run(context.Background(), &Task{Module: m, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: testLimits}); res.Outcome != OutcomeOK {
+			t.Fatalf("run %d: %s (%s)", i, res.Outcome, res.Error)
+		}
+	}
+}

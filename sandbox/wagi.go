@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/leash-dev/leash/weburl"
 )
 
@@ -156,11 +158,11 @@ func parseCGIHeaders(out []byte) (*Response, error) {
 			}
 			resp.Status = code
 		default:
-			if !validHeaderName(k) {
+			if !httpguts.ValidHeaderFieldName(k) {
 				return nil, fmt.Errorf("invalid CGI response: bad header name %q", k)
 			}
 			for _, v := range vs {
-				if strings.ContainsAny(v, "\r\n\x00") {
+				if !httpguts.ValidHeaderFieldValue(v) {
 					return nil, fmt.Errorf("invalid CGI response: bad value for header %q", k)
 				}
 				resp.Headers.Add(k, v)
@@ -171,16 +173,4 @@ func parseCGIHeaders(out []byte) (*Response, error) {
 		resp.Status = http.StatusFound
 	}
 	return resp, nil
-}
-
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for _, c := range []byte(k) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
