@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -163,7 +164,19 @@ func applyIssueLease(tx *Tx, c *IssueLease) (*Lease, error) {
 	if err := put(tx, prefixLease+l.ID, &l); err != nil {
 		return nil, err
 	}
+	tx.Set(leaseExpiryKey(l.ExpiresAt, l.ID), emptyValue)
 	return &l, nil
+}
+
+// emptyValue is an empty value (a nil value means delete to Tx).
+var emptyValue = []byte{}
+
+// leaseExpiryKey indexes leases by expiry, so forgetting expired ones is
+// a range read, not a scan of every lease.
+func leaseExpiryKey(expiresAt int64, id string) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(max(expiresAt, 0)))
+	return prefixLeaseExp + string(b[:]) + id
 }
 
 func applyRevokeLease(tx *Tx, c *RevokeLease) (*Lease, error) {
@@ -222,26 +235,27 @@ func applyPutNode(tx *Tx, c *PutNode) error {
 // maxExpirePerCommand bounds the work of one ExpireLeases.
 const maxExpirePerCommand = 10000
 
+// applyExpireLeases forgets leases that expired before c.Before, oldest
+// first, at most maxExpirePerCommand of them, through the expiry index.
 func applyExpireLeases(tx *Tx, c *ExpireLeases) (int, error) {
 	var gone []string
-	err := scan(tx, prefixLease, func(k, v []byte) error {
-		if len(gone) >= maxExpirePerCommand {
-			return nil
+	upper := leaseExpiryKey(c.Before, "")
+	err := scan(tx, prefixLeaseExp, func(k, _ []byte) error {
+		if len(gone) >= maxExpirePerCommand || string(k) >= upper {
+			return errStopScan
 		}
-		var l Lease
-		if err := msgpack.Unmarshal(v, &l); err != nil {
-			return fmt.Errorf("decode %s: %w", k, err)
-		}
-		if l.ExpiresAt < c.Before {
-			gone = append(gone, string(k))
-		}
+		gone = append(gone, string(k))
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errStopScan) {
 		return 0, err
 	}
 	for _, k := range gone {
 		tx.Delete(k)
+		tx.Delete(prefixLease + k[len(prefixLeaseExp)+8:])
 	}
 	return len(gone), nil
 }
+
+// errStopScan ends a scan early.
+var errStopScan = errors.New("stop scan")

@@ -244,3 +244,35 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 	})
 }
+
+// TestExpireLeases forgets leases that expired before the given time,
+// through the expiry index, and keeps the others.
+func TestExpireLeases(t *testing.T) {
+	f := NewFSM(newStateDB(t), nil)
+	cmds := script(t)
+	res := applyAll(t, f, cmds[:5], 1) // node, key, policy, l1, l2
+	for _, r := range res {
+		if r.Code != "" {
+			t.Fatal(r.Message)
+		}
+	}
+	st := f.State()
+	l1, _ := st.Lease("l1")
+	// Both leases share an expiry; expiring just before it keeps them,
+	// just after it forgets both.
+	b, _ := Encode(&ExpireLeases{Before: l1.ExpiresAt})
+	r := f.Apply(&raft.Log{Index: 6, Type: raft.LogCommand, Data: b}).(*Result)
+	if r.Code != "" || r.Value.(int) != 0 {
+		t.Fatalf("expire before expiry: %+v", r)
+	}
+	b, _ = Encode(&ExpireLeases{Before: l1.ExpiresAt + 1})
+	r = f.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: b}).(*Result)
+	if r.Code != "" || r.Value.(int) != 2 {
+		t.Fatalf("expire after expiry: %+v", r)
+	}
+	for _, id := range []string{"l1", "l2"} {
+		if _, err := st.Lease(id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("lease %s still known: %v", id, err)
+		}
+	}
+}

@@ -89,8 +89,11 @@ const (
 	prefixBundle = PrefixState + "policy/bundle/"
 	prefixEnv    = PrefixState + "policy/env/"
 	prefixLease  = PrefixState + "lease/"
-	prefixKey    = PrefixState + "key/"
-	prefixNode   = PrefixState + "node/"
+	// prefixLeaseExp indexes leases by expiry: 8-byte big-endian unix ns,
+	// then the lease id.
+	prefixLeaseExp = PrefixState + "lease-exp/"
+	prefixKey      = PrefixState + "key/"
+	prefixNode     = PrefixState + "node/"
 )
 
 // ErrNotFound is returned by State reads for missing records.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"regexp"
@@ -195,4 +196,37 @@ func (n *Node) verifyLease(r *http.Request) (*consensus.Lease, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// leaseRetention is how long a lease is remembered after it expires.
+// Its token is refused as expired by its own exp claim either way; the
+// record stays a while for GET /v1/leases/{id} and investigations.
+const leaseRetention = time.Hour
+
+// forgetExpiredLeases keeps replicated state from growing with every
+// lease ever issued: the leader forgets leases expired for longer than
+// leaseRetention, in bounded batches, once a minute.
+func (n *Node) forgetExpiredLeases(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.raft.IsLeader() {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := n.propose(cctx, &consensus.ExpireLeases{Before: n.now().Add(-leaseRetention).UnixNano()})
+		cancel()
+		if err != nil {
+			n.log.Warn("forget expired leases", "err", err)
+			continue
+		}
+		if k, _ := res.Value.(int); k > 0 {
+			n.log.Info("forgot expired leases", "leases", k)
+		}
+	}
 }

@@ -426,10 +426,14 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		}
 		n.serveProxy(ctx, pln)
 	}
-	n.bg.Add(2)
+	n.bg.Add(3)
 	go func() {
 		defer n.bg.Done()
 		n.cosignLoop(ctx)
+	}()
+	go func() {
+		defer n.bg.Done()
+		n.forgetExpiredLeases(ctx)
 	}()
 	go func() {
 		defer n.bg.Done()
