@@ -426,7 +426,7 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		}
 		n.serveProxy(ctx, pln)
 	}
-	n.bg.Add(3)
+	n.bg.Add(4)
 	go func() {
 		defer n.bg.Done()
 		n.cosignLoop(ctx)
@@ -434,6 +434,10 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		defer n.bg.Done()
 		n.forgetExpiredLeases(ctx)
+	}()
+	go func() {
+		defer n.bg.Done()
+		n.forgetOldTasks(ctx)
 	}()
 	go func() {
 		defer n.bg.Done()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +24,16 @@ import (
 	"github.com/leash-dev/leash/weburl"
 )
 
-// Task records live in the node-local part of Pebble: x/task/<id>.
-const prefixTask = consensus.PrefixLocal + "task/"
+// Task records live in the node-local part of Pebble: x/task/<id>, with
+// x/task-t/<8-byte big-endian unix ns><id> ordering them by when they were
+// written, for retention.
+const (
+	prefixTask     = consensus.PrefixLocal + "task/"
+	prefixTaskTime = consensus.PrefixLocal + "task-t/"
+)
+
+// taskRetention is how long a node keeps its local task records.
+const taskRetention = 7 * 24 * time.Hour
 
 // Bounds on a task request besides the body sizes of Config.
 const (
@@ -231,9 +240,57 @@ func (n *Node) saveTask(t *api.Task) error {
 	if err != nil {
 		return err
 	}
+	var at [8]byte
+	binary.BigEndian.PutUint64(at[:], uint64(n.now().UnixNano()))
+	wb := n.db.NewBatch()
+	defer wb.Close()
+	_ = wb.Set([]byte(prefixTask+t.TaskID), b, nil)
+	_ = wb.Set([]byte(prefixTaskTime+string(at[:])+t.TaskID), nil, nil)
 	// NoSync: task records are local history; the receipt ledger is the
 	// durable account of every task.
-	return n.db.Set([]byte(prefixTask+t.TaskID), b, pebble.NoSync)
+	return wb.Commit(pebble.NoSync)
+}
+
+// forgetOldTasks deletes this node's task records older than
+// taskRetention, in bounded batches, once a minute.
+func (n *Node) forgetOldTasks(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if k, err := n.purgeTasks(n.now().Add(-taskRetention), 10000); err != nil {
+			n.log.Warn("forget old task records", "err", err)
+		} else if k > 0 {
+			n.log.Info("forgot old task records", "tasks", k)
+		}
+	}
+}
+
+// purgeTasks deletes up to max task records written before cutoff.
+func (n *Node) purgeTasks(cutoff time.Time, max int) (int, error) {
+	var upper [8]byte
+	binary.BigEndian.PutUint64(upper[:], uint64(cutoff.UnixNano()))
+	it, err := n.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixTaskTime), UpperBound: []byte(prefixTaskTime + string(upper[:]))})
+	if err != nil {
+		return 0, err
+	}
+	wb := n.db.NewBatch()
+	defer wb.Close()
+	k := 0
+	for it.First(); it.Valid() && k < max; it.Next() {
+		key := it.Key()
+		_ = wb.Delete(append([]byte(nil), key...), nil)
+		_ = wb.Delete([]byte(prefixTask+string(key[len(prefixTaskTime)+8:])), nil)
+		k++
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	return k, wb.Commit(pebble.NoSync)
 }
 
 func (n *Node) loadTask(id string) (*api.Task, error) {
