@@ -5,6 +5,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,6 +276,27 @@ func TestExpireLeases(t *testing.T) {
 	for _, id := range []string{"l1", "l2"} {
 		if _, err := st.Lease(id); !errors.Is(err, ErrNotFound) {
 			t.Errorf("lease %s still known: %v", id, err)
+		}
+	}
+}
+
+// TestCodesAreDocumented: every refusal code of the state machine is in
+// docs/api.md (writes that fail reach clients with these codes).
+func TestCodesAreDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`Code[A-Za-z]*\s*=\s*"([a-z_]+)"`)
+	for _, f := range []string{"apply.go", "ledger.go", "queue.go"} {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			if !strings.Contains(string(doc), "| `"+m[1]+"` |") {
+				t.Errorf("%s: code %s is not in docs/api.md", f, m[1])
+			}
 		}
 	}
 }
