@@ -161,7 +161,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	var res *sandbox.Result
 	if ctx.Err() != nil {
 		now := time.Now()
-		res = &sandbox.Result{Outcome: sandbox.Terminated(reasonOf(ctx)), Start: now, End: now, Response: sandbox.Response{Status: 500}}
+		res = &sandbox.Result{Outcome: sandbox.Terminated(sandbox.ReasonOf(ctx)), Start: now, End: now, Response: sandbox.Response{Status: 500}}
 	} else {
 		res = n.box.Run(ctx, t)
 	}
@@ -193,14 +193,6 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 		n.log.Error("record task", "task", t.ID, "err", err)
 	}
 	return out
-}
-
-func reasonOf(ctx context.Context) string {
-	var te *sandbox.TerminateError
-	if errors.As(context.Cause(ctx), &te) {
-		return te.Reason
-	}
-	return sandbox.ReasonCancelled
 }
 
 func (n *Node) resultView(l *consensus.Lease, t *sandbox.Task, res *sandbox.Result) *api.TaskResult {

@@ -479,7 +479,7 @@ func (e *jsEngine) run(parent context.Context, t *Task) *Result {
 	res.Logs, res.Usage.LogBytes = st.logs.lines()
 	res.Usage.finish()
 
-	reason := reasonOf(ctx)
+	reason := ReasonOf(ctx)
 	oom := st.oom || (alloc.refused() && runErr != nil)
 	switch {
 	case st.responded && !oom && runErr == nil:

@@ -23,8 +23,10 @@ func (e *TerminateError) Error() string { return "task terminated: " + e.Reason 
 // Terminate returns the cause that ends a task with reason.
 func Terminate(reason string) error { return &TerminateError{Reason: reason} }
 
-// reasonOf finds the termination reason in a context's cause, if any.
-func reasonOf(ctx context.Context) string {
+// ReasonOf finds the termination reason in a context's cause: the
+// TerminateError's reason, wall for a deadline, cancelled for any other
+// cancellation, and "" while ctx is live.
+func ReasonOf(ctx context.Context) string {
 	var te *TerminateError
 	if errors.As(context.Cause(ctx), &te) {
 		return te.Reason

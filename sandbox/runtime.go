@@ -393,7 +393,7 @@ func (r *Runtime) runWASI(parent context.Context, t *Task) *Result {
 
 	// Decide the outcome: a limit or a termination cause wins over what
 	// the guest saw as a consequence of it.
-	reason := reasonOf(ctx)
+	reason := ReasonOf(ctx)
 	switch {
 	case reason != "" && (runErr != nil || stdout.hit || ctx.Err() != nil):
 		res.Outcome = Terminated(reason)
