@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"bytes"
+	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,7 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 // PayloadType is the DSSE payload type of a v1 receipt.
@@ -167,23 +170,13 @@ func decodeBase64(s string) ([]byte, error) {
 	return nil, errors.New("not base64")
 }
 
-// PAE is the DSSE v1 pre-authentication encoding of a payload type and body:
+// PAE is the DSSE v1 pre-authentication encoding of a payload type and body
+// (dsse.PAE):
 //
 //	"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
 //
 // with LEN the ASCII decimal byte length, no leading zeros.
-func PAE(payloadType string, body []byte) []byte {
-	b := make([]byte, 0, len("DSSEv1")+len(payloadType)+len(body)+24)
-	b = append(b, "DSSEv1 "...)
-	b = strconv.AppendInt(b, int64(len(payloadType)), 10)
-	b = append(b, ' ')
-	b = append(b, payloadType...)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, ' ')
-	b = append(b, body...)
-	return b
-}
+func PAE(payloadType string, body []byte) []byte { return dsse.PAE(payloadType, body) }
 
 // KeyID returns the stable id of an Ed25519 receipt key: "sha256:" and the
 // lowercase hex SHA-256 of the 32-byte public key.
@@ -214,10 +207,17 @@ func SignReceipt(key ed25519.PrivateKey, keyID string, r *Receipt) (*Envelope, e
 	if err != nil {
 		return nil, fmt.Errorf("sign receipt: encode payload: %w", err)
 	}
-	env := &Envelope{
-		Payload:     payload,
-		PayloadType: PayloadType,
-		Signatures:  []Signature{{KeyID: keyID, Sig: ed25519.Sign(key, PAE(PayloadType, payload))}},
+	signer, err := dsse.NewEnvelopeSigner(ed25519Signer{key: key, id: keyID})
+	if err != nil {
+		return nil, fmt.Errorf("sign receipt: %w", err)
+	}
+	signed, err := signer.SignPayload(context.Background(), PayloadType, payload)
+	if err != nil {
+		return nil, fmt.Errorf("sign receipt: %w", err)
+	}
+	env, err := fromDSSE(signed, payload)
+	if err != nil {
+		return nil, fmt.Errorf("sign receipt: %w", err)
 	}
 	if b, err := env.Canonical(); err != nil {
 		return nil, fmt.Errorf("sign receipt: encode envelope: %w", err)
@@ -248,7 +248,7 @@ func verifyEnvelope(env *Envelope, idx *keyIndex) (*Receipt, error) {
 	if len(env.Signatures) == 0 {
 		return nil, &VerifyError{Subject: "receipt", Index: -1, Field: "signatures", Err: ErrMalformed, Detail: "is empty"}
 	}
-	msg := PAE(env.PayloadType, env.Payload)
+	body := base64.StdEncoding.EncodeToString(env.Payload)
 	var signer *receiptKey
 	var firstErr *VerifyError
 	for _, s := range env.Signatures {
@@ -259,13 +259,7 @@ func verifyEnvelope(env *Envelope, idx *keyIndex) (*Receipt, error) {
 			}
 			continue
 		}
-		for _, k := range cands {
-			if ed25519.Verify(k.pub, msg, s.Sig) {
-				signer = k
-				break
-			}
-		}
-		if signer != nil {
+		if signer = verifyOne(env.PayloadType, body, s, cands); signer != nil {
 			break
 		}
 		if firstErr == nil || errors.Is(firstErr, ErrUnknownKey) {
@@ -402,4 +396,77 @@ func CheckEnvelope(env *Envelope, keys *KeySet) (*Receipt, error) {
 	e := verr("receipt", ErrUnknownKey, fmt.Sprintf("no signature names a receipt key of node %q", r.NodeID))
 	e.Node = r.NodeID
 	return nil, e
+}
+
+// The DSSE protocol itself (PAE, signing, verifying a signature against a
+// set of keys) is go-securesystemslib's dsse package; this file keeps what
+// is the ledger's own: the canonical JSON form every stored record has
+// (field order, padded standard base64), the strict decoder, and which
+// keys a receipt may be signed with.
+
+// ed25519Signer is a dsse.Signer for a node's receipt key.
+type ed25519Signer struct {
+	key ed25519.PrivateKey
+	id  string
+}
+
+func (s ed25519Signer) Sign(_ context.Context, data []byte) ([]byte, error) {
+	return ed25519.Sign(s.key, data), nil
+}
+
+func (s ed25519Signer) KeyID() (string, error) { return s.id, nil }
+
+// ed25519Verifier is a dsse.Verifier for one trusted receipt key.
+type ed25519Verifier struct{ k *receiptKey }
+
+func (v ed25519Verifier) Verify(_ context.Context, data, sig []byte) error {
+	if !ed25519.Verify(v.k.pub, data, sig) {
+		return errors.New("ed25519: invalid signature")
+	}
+	return nil
+}
+
+func (v ed25519Verifier) KeyID() (string, error)   { return v.k.id, nil }
+func (v ed25519Verifier) Public() crypto.PublicKey { return v.k.pub }
+
+// verifyOne checks one signature of an envelope (its payload already in
+// base64) against the candidate keys with dsse's verifier, and returns the
+// key that verified it, or nil.
+func verifyOne(payloadType, payload64 string, s Signature, cands []*receiptKey) *receiptKey {
+	vs := make([]dsse.Verifier, len(cands))
+	for i, k := range cands {
+		vs[i] = ed25519Verifier{k}
+	}
+	ev, err := dsse.NewEnvelopeVerifier(vs...)
+	if err != nil {
+		return nil
+	}
+	accepted, err := ev.Verify(context.Background(), &dsse.Envelope{
+		PayloadType: payloadType,
+		Payload:     payload64,
+		Signatures:  []dsse.Signature{{KeyID: s.KeyID, Sig: base64.StdEncoding.EncodeToString(s.Sig)}},
+	})
+	if err != nil || len(accepted) == 0 {
+		return nil
+	}
+	for _, k := range cands {
+		if k.id == accepted[0].KeyID {
+			return k
+		}
+	}
+	return nil
+}
+
+// fromDSSE turns an envelope dsse signed into the ledger's form; payload
+// is the body it signed, so it is not decoded again.
+func fromDSSE(e *dsse.Envelope, payload []byte) (*Envelope, error) {
+	out := &Envelope{Payload: payload, PayloadType: e.PayloadType, Signatures: make([]Signature, len(e.Signatures))}
+	for i, s := range e.Signatures {
+		sig, err := base64.StdEncoding.DecodeString(s.Sig)
+		if err != nil {
+			return nil, fmt.Errorf("signature %d: %w", i, err)
+		}
+		out.Signatures[i] = Signature{KeyID: s.KeyID, Sig: sig}
+	}
+	return out, nil
 }
