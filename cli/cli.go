@@ -146,6 +146,25 @@ func parseN(fs *flag.FlagSet, args []string, n int) ([]string, error) {
 	return pos, nil
 }
 
+// helpArgs are the arguments that ask a command for its usage.
+var helpArgs = map[string]bool{"-h": true, "-help": true, "--help": true, "help": true}
+
+// subUsage answers a command with subcommands: with no arguments it prints
+// usage and exits 2; asked for help (leash CMD --help, or leash CMD SUB
+// --help for a SUB without flags of its own) it prints usage and exits 0.
+// It reports whether the caller should stop.
+func subUsage(env *Env, args []string, usageLine string) (bool, error) {
+	switch {
+	case len(args) == 0:
+		fmt.Fprintln(env.Stderr, "usage: leash "+usageLine)
+		return true, &exitError{code: 2}
+	case helpArgs[args[0]] || (len(args) > 1 && helpArgs[args[1]]):
+		fmt.Fprintln(env.Stderr, "usage: leash "+usageLine)
+		return true, flag.ErrHelp
+	}
+	return false, nil
+}
+
 // multi is a repeatable string flag.
 type multi []string
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +17,14 @@ import (
 
 // runLedger: fetch ledger material from a node, and verify it offline.
 func runLedger(ctx context.Context, env *Env, args []string) error {
-	if len(args) == 0 {
-		return &exitError{code: 2, msg: "usage: leash ledger keys|checkpoint|receipt N|export|proof|verify …"}
+	if len(args) > 0 && args[0] == "verify" {
+		return runLedgerVerify(env, args[1:])
+	}
+	// export and proof have flag sets of their own, which answer -h.
+	if len(args) == 0 || (args[0] != "export" && args[0] != "proof") {
+		if stop, err := subUsage(env, args, "ledger keys|checkpoint|receipt INDEX|export [--from N] [--to N]|proof --old N --new N|verify receipt|export|consistency|agree …"); stop {
+			return err
+		}
 	}
 	c := newClient(env)
 	get := func(path string) error {
@@ -56,8 +63,6 @@ func runLedger(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		return get(fmt.Sprintf("/v1/ledger/consistency?old=%d&new=%d", *oldSize, *newSize))
-	case "verify":
-		return runLedgerVerify(env, args[1:])
 	}
 	return &exitError{code: 2, msg: fmt.Sprintf("ledger: unknown subcommand %q", args[0])}
 }
@@ -68,8 +73,12 @@ type rawOut struct{ w io.Writer }
 // runLedgerVerify checks ledger material offline, trusting only the key
 // set. Exit status: 0 ok, 1 verification failed, 2 usage or I/O error.
 func runLedgerVerify(env *Env, args []string) error {
-	if len(args) == 0 {
-		return &exitError{code: 2, msg: "usage: leash ledger verify receipt|export|consistency|agree [flags]"}
+	if len(args) == 0 || helpArgs[args[0]] {
+		fmt.Fprintln(env.Stderr, "usage: leash ledger verify receipt|export|consistency|agree --keys keys.json [flags]  (leash ledger verify <what> -h for its flags)")
+		if len(args) == 0 {
+			return &exitError{code: 2}
+		}
+		return flag.ErrHelp
 	}
 	what := args[0]
 	fs := flags(env, "ledger verify "+what, "ledger verify "+what+" --keys keys.json …")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,9 +16,12 @@ import (
 // runTasks: `leash tasks submit|get|list|cancel`, the bulk queue from the
 // command line (docs/scheduling.md).
 func runTasks(ctx context.Context, env *Env, args []string) error {
-	if len(args) == 0 {
+	if len(args) == 0 || helpArgs[args[0]] {
 		fmt.Fprintln(env.Stderr, "usage: leash tasks submit|get|list|cancel …  (leash tasks <sub> -h for flags)")
-		return &exitError{code: 2}
+		if len(args) == 0 {
+			return &exitError{code: 2}
+		}
+		return flag.ErrHelp
 	}
 	switch args[0] {
 	case "submit":
