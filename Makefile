@@ -10,6 +10,8 @@ SHELL := /bin/bash
 GO ?= go
 BUILD := build
 BIN := bin/leash
+ENGINE := $(BUILD)/engine/engine.wasm
+EMBEDDED_ENGINE := engine/image/data/engine.wasm
 GOFLAGS_RACE := -race
 FUZZTIME ?= 10s
 
@@ -23,8 +25,13 @@ all: build
 
 build: $(BIN)
 
-$(BIN): $(shell find . -name '*.go' -not -path './build/*' 2>/dev/null) go.mod go.sum policy/default.yaml
+$(BIN): $(shell find . -name '*.go' -not -path './build/*' 2>/dev/null) go.mod go.sum policy/default.yaml $(EMBEDDED_ENGINE)
 	$(GO) build -trimpath -o $(BIN) ./cmd/leash
+
+# The binary carries its JS engine (engine/image): the built engine is
+# copied beside the package that embeds it before the binary is compiled.
+$(EMBEDDED_ENGINE): $(ENGINE)
+	cp $(ENGINE) $@
 
 serve: build guests engine
 	./$(BIN) serve
@@ -57,8 +64,6 @@ $(BUILD)/guests/%.wasm: testdata/guests/%.c | toolchain
 # engine builds the JS engine (QuickJS for wasm32-wasi from Debian's source
 # package, engine/build.sh; docs/javascript.md) and caches its snapshot and
 # compiled code beside it (engine/warm).
-ENGINE := $(BUILD)/engine/engine.wasm
-
 engine: $(ENGINE) $(BUILD)/engine/.warm
 
 $(ENGINE): engine/build.sh engine/shim.c engine/prelude.js engine/quickjs-wasi.patch | toolchain
@@ -71,7 +76,7 @@ $(BUILD)/engine/.warm: $(ENGINE) $(wildcard sandbox/js*.go)
 vet:
 	$(GO) vet ./...
 
-unit: guests engine nettools
+unit: guests engine $(EMBEDDED_ENGINE) nettools
 	$(GO) test $(GOFLAGS_RACE) -count=1 -timeout 30m ./...
 
 # nettools installs iptables, which the cluster tests use to partition

@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
+	"github.com/leash-dev/leash/engine/image"
 	"github.com/leash-dev/leash/node"
 )
 
@@ -30,7 +33,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (0: 8192)")
 	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "Raft entries kept after a snapshot for slow followers (0: 10240)")
 	fs.StringVar(&cfg.EgressProxyAddr, "egress-proxy-addr", "", "serve the lease-authenticated egress proxy here (off by default)")
-	fs.StringVar(&cfg.EnginePath, "engine", "build/engine/engine.wasm", "JS engine (built by make engine)")
+	fs.StringVar(&cfg.EnginePath, "engine", "", "JS engine file (default: the engine this binary carries; make build embeds it)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", d.ShutdownGrace, "how long running tasks may finish at shutdown")
 	fs.IntVar(&cfg.Slots, "slots", d.Slots, "sandboxes running at once")
 	fs.IntVar(&cfg.BulkSlots, "bulk-slots", 0, "slots bulk tasks may hold at once (0: every slot, lent back as interactive work arrives)")
@@ -60,8 +63,27 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		cfg.Unaudited = true
 		cfg.Logger.Warn("LEASH_BENCH_UNAUDITED=1: tasks run WITHOUT receipts; for benchmarks only")
 	}
-	if _, err := os.Stat(cfg.EnginePath); err != nil {
-		cfg.Logger.Warn("JS engine not found; JavaScript tasks are refused until `make engine` builds it", "path", cfg.EnginePath)
+	if err := chooseEngine(&cfg); err != nil {
+		cfg.Logger.Warn("no JS engine: JavaScript tasks are refused with js_engine_unavailable", "err", err)
+		cfg.EnginePath = ""
 	}
 	return node.Run(ctx, cfg)
+}
+
+// chooseEngine settles which JS engine the node loads: the file --engine
+// names, or else the engine the binary carries, installed into the data
+// dir (where its snapshot and compiled code are cached beside it).
+func chooseEngine(cfg *node.Config) error {
+	if cfg.EnginePath != "" {
+		if _, err := os.Stat(cfg.EnginePath); err != nil {
+			return fmt.Errorf("--engine: %w", err)
+		}
+		return nil
+	}
+	path, err := image.Install(filepath.Join(cfg.DataDir, "engine"))
+	if err != nil {
+		return fmt.Errorf("%w (build it with make build, or pass --engine)", err)
+	}
+	cfg.EnginePath = path
+	return nil
 }
