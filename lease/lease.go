@@ -13,11 +13,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
@@ -208,9 +208,7 @@ func checkClaims(c *Claims, kid string, st State, now time.Time) (*consensus.Lea
 // every call.
 type Verifier struct {
 	st   State
-	max  int
-	mu   sync.Mutex
-	seen map[[32]byte]verified
+	seen *lru.Cache[[32]byte, verified] // safe for concurrent use
 }
 
 type verified struct {
@@ -220,16 +218,14 @@ type verified struct {
 
 // NewVerifier returns a Verifier caching at most size tokens.
 func NewVerifier(st State, size int) *Verifier {
-	return &Verifier{st: st, max: max(size, 1), seen: map[[32]byte]verified{}}
+	seen, _ := lru.New[[32]byte, verified](max(size, 1)) // errs only for size < 1
+	return &Verifier{st: st, seen: seen}
 }
 
 // Verify is Verify with the cache.
 func (v *Verifier) Verify(token string, now time.Time) (*consensus.Lease, *Claims, error) {
 	h := sha256.Sum256([]byte(token))
-	v.mu.Lock()
-	hit, ok := v.seen[h]
-	v.mu.Unlock()
-	if ok {
+	if hit, ok := v.seen.Get(h); ok {
 		if _, err := leaseKey(v.st, hit.kid); err != nil {
 			return nil, nil, err
 		}
@@ -243,15 +239,7 @@ func (v *Verifier) Verify(token string, now time.Time) (*consensus.Lease, *Claim
 	if err != nil {
 		return nil, nil, err
 	}
-	v.mu.Lock()
-	if len(v.seen) >= v.max {
-		for k := range v.seen { // evict an arbitrary entry
-			delete(v.seen, k)
-			break
-		}
-	}
-	v.seen[h] = verified{claims: c, kid: kid}
-	v.mu.Unlock()
+	v.seen.Add(h, verified{claims: c, kid: kid})
 	return l, c, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,30 @@ func TestVerifierCache(t *testing.T) {
 	parts := strings.Split(tok, ".")
 	if _, _, err := v.Verify(parts[0]+"."+parts[1]+".AAAA", now); err == nil {
 		t.Fatal("forged token accepted")
+	}
+}
+
+// TestVerifierCacheIsLRU: the cache holds at most its size, and a token in
+// steady use survives a flood of others (least recently used go first).
+func TestVerifierCacheIsLRU(t *testing.T) {
+	s, st, _ := setup(t)
+	hot, _ := s.Sign(newLease(st, s, "hot", now.Add(-time.Minute), 10*time.Minute))
+	v := NewVerifier(st, 4)
+	h := sha256.Sum256([]byte(hot))
+	for i := range 20 {
+		if _, _, err := v.Verify(hot, now); err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("cold%d", i)
+		tok, _ := s.Sign(newLease(st, s, id, now.Add(-time.Minute), 10*time.Minute))
+		if _, _, err := v.Verify(tok, now); err != nil {
+			t.Fatal(err)
+		}
+		if v.seen.Len() > 4 {
+			t.Fatalf("cache holds %d tokens, more than its size 4", v.seen.Len())
+		}
+	}
+	if !v.seen.Contains(h) {
+		t.Fatal("the token in steady use was evicted")
 	}
 }
