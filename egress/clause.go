@@ -55,6 +55,21 @@ const (
 	ClauseTimeout = "timeout"
 	// ClauseProxyAuth: a proxy request without valid lease credentials.
 	ClauseProxyAuth = "proxy.auth"
+	// ClauseTunnelTLS: a CONNECT tunnel's first bytes are not a TLS
+	// handshake (plain HTTP included: it goes as absolute-form requests).
+	ClauseTunnelTLS = "tunnel.tls_required"
+	// ClauseTunnelHello: a tunnel's ClientHello is malformed, or larger
+	// than the bound.
+	ClauseTunnelHello = "tunnel.client_hello"
+	// ClauseTunnelSNIMissing: a tunnel to a host name whose ClientHello
+	// names no server (SNI).
+	ClauseTunnelSNIMissing = "tunnel.sni_missing"
+	// ClauseTunnelSNIMismatch: the ClientHello's SNI is not the CONNECT
+	// host (or is present in a tunnel to an IP literal).
+	ClauseTunnelSNIMismatch = "tunnel.sni_mismatch"
+	// ClauseTunnelECH: the ClientHello offers Encrypted ClientHello (or
+	// the draft encrypted SNI), which hides the name it asks for.
+	ClauseTunnelECH = "tunnel.ech"
 )
 
 // Clauses lists every clause, in the order docs/egress.md gives them.
@@ -63,6 +78,8 @@ var Clauses = []string{
 	ClauseGlobalDeny, ClauseDefaultDeny, ClausePort, ClauseMethod,
 	ClauseAddressPrivate, ClauseSubrequests, ClauseRate, ClauseBytes,
 	ClauseResponseSize, ClauseRedirects, ClauseTimeout, ClauseProxyAuth,
+	ClauseTunnelTLS, ClauseTunnelHello, ClauseTunnelSNIMissing,
+	ClauseTunnelSNIMismatch, ClauseTunnelECH,
 }
 
 // refuse builds the refusal error for a clause.
@@ -92,7 +109,7 @@ func StatusFor(clause string) int {
 	switch clause {
 	case ClauseProxyAuth:
 		return http.StatusProxyAuthRequired
-	case ClauseURLInvalid, ClauseScheme, ClauseRequestInvalid, ClauseRequestHost:
+	case ClauseURLInvalid, ClauseScheme, ClauseRequestInvalid, ClauseRequestHost, ClauseTunnelHello:
 		return http.StatusBadRequest
 	case ClauseSubrequests, ClauseRate, ClauseBytes:
 		return http.StatusTooManyRequests

@@ -61,6 +61,9 @@ type Decision struct {
 	// AddressRange names the special-purpose block of a refused address
 	// ("loopback", "link-local", "nat64:private", …).
 	AddressRange string
+	// SNI is the server name of a tunnel's ClientHello, as sent; empty
+	// when it had none, or before it was read.
+	SNI string
 	// Hop is 0 for the request, n for the n-th redirect followed.
 	Hop      int
 	Status   int
@@ -103,6 +106,7 @@ func (g *Gateway) emit(ctx context.Context, d Decision) {
 			slog.String("rule", d.Rule),
 			slog.String("address", d.Address),
 			slog.String("address_range", d.AddressRange),
+			slog.String("sni", d.SNI),
 			slog.Int("hop", d.Hop),
 			slog.Int("status", d.Status),
 			slog.Int64("bytes_out", d.BytesOut),
@@ -120,5 +124,5 @@ func (g *Gateway) emit(ctx context.Context, d Decision) {
 var LogKeys = []string{
 	"outcome", "clause", "reason", "error", "mode", "tenant", "lease_id", "task_id",
 	"traceparent", "profile", "method", "url", "host", "port", "destination", "rule",
-	"address", "address_range", "hop", "status", "bytes_out", "bytes_in", "duration_ms",
+	"address", "address_range", "sni", "hop", "status", "bytes_out", "bytes_in", "duration_ms",
 }

@@ -30,6 +30,18 @@
 // Each hop ends in exactly one Decision: one canonical slog line (keys in
 // LogKeys) and one call of Config.OnDecision.
 //
+// # Tunnels
+//
+// A CONNECT tunnel (proxy mode) is decided like a request (method
+// CONNECT; a rule without ports allows it to 443 only), then its start is
+// checked before any byte goes on (tunnelcheck.go): the first record must
+// be a TLS handshake (tunnel.tls_required), its ClientHello is read by
+// crypto/tls itself through a recording connection (ReadClientHello,
+// hello.go; bounded in bytes and time: tunnel.client_hello, timeout), ECH
+// is refused (tunnel.ech) and the SNI must be the CONNECT host
+// (tunnel.sni_missing, tunnel.sni_mismatch). The bytes read are then
+// replayed upstream. Every refusal of the proxy ends the connection.
+//
 // # Connections
 //
 // Connections are pooled per tenant × scheme × host × port × checked

@@ -1,6 +1,8 @@
 package egress
 
 import (
+	"bytes"
+	"crypto/tls"
 	"net/netip"
 	"strings"
 	"testing"
@@ -138,6 +140,43 @@ func FuzzClassify(f *testing.F) {
 			if m := Classify(netip.AddrFrom16(a.As16())); m.Global != c.Global {
 				t.Fatalf("%s global %v, mapped %v", a, c.Global, m.Global)
 			}
+		}
+	})
+}
+
+// FuzzReadClientHello: the ClientHello reader never panics, never reads
+// past its bound, returns only bytes of its input, and what it accepts
+// it accepts again from exactly the bytes it read (the replay carries
+// the whole hello).
+func FuzzReadClientHello(f *testing.F) {
+	for _, cfg := range []*tls.Config{
+		{ServerName: "api.example.com"},
+		{ServerName: "api.example.com", NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS13},
+		{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12},
+		{ServerName: "secret.example", MinVersion: tls.VersionTLS13, EncryptedClientHelloConfigList: echConfigList(f, "front.example")},
+	} {
+		h := captureHello(f, cfg)
+		f.Add(h)
+		f.Add(bytes.Join(reframe(h, 33), nil))
+		f.Add(h[:len(h)/2])
+	}
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte{0x16, 3, 1, 0, 4, 1, 0, 0, 0})
+	const bound = 4096
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, raw, err := ReadClientHello(bytes.NewReader(in), bound)
+		if len(raw) > bound || !bytes.HasPrefix(in, raw) {
+			t.Fatalf("read %d bytes, not a prefix of the input within %d", len(raw), bound)
+		}
+		if err != nil {
+			if h != nil {
+				t.Fatal("a hello with an error")
+			}
+			return
+		}
+		again, raw2, err := ReadClientHello(bytes.NewReader(raw), bound)
+		if err != nil || again.ServerName != h.ServerName || again.ECH != h.ECH || !bytes.Equal(raw2, raw) {
+			t.Fatalf("the bytes read do not carry the hello: %v", err)
 		}
 	})
 }

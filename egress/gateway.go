@@ -53,8 +53,10 @@ type Config struct {
 	// MaxTransports bounds the pooled connection sets, one per tenant ×
 	// destination × checked address (default 256).
 	MaxTransports int
-	// MaxAddresses bounds the resolved addresses considered per hop
-	// (default 16); every one of them is checked.
+	// MaxAddresses bounds the distinct checked addresses of one answer
+	// kept for dialling (default 16). Every address of the answer is
+	// checked first, however many there are (an answer of more than 1024
+	// is refused); those past the bound are never dialled.
 	MaxAddresses int
 }
 

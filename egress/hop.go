@@ -110,11 +110,18 @@ func (c *TaskClient) takeSubrequest() bool {
 	}
 }
 
+// maxAnswer bounds the addresses of one DNS answer the gateway accepts
+// at all; a larger answer is refused whole (no DNS message over TCP holds
+// many more A records, and none is honest).
+const maxAnswer = 1024
+
 // resolve returns the addresses to dial, every one checked: a literal
-// host is its own address; a name is looked up once, and if any address
-// of the answer is not globally reachable or is denied, the hop is
-// refused (a mixed answer is a rebinding attempt or a misconfiguration;
-// either way nothing is guessed). Only these addresses are dialled.
+// host is its own address; a name is looked up once, and every address
+// of the answer is checked before any is dialled: if one is not globally
+// reachable or is denied, the hop is refused (a mixed answer is a
+// rebinding attempt or a misconfiguration; either way nothing is
+// guessed). Of a clean answer the first MaxAddresses distinct addresses
+// are kept for dialling; the rest, checked too, are never dialled.
 func (c *TaskClient) resolve(ctx context.Context, d *Decision, t Target) ([]netip.Addr, error) {
 	var addrs []netip.Addr
 	if t.Addr.IsValid() {
@@ -136,8 +143,8 @@ func (c *TaskClient) resolve(ctx context.Context, d *Decision, t Target) ([]neti
 		if len(found) == 0 {
 			return nil, failure("resolve %s: no addresses", t.Host)
 		}
-		if len(found) > c.g.maxAddrs {
-			found = found[:c.g.maxAddrs]
+		if len(found) > maxAnswer {
+			return nil, failure("resolve %s: the answer has %d addresses; more than %d are refused", t.Host, len(found), maxAnswer)
 		}
 		addrs = found
 	}
@@ -151,7 +158,7 @@ func (c *TaskClient) resolve(ctx context.Context, d *Decision, t Target) ([]neti
 			d.Address = a.String()
 			return nil, refuse(ClauseGlobalDeny, "%s is %s, on the global deny list (%s)", t.Host, a, e)
 		}
-		if da := dialAddr(a); !slices.Contains(out, da) {
+		if da := dialAddr(a); len(out) < c.g.maxAddrs && !slices.Contains(out, da) {
 			out = append(out, da)
 		}
 	}

@@ -1,7 +1,7 @@
 package egress
 
 import (
-	"bufio"
+	"bytes"
 	"container/list"
 	"context"
 	"encoding/base64"
@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/leash-dev/leash/api"
 )
@@ -40,6 +41,11 @@ type Proxy struct {
 	auth Authenticator
 	max  int
 
+	// helloTimeout and maxHello bound the wait for a tunnel's
+	// ClientHello (within the tunnel's total_ms) and its size.
+	helloTimeout time.Duration
+	maxHello     int
+
 	mu      sync.Mutex
 	clients map[string]*list.Element // lease id → *proxyClient
 	lru     *list.List
@@ -52,13 +58,21 @@ type proxyClient struct {
 	c   *TaskClient
 }
 
+// DefaultHelloTimeout bounds the wait, after "200 Connection
+// established", for a tunnel's ClientHello to be complete.
+const DefaultHelloTimeout = 10 * time.Second
+
 // maxProxyClients bounds the leases a Proxy keeps counters for; the
 // least recently used are forgotten first, expired ones at once.
 const maxProxyClients = 4096
 
 // NewProxy builds the proxy handler over g.
 func NewProxy(g *Gateway, auth Authenticator) *Proxy {
-	return &Proxy{g: g, auth: auth, max: maxProxyClients, clients: map[string]*list.Element{}, lru: list.New(), tunnels: map[*tunnel]struct{}{}}
+	return &Proxy{
+		g: g, auth: auth, max: maxProxyClients,
+		helloTimeout: DefaultHelloTimeout, maxHello: DefaultMaxHelloBytes,
+		clients: map[string]*list.Element{}, lru: list.New(), tunnels: map[*tunnel]struct{}{},
+	}
 }
 
 // Stats returns what a lease used through the proxy.
@@ -220,6 +234,10 @@ func writeJSONError(w http.ResponseWriter, status int, clause, code, message str
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	// A refusal ends the connection: nothing pipelined behind a refused
+	// request is read, let alone served. net/http closes it after this
+	// response.
+	h.Set("Connection", "close")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(api.ErrorBody{Error: &api.Error{Code: code, Message: message}})
 }
@@ -288,7 +306,9 @@ func (c *TaskClient) proxyHTTP(w http.ResponseWriter, r *http.Request) {
 
 // connect opens a CONNECT tunnel to an allowed host:port, after the same
 // checks as any request (with method CONNECT, allowed only by rules
-// without a methods restriction) and the address checks on the target.
+// without a methods restriction, to 443 only by rules without ports) and
+// the address checks on the target; then the start of the tunnel is
+// checked (checkTunnelStart) before any of its bytes go on.
 // Bytes both ways are metered; bytes from the target count against
 // max_response_bytes; total_ms bounds the tunnel's life.
 func (p *Proxy) connect(c *TaskClient, w http.ResponseWriter, r *http.Request) {
@@ -358,7 +378,22 @@ func (p *Proxy) connect(c *TaskClient, w http.ResponseWriter, r *http.Request) {
 		c.finish(tctx, &d, failure("write to client: %v", err))
 		return
 	}
-	err = tn.run(tctx, c, brw.Reader, adm, rules.maxResponseBytes)
+	// Nothing reaches the target before the start of the tunnel passed
+	// the check: the ClientHello (with whatever the client sent along
+	// with the CONNECT) is read, checked, then replayed.
+	first, err := p.checkTunnelStart(tctx, tn, brw.Reader, &d, t)
+	if err != nil {
+		tn.close()
+		c.finish(tctx, &d, err)
+		return
+	}
+	if first == nil {
+		// The client closed the tunnel without sending a byte.
+		tn.close()
+		c.finish(tctx, &d, nil)
+		return
+	}
+	err = tn.run(tctx, c, io.MultiReader(bytes.NewReader(first), brw.Reader), adm, rules.maxResponseBytes)
 	d.BytesOut, d.BytesIn = tn.out.Load(), tn.in.Load()
 	c.finish(tctx, &d, err)
 }
@@ -414,7 +449,7 @@ func (t *tunnel) close() {
 
 // run copies both ways until either side ends, a limit is hit, or ctx
 // ends. It returns the refusal that cut the tunnel, if any.
-func (t *tunnel) run(ctx context.Context, c *TaskClient, clientR *bufio.Reader, adm *admitted, maxIn int64) error {
+func (t *tunnel) run(ctx context.Context, c *TaskClient, clientR io.Reader, adm *admitted, maxIn int64) error {
 	if dl, ok := ctx.Deadline(); ok {
 		t.client.SetDeadline(dl)
 		t.up.SetDeadline(dl)

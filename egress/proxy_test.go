@@ -311,26 +311,30 @@ func rawConnect(t *testing.T, proxyAddr, target, auth string) (int, http.Header)
 	return resp.StatusCode, resp.Header
 }
 
-// TestProxyConnectPlainHTTP tunnels plain HTTP and cuts the tunnel at
-// max_response_bytes.
-func TestProxyConnectPlainHTTP(t *testing.T) {
+// TestProxyConnectResponseCut tunnels TLS and cuts the tunnel at
+// max_response_bytes, counted on the bytes from the target.
+func TestProxyConnectResponseCut(t *testing.T) {
 	eg := proxyEgress()
-	eg.MaxResponseBytes = 1500
+	eg.MaxResponseBytes = 6000
 	pe := newProxyEnv(t, eg, 10)
 	conn, err := net.Dial("tcp", pe.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\nProxy-Authorization: Bearer good-lease\r\n\r\n")
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Authorization: Bearer good-lease\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("CONNECT: %v %v", resp, err)
 	}
-	// First request fits.
-	fmt.Fprintf(conn, "GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n")
-	r1, err := http.ReadResponse(br, nil)
+	roots := pe.tls.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	tc := tls.Client(&bufferedConn{Conn: conn, r: br}, &tls.Config{ServerName: "example.com", RootCAs: roots})
+	tbr := bufio.NewReader(tc)
+	// The first request fits.
+	fmt.Fprintf(tc, "GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	r1, err := http.ReadResponse(tbr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,12 +342,11 @@ func TestProxyConnectPlainHTTP(t *testing.T) {
 	if string(b1) != "hello from example.com" {
 		t.Fatalf("body %q", b1)
 	}
-	// More requests run the tunnel past 1500 bytes from the target: cut.
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// More requests run the tunnel past 6000 bytes from the target: cut.
 	var cut bool
-	for range 10 {
-		fmt.Fprintf(conn, "GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n")
-		r, err := http.ReadResponse(br, nil)
+	for range 40 {
+		fmt.Fprintf(tc, "GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n")
+		r, err := http.ReadResponse(tbr, nil)
 		if err != nil {
 			cut = true
 			break
@@ -357,10 +360,19 @@ func TestProxyConnectPlainHTTP(t *testing.T) {
 		t.Fatal("tunnel not cut")
 	}
 	waitFor(t, func() bool { ds := pe.rec.all(); return len(ds) > 0 && ds[len(ds)-1].Clause == ClauseResponseSize })
-	if d := pe.rec.last(t); d.BytesIn != 1500 || d.Mode != ModeConnect {
+	if d := pe.rec.last(t); d.BytesIn != 6000 || d.Mode != ModeConnect || d.SNI != "example.com" {
 		t.Errorf("decision %+v", d)
 	}
 }
+
+// bufferedConn reads through r, which holds what was read past the
+// CONNECT response.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func TestProxySubrequestsPerLease(t *testing.T) {
 	pe := newProxyEnv(t, proxyEgress(), 2)

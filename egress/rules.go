@@ -31,7 +31,7 @@ type Rules struct {
 type rule struct {
 	index          int    // position in the profile's allow list
 	pattern        string // canonical host pattern
-	ports          []int  // nil: 80 and 443
+	ports          []int  // nil: 80 and 443 (CONNECT: 443 only)
 	methods        []string
 	rate           *policy.Rate
 	bytesPerMinute int64
@@ -42,8 +42,15 @@ type rule struct {
 // only through a rule that has no methods restriction.
 var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
-func (r *rule) allowsPort(p int) bool {
+// allowsPort reports whether the rule allows port p for method. A rule
+// without ports allows 80 and 443 to requests, and 443 only to CONNECT:
+// a tunnel must carry TLS (the proxy checks its ClientHello), and a
+// tunnel to another port only through a rule that lists it.
+func (r *rule) allowsPort(p int, method string) bool {
 	if r.ports == nil {
+		if method == "CONNECT" {
+			return p == 443
+		}
 		return p == 80 || p == 443
 	}
 	for _, q := range r.ports {
@@ -211,6 +218,8 @@ func (r *Rules) match(host string, literal bool, port int, method string) (*rule
 	switch {
 	case portSeen:
 		return nil, refuse(ClauseMethod, "profile %q does not allow %s to %s", r.profile, method, hostPort(host, port))
+	case hostSeen && method == "CONNECT":
+		return nil, refuse(ClausePort, "profile %q allows %s, not CONNECT to port %d (a rule without ports allows CONNECT to 443 only)", r.profile, host, port)
 	case hostSeen:
 		return nil, refuse(ClausePort, "profile %q allows %s, not on port %d", r.profile, host, port)
 	}
@@ -224,7 +233,7 @@ type seenRules struct{ host, port bool }
 func (s *seenRules) try(list []*rule, port int, method string) *rule {
 	for _, ru := range list {
 		s.host = true
-		if !ru.allowsPort(port) {
+		if !ru.allowsPort(port, method) {
 			continue
 		}
 		s.port = true

@@ -326,3 +326,39 @@ func TestMatchCostFlat(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectPorts: a rule without ports allows CONNECT to 443 only (and
+// requests to 80 and 443); a rule with ports allows CONNECT to exactly
+// those.
+func TestConnectPorts(t *testing.T) {
+	rules, err := Compile("p", &policy.Profile{Egress: policy.Egress{Allow: []policy.AllowRule{
+		{Host: "a.example"},
+		{Host: "b.example", Ports: []int{80, 8443}},
+		{Host: "*.w.example"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, hostPort, clause string
+	}{
+		{"CONNECT", "a.example:443", ""},
+		{"CONNECT", "a.example:80", ClausePort},
+		{"CONNECT", "a.example:8443", ClausePort},
+		{"GET", "a.example:80", ""},
+		{"GET", "a.example:443", ""},
+		{"CONNECT", "b.example:80", ""},
+		{"CONNECT", "b.example:8443", ""},
+		{"CONNECT", "b.example:443", ClausePort},
+		{"CONNECT", "x.w.example:443", ""},
+		{"CONNECT", "x.w.example:80", ClausePort},
+	} {
+		tg, err := parseConnectTarget(tc.hostPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rules.checkTarget(nil, tc.method, tg); ClauseOf(err) != tc.clause {
+			t.Errorf("%s %s: %v, want %q", tc.method, tc.hostPort, err, tc.clause)
+		}
+	}
+}
