@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // JSONLines writes each event as one line of JSON to a writer (stdout or
@@ -141,31 +142,49 @@ func (s *HTTPSink) WriteEvents(ctx context.Context, batch []*Record) error {
 		body.Write(r.JSON)
 	}
 	body.WriteByte(']')
-	backoff := s.cfg.MinBackoff
-	for attempt := 0; ; attempt++ {
-		wait, err := s.post(ctx, body.Bytes())
-		if err == nil {
-			return nil
-		}
-		var perm permanentError
-		if errors.As(err, &perm) || attempt >= s.cfg.Retries || s.cfg.Retries < 0 {
-			return err
-		}
-		if wait <= 0 {
-			// Full jitter between half the backoff and the backoff.
-			wait = backoff/2 + rand.N(backoff/2+1)
-			backoff = min(2*backoff, s.cfg.MaxBackoff)
-		}
-		wait = min(wait, s.cfg.MaxBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (after %d attempts: %v)", ctx.Err(), attempt+1, err)
-		}
+	tries := uint(1)
+	if s.cfg.Retries > 0 {
+		tries += uint(s.cfg.Retries)
 	}
+	attempts := 0
+	var last error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempts++
+		wait, err := s.post(ctx, body.Bytes())
+		last = err
+		var perm permanentError
+		switch {
+		case err == nil:
+			return struct{}{}, nil
+		case errors.As(err, &perm):
+			return struct{}{}, backoff.Permanent(err)
+		case wait > 0:
+			return struct{}{}, retryAfter{err, &backoff.RetryAfterError{Duration: min(wait, s.cfg.MaxBackoff)}}
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{
+		InitialInterval:     s.cfg.MinBackoff,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         s.cfg.MaxBackoff,
+	}), backoff.WithMaxTries(tries), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (after %d attempts: %v)", ctx.Err(), attempts, last)
+	}
+	var ra retryAfter
+	if errors.As(err, &ra) {
+		return ra.error
+	}
+	return err
 }
+
+// retryAfter is a failed attempt whose answer said when to try again.
+type retryAfter struct {
+	error
+	after *backoff.RetryAfterError
+}
+
+func (r retryAfter) Unwrap() []error { return []error{r.error, r.after} }
 
 type permanentError struct{ error }
 

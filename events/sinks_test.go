@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -169,5 +170,47 @@ func TestHTTPSinkConfig(t *testing.T) {
 		if _, err := NewHTTPSink(HTTPSinkConfig{URL: u}); err == nil {
 			t.Errorf("%q accepted", u)
 		}
+	}
+}
+
+// TestHTTPSinkRetryAfter: a Retry-After from the endpoint sets the wait,
+// capped at MaxBackoff (here far below the second it asks for); the final
+// error of a batch that never lands names the endpoint's status.
+func TestHTTPSinkRetryAfter(t *testing.T) {
+	var calls atomic.Int32
+	var mu sync.Mutex
+	var at []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "30")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	s, _ := NewHTTPSink(HTTPSinkConfig{URL: srv.URL, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	rec := &Record{JSON: []byte(`{}`)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WriteEvents(ctx, []*Record{rec}); err != nil {
+		t.Fatalf("WriteEvents: %v (the 30 s Retry-After was not capped at MaxBackoff)", err)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("%d calls, want 2", calls.Load())
+	}
+
+	always := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer always.Close()
+	s, _ = NewHTTPSink(HTTPSinkConfig{URL: always.URL, Retries: 1, MaxBackoff: time.Millisecond})
+	err := s.WriteEvents(ctx, []*Record{rec})
+	if err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("final error %v, want the endpoint's 503", err)
 	}
 }
