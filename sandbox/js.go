@@ -111,18 +111,36 @@ func PrepareJSEngine(ctx context.Context, path string) error {
 
 // jsSnapshotFormat versions the cached snapshot files; change it when
 // takeJSSnapshot changes what it produces.
-const jsSnapshotFormat = "1"
+const jsSnapshotFormat = "3"
+
+// jsStopMode is how a task's end reaches code that never polls the
+// interrupt handler. Only jsStopFuel is used outside benchmarks, which
+// compare the three in one run.
+type jsStopMode int
+
+const (
+	jsStopFuel        jsStopMode = iota // the fuel counter (jsstop.go)
+	jsStopInterrupt                     // QuickJS's interrupt handler alone (bytecode only)
+	jsStopCloseOnDone                   // wazero's WithCloseOnContextDone
+)
 
 // newJSEngineImage builds an engine whose instances get the snapshot
 // memory from newImage (copy or copy-on-write). With a cacheDir, the
 // snapshot and wazero's compiled code are kept there (best effort).
 func newJSEngineImage(ctx context.Context, code []byte, logger *slog.Logger, newImage func([]byte) (jsImage, error), cacheDir string) (*jsEngine, error) {
+	return newJSEngineMode(ctx, code, logger, newImage, cacheDir, jsStopFuel)
+}
+
+func newJSEngineMode(ctx context.Context, code []byte, logger *slog.Logger, newImage func([]byte) (jsImage, error), cacheDir string, mode jsStopMode) (*jsEngine, error) {
+	if mode != jsStopFuel {
+		cacheDir = "" // the caches hold the default mode's snapshot
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "js")
 	start := time.Now()
-	snap, mem, err := cachedJSSnapshot(ctx, code, cacheDir, logger)
+	snap, mem, err := cachedJSSnapshot(ctx, code, cacheDir, logger, mode == jsStopFuel)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrJSEngineUnavailable, err)
 	}
@@ -136,10 +154,13 @@ func newJSEngineImage(ctx context.Context, code []byte, logger *slog.Logger, new
 			cache = c
 		}
 	}
-	// No WithCloseOnContextDone: its checks in every loop cost the hot
-	// path several times over (issue 3); QuickJS's interrupt handler asks
-	// leash.interrupt instead.
+	// No WithCloseOnContextDone: it calls a Go trampoline at every loop
+	// head, which costs the interpreter's hot loop several times more
+	// than the fuel counter (jsstop.go).
 	rc := wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
+	if mode == jsStopCloseOnDone {
+		rc = rc.WithCloseOnContextDone(true)
+	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	fail := func(err error) (*jsEngine, error) {
 		_ = rt.Close(ctx)
@@ -179,9 +200,9 @@ func newJSEngineImage(ctx context.Context, code []byte, logger *slog.Logger, new
 // cachedJSSnapshot returns the snapshot of code from cacheDir, or takes
 // it and tries to keep it there. Files are named by the engine's SHA-256,
 // so a rebuilt engine never meets a stale snapshot.
-func cachedJSSnapshot(ctx context.Context, code []byte, cacheDir string, logger *slog.Logger) (snap, mem []byte, err error) {
+func cachedJSSnapshot(ctx context.Context, code []byte, cacheDir string, logger *slog.Logger, stopChecks bool) (snap, mem []byte, err error) {
 	if cacheDir == "" {
-		return takeJSSnapshot(ctx, code)
+		return takeJSSnapshot(ctx, code, stopChecks)
 	}
 	sum := sha256.Sum256(code)
 	base := filepath.Join(cacheDir, "snapshot", hex.EncodeToString(sum[:16])+"-"+jsSnapshotFormat)
@@ -192,7 +213,7 @@ func cachedJSSnapshot(ctx context.Context, code []byte, cacheDir string, logger 
 			return snap, mem, nil
 		}
 	}
-	snap, mem, err = takeJSSnapshot(ctx, code)
+	snap, mem, err = takeJSSnapshot(ctx, code, stopChecks)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -236,8 +257,9 @@ func (e *jsEngine) Close(ctx context.Context) error {
 
 // takeJSSnapshot runs the engine's initialisation once, in wazero's
 // interpreter (it runs once; compiling QuickJS twice would cost more), and
-// returns the snapshot module and its memory image.
-func takeJSSnapshot(ctx context.Context, code []byte) (snap, mem []byte, err error) {
+// returns the snapshot module and its memory image; stopChecks puts the
+// fuel checks in its code.
+func takeJSSnapshot(ctx context.Context, code []byte, stopChecks bool) (snap, mem []byte, err error) {
 	wm, err := parseWasm(code)
 	if err != nil {
 		return nil, nil, err
@@ -291,7 +313,7 @@ func takeJSSnapshot(ctx context.Context, code []byte) (snap, mem []byte, err err
 		}
 		values[i] = g.Get()
 	}
-	snap, err = wm.snapshotModule(size/65536, values)
+	snap, err = wm.snapshotModule(size/65536, values, stopChecks)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -305,6 +327,7 @@ type jsInstance struct {
 	// looked up when first needed: a task without timers or
 	// subrequests never calls them
 	deliverFn, pollFn api.Function
+
 }
 
 func (e *jsEngine) instantiate(ctx context.Context) (*jsInstance, error) {
@@ -312,14 +335,18 @@ func (e *jsEngine) instantiate(ctx context.Context) (*jsInstance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &jsInstance{
+	in := &jsInstance{
 		mod:      mod,
 		begin:    mod.ExportedFunction("leash_begin"),
 		load:     mod.ExportedFunction("leash_load"),
 		dispatch: mod.ExportedFunction("leash_dispatch"),
 		alloc:    mod.ExportedFunction("leash_alloc"),
-	}, nil
+	}
+	return in, nil
 }
+
+// close closes the instance; its memory goes back to the pool.
+func (in *jsInstance) close(ctx context.Context) { _ = in.mod.Close(ctx) }
 
 // put copies b into a fresh guest buffer and returns its address (0 for
 // an empty b).
@@ -377,7 +404,7 @@ func (e *jsEngine) prepare(ctx context.Context, m *Module, source []byte) error 
 	if err != nil {
 		return fmt.Errorf("js engine: %w", err)
 	}
-	defer func() { _ = in.mod.Close(context.WithoutCancel(ctx)) }()
+	defer in.close(context.WithoutCancel(ctx))
 	if _, err := in.begin.Call(cctx, 1, jsDefaultMemory-jsStackBytes, jsMaxStackBytes); err != nil {
 		return fmt.Errorf("js engine: %w", err)
 	}
@@ -531,7 +558,17 @@ func (e *jsEngine) exec(ctx context.Context, st *jsTask, t *Task, memLimit uint6
 	if err != nil {
 		return err
 	}
-	defer func() { _ = in.mod.Close(context.WithoutCancel(ctx)) }()
+	defer in.close(context.WithoutCancel(ctx))
+	err = e.execIn(ctx, st, t, memLimit, in)
+	if err != nil && st.stopped() {
+		// The fuel check trapped because leash.interrupt said stop
+		// (jsstop.go): the limit, cause or failure says why.
+		return nil
+	}
+	return err
+}
+
+func (e *jsEngine) execIn(ctx context.Context, st *jsTask, t *Task, memLimit uint64, in *jsInstance) error {
 
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])

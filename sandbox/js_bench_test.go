@@ -53,3 +53,85 @@ func BenchmarkJSColdStart(b *testing.B) {
 		})
 	}
 }
+
+// jsCPUHeavyWorker is bench/js_test.go's CPU-heavy worker (a loop, JSON
+// work).
+const jsCPUHeavyWorker = `export default { async fetch(request) {
+  let acc = 0;
+  for (let i = 0; i < 2000000; i++) acc = (acc + i * 7) % 1000003;
+  const items = [];
+  for (let i = 0; i < 2000; i++) items.push({ id: i, name: "item-" + i, tags: ["a", "b", String(i % 7)], score: i / 3 });
+  let n = 0;
+  for (let k = 0; k < 10; k++) n += JSON.parse(JSON.stringify(items)).filter(x => x.score > 100).length;
+  return new Response(acc + " " + n);
+} };`
+
+// BenchmarkJSStopCost compares, in one run, what enforcing limits in
+// native code costs: the interrupt handler alone (bytecode only; the
+// engine before the stop flag), the fuel counter (the default), and wazero's
+// WithCloseOnContextDone; on the CPU-heavy worker and on the hello worker.
+// The modes take turns in every round, so that the shared machine's load
+// falls on all of them alike; each reports its mean per task in ms and
+// its ratio to interrupt-only.
+func BenchmarkJSStopCost(b *testing.B) {
+	code, err := os.ReadFile(jsEnginePath)
+	if err != nil {
+		b.Fatalf("the JS engine is missing (%v): run `make engine`", err)
+	}
+	modes := []struct {
+		name string
+		mode jsStopMode
+	}{
+		{"interrupt-only", jsStopInterrupt},
+		{"fuel", jsStopFuel},
+		{"close-on-done", jsStopCloseOnDone},
+	}
+	engines := make([]*jsEngine, len(modes))
+	for i, m := range modes {
+		dir := ""
+		if m.mode == jsStopFuel {
+			dir = filepath.Dir(jsEnginePath)
+		}
+		e, err := newJSEngineMode(context.Background(), code, nil, newDefaultImage, dir, m.mode)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close(context.Background())
+		engines[i] = e
+	}
+	lim := jsTestLimits
+	lim.CPU, lim.Wall, lim.MemoryBytes = 0, time.Minute, 128<<20
+	for _, w := range []struct {
+		name, src string
+		per       int // tasks per mode per round
+	}{{"cpu-heavy", jsCPUHeavyWorker, 1}, {"hello", jsHelloWorker, 200}} {
+		b.Run(w.name, func(b *testing.B) {
+			tasks := make([]*Task, len(modes))
+			for i, e := range engines {
+				tasks[i] = &Task{Module: jsModule(b, e, w.src), Request: get("https://x.example/"), Limits: lim}
+				for k := 0; k < 20; k++ { // warm the pool
+					e.run(context.Background(), tasks[i])
+				}
+			}
+			total := make([]time.Duration, len(modes))
+			b.ResetTimer()
+			for n := 0; n < b.N; n++ {
+				for i, e := range engines {
+					t0 := time.Now()
+					for k := 0; k < w.per; k++ {
+						if res := e.run(context.Background(), tasks[i]); res.Outcome != OutcomeOK {
+							b.Fatalf("%s: %s", res.Outcome, res.Error)
+						}
+					}
+					total[i] += time.Since(t0)
+				}
+			}
+			b.StopTimer()
+			for i, m := range modes {
+				per := float64(total[i].Microseconds()) / 1e3 / float64(b.N*w.per)
+				b.ReportMetric(per, m.name+"-ms")
+				b.ReportMetric(float64(total[i])/float64(total[0]), m.name+"-ratio")
+			}
+		})
+	}
+}

@@ -468,7 +468,7 @@ func FuzzParseWasm(f *testing.F) {
 		}
 		_ = m.withGlobalExports()
 		vals := make([]uint64, len(m.globals))
-		_, _ = m.snapshotModule(1, vals)
+		_, _ = m.snapshotModule(1, vals, true)
 	})
 }
 

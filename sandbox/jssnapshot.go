@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Wasm section ids.
@@ -45,6 +46,9 @@ type wasmModule struct {
 	sections        []wasmSection
 	importedGlobals uint32
 	globals         []wasmGlobal
+	// funcImports are the imported functions' "module.name", in index
+	// order.
+	funcImports []string
 }
 
 func parseWasm(b []byte) (*wasmModule, error) {
@@ -78,11 +82,12 @@ func parseWasm(b []byte) (*wasmModule, error) {
 func (m *wasmModule) parseImports(body []byte) error {
 	r := &wasmReader{b: body}
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
-		r.bytes(int(r.u32())) // module
-		r.bytes(int(r.u32())) // name
+		mod := r.bytes(int(r.u32()))
+		name := r.bytes(int(r.u32()))
 		switch kind := r.byte(); kind {
 		case 0: // func
 			r.u32()
+			m.funcImports = append(m.funcImports, string(mod)+"."+string(name))
 		case 1: // table
 			r.byte()
 			r.limits()
@@ -160,17 +165,50 @@ func (m *wasmModule) withGlobalExports() []byte {
 // snapshotModule returns the module that starts where the capture left
 // off: minimum memory of pages, mutable globals initialised to values
 // (raw bits, as api.Global returns them), no data segments, no custom
-// sections.
-func (m *wasmModule) snapshotModule(pages uint32, values []uint64) ([]byte, error) {
+// sections; and the fuel counter (jsstop.go): a new mutable global
+// exported as leash_fuel, counted down at every function entry and loop
+// head when stopChecks is set (the module must then import
+// leash.interrupt).
+func (m *wasmModule) snapshotModule(pages uint32, values []uint64, stopChecks bool) ([]byte, error) {
 	if len(values) != len(m.globals) {
 		return nil, fmt.Errorf("have %d global values for %d globals", len(values), len(m.globals))
 	}
+	fuel := m.importedGlobals + uint32(len(m.globals))
+	interrupt := slices.Index(m.funcImports, HostModule+".interrupt")
+	if stopChecks && interrupt < 0 {
+		return nil, errors.New("the engine does not import leash.interrupt")
+	}
 	var out bytes.Buffer
 	out.Write(wasmHeader)
+	sawCode, sawExport, sawGlobal := false, false, false
 	for _, s := range m.sections {
 		switch s.id {
 		case wasmSecCustom, wasmSecData:
 			continue
+		case wasmSecCode:
+			body := s.body
+			if stopChecks {
+				var err error
+				if body, err = instrumentCode(s.body, fuelCheck(fuel, uint32(interrupt))); err != nil {
+					return nil, fmt.Errorf("instrument the code: %w", err)
+				}
+			}
+			writeSection(&out, s.id, body)
+			sawCode = true
+		case wasmSecExport:
+			r := &wasmReader{b: s.body}
+			count := r.u32()
+			if r.err != nil {
+				return nil, r.err
+			}
+			b := appendU32(nil, count+1)
+			b = append(b, s.body[r.off:]...)
+			b = appendU32(b, uint32(len(jsFuelExport)))
+			b = append(b, jsFuelExport...)
+			b = append(b, 3)
+			b = appendU32(b, fuel)
+			writeSection(&out, s.id, b)
+			sawExport = true
 		case wasmSecDataCount:
 			writeSection(&out, s.id, appendU32(nil, 0))
 		case wasmSecMemory:
@@ -196,8 +234,9 @@ func (m *wasmModule) snapshotModule(pages uint32, values []uint64) ([]byte, erro
 			}
 			writeSection(&out, s.id, b)
 		case wasmSecGlobal:
+			sawGlobal = true
 			var b []byte
-			b = appendU32(b, uint32(len(m.globals)))
+			b = appendU32(b, uint32(len(m.globals))+1)
 			for i, g := range m.globals {
 				b = append(b, g.valType)
 				if !g.mutable {
@@ -225,10 +264,16 @@ func (m *wasmModule) snapshotModule(pages uint32, values []uint64) ([]byte, erro
 				}
 				b = append(b, 0x0b)
 			}
+			b = append(b, 0x7f, 1, 0x41) // the fuel counter: mutable i32 jsFuel
+			b = appendS64(b, jsFuel)
+			b = append(b, 0x0b)
 			writeSection(&out, s.id, b)
 		default:
 			writeSection(&out, s.id, s.body)
 		}
+	}
+	if !sawCode || !sawExport || !sawGlobal {
+		return nil, errors.New("the engine has no code, export or global section")
 	}
 	return out.Bytes(), nil
 }

@@ -1,0 +1,76 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// hostileLimits are the hostile suite's limits: a short CPU budget so the
+// suite stays fast, and room in memory for the large inputs.
+var hostileLimits = Limits{
+	CPU:         100 * time.Millisecond,
+	Wall:        2 * time.Second,
+	MemoryBytes: 128 << 20,
+	OutputBytes: 1 << 20,
+	LogBytes:    16 << 10,
+	Subrequests: 10,
+}
+
+// hostileCases are testdata/hostile/*.js and how each must end.
+var hostileCases = map[string]struct {
+	outcome Outcome
+	check   func(t *testing.T, res *Result)
+}{
+	"typedarray-sort":  {outcome: "terminated:cpu"},
+	"array-sort":       {outcome: "terminated:cpu"},
+	"typedarray-copy":  {outcome: "terminated:cpu"},
+	"deep-json":        {outcome: "terminated:cpu"},
+	"regexp":           {outcome: "terminated:cpu"},
+	"string-build":     {outcome: "terminated:cpu"},
+	"bigint":           {outcome: "terminated:cpu"},
+	"structured-clone": {outcome: "terminated:cpu"},
+	"text-decode":      {outcome: "terminated:cpu"},
+}
+
+func hostileScript(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "hostile", name+".js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestJSHostile runs each hostile script and asserts how it ends; it logs
+// (never asserts) how far past cpu_ms the task ran.
+func TestJSHostile(t *testing.T) {
+	e := testJSEngine(t)
+	files, _ := filepath.Glob(filepath.Join("testdata", "hostile", "*.js"))
+	if len(files) != len(hostileCases) {
+		t.Fatalf("%d scripts in testdata/hostile, %d cases", len(files), len(hostileCases))
+	}
+	for name, tc := range hostileCases {
+		t.Run(name, func(t *testing.T) {
+			m := jsModule(t, e, hostileScript(t, name))
+			task := &Task{ID: "tsk_hostile", Module: m, Request: get("https://example.com/"), Limits: hostileLimits}
+			res := e.run(context.Background(), task)
+			if res.Outcome != tc.outcome {
+				t.Fatalf("outcome %q (error %.200q), want %q", res.Outcome, res.Error, tc.outcome)
+			}
+			if res.Outcome != OutcomeOK && (res.Response.Status != 500 || len(res.Response.Body) != 0) {
+				t.Errorf("a task that did not finish served %d with %d body bytes", res.Response.Status, len(res.Response.Body))
+			}
+			if tc.check != nil {
+				tc.check(t, res)
+			}
+			t.Logf("%s: cpu %v (over by %v), wall %v", res.Outcome, res.Usage.CPU, res.Usage.CPU-hostileLimits.CPU, res.Usage.Wall)
+		})
+	}
+	// The engine still runs an ordinary task.
+	if res := runJS(t, `export default { fetch() { return new Response("ok") } }`, get("https://example.com/")); res.Outcome != OutcomeOK || string(res.Response.Body) != "ok" {
+		t.Fatalf("after the hostile scripts: %s %q %s", res.Outcome, res.Response.Body, res.Error)
+	}
+}
