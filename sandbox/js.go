@@ -327,7 +327,6 @@ type jsInstance struct {
 	// looked up when first needed: a task without timers or
 	// subrequests never calls them
 	deliverFn, pollFn api.Function
-
 }
 
 func (e *jsEngine) instantiate(ctx context.Context) (*jsInstance, error) {
