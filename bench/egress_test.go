@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -210,4 +212,74 @@ func throughput(d []time.Duration) float64 {
 		return 0
 	}
 	return float64(len(d)) / total.Seconds()
+}
+
+// BenchmarkEgressClientHello is the parse the proxy runs on the start of
+// every tunnel: egress.ReadClientHello (crypto/tls's own parser on a
+// recording connection) on a real ClientHello from Go's client (TLS 1.3,
+// X25519MLKEM768 key share, ALPN), as one record and fragmented over
+// records of 64 bytes.
+func BenchmarkEgressClientHello(b *testing.B) {
+	hello := captureClientHello(b, &tls.Config{ServerName: "api.example.com", NextProtos: []string{"h2", "http/1.1"}})
+	fragmented := fragmentRecords(hello, 64)
+	for name, in := range map[string][]byte{"one-record": hello, "fragmented-64": fragmented} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(in)))
+			lat := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				start := time.Now()
+				h, _, err := egress.ReadClientHello(bytes.NewReader(in), 0)
+				lat = append(lat, time.Since(start))
+				if err != nil || h.ServerName != "api.example.com" {
+					b.Fatalf("%+v %v", h, err)
+				}
+			}
+			b.ReportMetric(us(percentile(lat, 50)), "p50-µs")
+			b.ReportMetric(us(percentile(lat, 99)), "p99-µs")
+		})
+	}
+}
+
+// captureClientHello returns the first flight of a crypto/tls client.
+func captureClientHello(b *testing.B, cfg *tls.Config) []byte {
+	b.Helper()
+	cc := &helloCapture{}
+	tls.Client(cc, cfg).Handshake()
+	if cc.buf.Len() == 0 {
+		b.Fatal("no ClientHello")
+	}
+	return cc.buf.Bytes()
+}
+
+type helloCapture struct {
+	net.Conn
+	buf bytes.Buffer
+}
+
+func (c *helloCapture) Write(p []byte) (int, error)      { return c.buf.Write(p) }
+func (c *helloCapture) Read([]byte) (int, error)         { return 0, io.EOF }
+func (c *helloCapture) Close() error                     { return nil }
+func (c *helloCapture) SetDeadline(time.Time) error      { return nil }
+func (c *helloCapture) SetReadDeadline(time.Time) error  { return nil }
+func (c *helloCapture) SetWriteDeadline(time.Time) error { return nil }
+
+// fragmentRecords re-frames TLS handshake records into records of at
+// most n payload bytes.
+func fragmentRecords(b []byte, n int) []byte {
+	var out []byte
+	for len(b) >= 5 {
+		l := int(b[3])<<8 | int(b[4])
+		if len(b) < 5+l {
+			break
+		}
+		for p := b[5 : 5+l]; len(p) > 0; {
+			k := min(n, len(p))
+			out = append(out, b[0], b[1], b[2], byte(k>>8), byte(k))
+			out = append(out, p[:k]...)
+			p = p[k:]
+		}
+		b = b[5+l:]
+	}
+	return append(out, b...)
 }
