@@ -384,25 +384,19 @@ func (p *Proxy) connect(c *TaskClient, w http.ResponseWriter, r *http.Request) {
 	// Nothing reaches the target before the start of the tunnel passed
 	// the check: the ClientHello (with whatever the client sent along
 	// with the CONNECT) is read, checked, then replayed.
-	if p.skipCheck {
-		err = tn.run(tctx, c, brw.Reader, adm, rules.maxResponseBytes)
-		d.BytesOut, d.BytesIn = tn.out.Load(), tn.in.Load()
-		c.finish(tctx, &d, err)
-		return
+	var fromClient io.Reader = brw.Reader
+	if !p.skipCheck {
+		first, err := p.checkTunnelStart(tctx, tn, brw.Reader, &d, t)
+		if err != nil || first == nil {
+			// Refused, or the client closed the tunnel without sending
+			// a byte: nothing went on.
+			tn.close()
+			c.finish(tctx, &d, err)
+			return
+		}
+		fromClient = io.MultiReader(bytes.NewReader(first), brw.Reader)
 	}
-	first, err := p.checkTunnelStart(tctx, tn, brw.Reader, &d, t)
-	if err != nil {
-		tn.close()
-		c.finish(tctx, &d, err)
-		return
-	}
-	if first == nil {
-		// The client closed the tunnel without sending a byte.
-		tn.close()
-		c.finish(tctx, &d, nil)
-		return
-	}
-	err = tn.run(tctx, c, io.MultiReader(bytes.NewReader(first), brw.Reader), adm, rules.maxResponseBytes)
+	err = tn.run(tctx, c, fromClient, adm, rules.maxResponseBytes)
 	d.BytesOut, d.BytesIn = tn.out.Load(), tn.in.Load()
 	c.finish(tctx, &d, err)
 }
