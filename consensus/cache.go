@@ -4,32 +4,32 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// recordCache keeps decoded leases and node keys in memory: the lease
-// check reads both on every request. The FSM invalidates every key it
-// writes, right after committing; a read that raced with a write never
-// inserts what it read (a generation counter says a write happened).
+// recordCache keeps decoded leases and node keys in memory, least
+// recently used out first: the lease check reads both on every request.
+// The FSM invalidates every key it writes, right after committing; a read
+// that raced with a write never inserts what it read (a generation
+// counter says a write happened).
 type recordCache struct {
 	gen atomic.Uint64
-	mu  sync.RWMutex
-	m   map[string]any
-	max int
+	mu  sync.Mutex // orders put's generation check against invalidate
+	lru *lru.Cache[string, any]
 }
 
-func newRecordCache(max int) *recordCache { return &recordCache{m: map[string]any{}, max: max} }
+func newRecordCache(size int) *recordCache {
+	c, _ := lru.New[string, any](max(size, 1)) // errs only for a size below 1
+	return &recordCache{lru: c}
+}
 
 // cached reports whether key's records are worth caching.
 func cached(key string) bool {
 	return strings.HasPrefix(key, prefixLease) || strings.HasPrefix(key, prefixKey)
 }
 
-func (c *recordCache) get(key string) (any, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	v, ok := c.m[key]
-	return v, ok
-}
+func (c *recordCache) get(key string) (any, bool) { return c.lru.Get(key) }
 
 // put stores v unless a write happened since generation g.
 func (c *recordCache) put(g uint64, key string, v any) {
@@ -38,10 +38,7 @@ func (c *recordCache) put(g uint64, key string, v any) {
 	if c.gen.Load() != g {
 		return
 	}
-	if len(c.m) >= c.max {
-		clear(c.m)
-	}
-	c.m[key] = v
+	c.lru.Add(key, v)
 }
 
 // invalidate forgets keys after they were written.
@@ -50,7 +47,7 @@ func (c *recordCache) invalidate(keys []string) {
 	defer c.mu.Unlock()
 	c.gen.Add(1)
 	for _, k := range keys {
-		delete(c.m, k)
+		c.lru.Remove(k)
 	}
 }
 
@@ -58,5 +55,5 @@ func (c *recordCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen.Add(1)
-	clear(c.m)
+	c.lru.Purge()
 }

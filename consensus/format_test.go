@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"testing"
+	"time"
 )
 
-// TestQueueStateFormat pins the bytes the queue script leaves under the
-// queue's prefix (records, indexes, counters, modules): the on-disk format
+// TestQueueStateFormat pins the bytes the queue script (and a revocation
+// and an expiry of its leases) leaves under the queue's and the leases'
+// prefixes (records, indexes, counters, modules): the on-disk format
 // of replicated state is a contract (a node replays its log and restores
 // snapshots written by earlier builds), so a refactoring of the appliers
 // must leave it as it is. A deliberate format change updates the hash
@@ -19,28 +21,41 @@ func TestQueueStateFormat(t *testing.T) {
 	refused, keys := 0, 0
 	// The state after every command, not only the last: the purge at the
 	// end of the script forgets most of what the indexes held.
-	for i, c := range queueScript(t) {
+	script := queueScript(t)
+	for _, c := range []Command{
+		&RevokeLease{LeaseID: "li", Reason: "test", By: "admin", At: at(3 * time.Second)},
+		&ExpireLeases{Before: at(time.Hour)},
+	} {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		script = append(script, b)
+	}
+	for i, c := range script {
 		for _, r := range applyAll(t, f, [][]byte{c}, uint64(i+1)) {
 			if r.Code != "" {
 				refused++
 			}
 		}
-		if err := scan(db, prefixQueue, func(k, v []byte) error {
-			h.Write(k)
-			h.Write([]byte{0})
-			h.Write(v)
-			h.Write([]byte{0})
-			keys++
-			return nil
-		}); err != nil {
-			t.Fatal(err)
+		for _, prefix := range []string{prefixQueue, prefixLease, prefixLeaseExp} {
+			if err := scan(db, prefix, func(k, v []byte) error {
+				h.Write(k)
+				h.Write([]byte{0})
+				h.Write(v)
+				h.Write([]byte{0})
+				keys++
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		h.Write([]byte{1})
 	}
 	if refused != 1 {
 		t.Fatalf("%d refusals, want 1", refused)
 	}
-	const want = "64a927f730e002d5047e702979cb32c65d675a50f41baa806887ed4f4abd7d76"
+	const want = "2fd921e8c8a55b2e640266c3a6d809f777e7f55511ec03329b6099b0cabe9139"
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		t.Fatalf("queue state along the script: %d keys in all, sha256 %s, want %s", keys, got, want)
 	}

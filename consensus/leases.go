@@ -1,0 +1,195 @@
+// Leases in replicated state: the record, its expiry index, the
+// commands that issue, revoke and forget leases, and the reads.
+
+package consensus
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/leash-dev/leash/policy"
+)
+
+// Lease is a lease as replicated state knows it. Times are unix
+// nanoseconds.
+type Lease struct {
+	ID           string `msgpack:"id" json:"lease_id"`
+	Tenant       string `msgpack:"tenant" json:"tenant"`
+	Profile      string `msgpack:"profile" json:"profile"`
+	Intent       string `msgpack:"intent,omitempty" json:"intent,omitempty"`
+	PolicyDigest string `msgpack:"policy_digest" json:"policy_digest"`
+	Class        string `msgpack:"class" json:"class"`
+	Session      string `msgpack:"session,omitempty" json:"session,omitempty"`
+	IssuedAt     int64  `msgpack:"issued_at" json:"-"`
+	NotBefore    int64  `msgpack:"not_before" json:"-"`
+	ExpiresAt    int64  `msgpack:"expires_at" json:"-"`
+	IssuedBy     string `msgpack:"issued_by" json:"issued_by"` // node id
+	KID          string `msgpack:"kid" json:"kid"`
+	RevokedAt    int64  `msgpack:"revoked_at,omitempty" json:"-"`
+	RevokeReason string `msgpack:"revoke_reason,omitempty" json:"revoke_reason,omitempty"`
+	RevokedBy    string `msgpack:"revoked_by,omitempty" json:"revoked_by,omitempty"`
+}
+
+// Revoked reports whether the lease has been revoked.
+func (l *Lease) Revoked() bool { return l.RevokedAt != 0 }
+
+// Expires is the expiry as a time.
+func (l *Lease) Expires() time.Time { return time.Unix(0, l.ExpiresAt).UTC() }
+
+// Lease returns a lease by id. The caller may keep but not change it.
+func (s *State) Lease(id string) (*Lease, error) {
+	key := prefixLease + id
+	if v, ok := s.records.get(key); ok {
+		c := *v.(*Lease)
+		return &c, nil
+	}
+	g := s.records.gen.Load()
+	var l Lease
+	if err := getRecord(s.db, key, &l); err != nil {
+		return nil, err
+	}
+	c := l
+	s.records.put(g, key, &c)
+	return &l, nil
+}
+
+// Lease classes.
+const (
+	ClassInteractive = "interactive"
+	ClassBulk        = "bulk"
+)
+
+func applyIssueLease(tx *Tx, c *IssueLease) (*Lease, error) {
+	l := c.Lease
+	if l.ID == "" || l.Tenant == "" || l.Profile == "" || l.KID == "" {
+		return nil, refuse(CodeInvalid, "lease needs id, tenant, profile and kid")
+	}
+	if l.Class != ClassInteractive && l.Class != ClassBulk {
+		return nil, refuse(CodeInvalid, "unknown class %q", l.Class)
+	}
+	if l.ExpiresAt <= l.IssuedAt || l.NotBefore > l.ExpiresAt {
+		return nil, refuse(CodeInvalid, "lease expires before it is issued")
+	}
+	if l.RevokedAt != 0 {
+		return nil, refuse(CodeInvalid, "a new lease cannot be revoked")
+	}
+	var prev Lease
+	if err := getRecord(tx, prefixLease+l.ID, &prev); err == nil {
+		return nil, refuse(CodeLeaseExists, "lease %s exists", l.ID)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	var rec PolicyRecord
+	if err := getRecord(tx, prefixBundle+l.PolicyDigest, &rec); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, refuse(CodeUnknownPolicy, "no bundle %s", l.PolicyDigest)
+		}
+		return nil, err
+	}
+	b, err := policy.FromCanonical(rec.Canonical)
+	if err != nil {
+		return nil, err
+	}
+	t, ok := b.Tenants[l.Tenant]
+	if !ok {
+		return nil, refuse(CodeUnknownTenant, "tenant %q is not in the bundle", l.Tenant)
+	}
+	p, ok := b.Profiles[l.Profile]
+	if !ok {
+		return nil, refuse(CodeUnknownProf, "profile %q is not in the bundle", l.Profile)
+	}
+	if !t.Allows(l.Profile) {
+		return nil, refuse(CodeNotAllowed, "tenant %q may not use profile %q", l.Tenant, l.Profile)
+	}
+	if l.ExpiresAt-l.IssuedAt > int64(p.MaxLeaseTTL) {
+		return nil, refuse(CodeTTLTooLong, "ttl is above the profile's max_lease_ttl of %s", p.MaxLeaseTTL.D())
+	}
+	var key NodeKey
+	if err := getRecord(tx, prefixKey+l.KID, &key); err != nil || key.Use != KeyUseLease {
+		return nil, refuse(CodeInvalid, "kid %q is not a published lease key", l.KID)
+	}
+	if err := leases.insert(tx, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// leases is the lease record and its expiry index: the only writer of the
+// keys under lease/ and lease-exp/.
+var leases = &table[Lease]{
+	name: "lease",
+	key:  func(l *Lease) string { return prefixLease + l.ID },
+	indexes: []index[Lease]{
+		{"expiry", always(func(l *Lease) string { return leaseExpiryKey(l.ExpiresAt, l.ID) }), func(*Lease) []byte { return emptyValue }},
+	},
+}
+
+// emptyValue is an empty value (a nil value means delete to Tx).
+var emptyValue = []byte{}
+
+// leaseExpiryKey indexes leases by expiry, so forgetting expired ones is
+// a range read, not a scan of every lease.
+func leaseExpiryKey(expiresAt int64, id string) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(max(expiresAt, 0)))
+	return prefixLeaseExp + string(b[:]) + id
+}
+
+func applyRevokeLease(tx *Tx, c *RevokeLease) (*Lease, error) {
+	var l Lease
+	if err := getRecord(tx, prefixLease+c.LeaseID, &l); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, refuse(CodeLeaseNotFound, "no lease %s", c.LeaseID)
+		}
+		return nil, err
+	}
+	if l.Revoked() {
+		// Revoking twice is not an error: the lease stays revoked as of
+		// the first revocation.
+		return &l, nil
+	}
+	if c.At == 0 {
+		return nil, refuse(CodeInvalid, "revocation needs a time")
+	}
+	old := l
+	l.RevokedAt, l.RevokeReason, l.RevokedBy = c.At, c.Reason, c.By
+	if err := leases.put(tx, &old, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// maxExpirePerCommand bounds the work of one ExpireLeases.
+const maxExpirePerCommand = 10000
+
+// applyExpireLeases forgets leases that expired before c.Before, oldest
+// first, at most maxExpirePerCommand of them, through the expiry index.
+func applyExpireLeases(tx *Tx, c *ExpireLeases) (int, error) {
+	var gone []string
+	upper := leaseExpiryKey(c.Before, "")
+	err := scan(tx, prefixLeaseExp, func(k, _ []byte) error {
+		if len(gone) >= maxExpirePerCommand || string(k) >= upper {
+			return errStopScan
+		}
+		gone = append(gone, string(k))
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return 0, err
+	}
+	for _, k := range gone {
+		l, err := leases.get(tx, prefixLease+k[len(prefixLeaseExp)+8:])
+		switch {
+		case errors.Is(err, ErrNotFound):
+			tx.Delete(k) // an index entry without its record: never written so, but not kept
+			continue
+		case err != nil:
+			return 0, err
+		}
+		if err := leases.remove(tx, l); err != nil {
+			return 0, err
+		}
+	}
+	return len(gone), nil
+}
