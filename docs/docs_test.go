@@ -37,7 +37,7 @@ func TestArchitectureNamesRealCode(t *testing.T) {
 			if name == "" {
 				continue
 			}
-			decl := regexp.MustCompile(`(?m)^(func (\([^)]*\) )?` + name + `[\[(]|type ` + name + `\b|\t` + name + `\s)`)
+			decl := regexp.MustCompile(`(?m)^(func (\([^)]*\) )?` + name + `[\[(]|(type|var|const) ` + name + `\b|\t` + name + `\s)`)
 			if !decl.Match(src) {
 				t.Errorf("%s names %s:%s, which %s does not declare", page, file, name, file)
 			}
