@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -100,7 +101,10 @@ func (n *Node) startMesh(ctx context.Context) error {
 	if a := advertised(api, cfg.Advertise); a != "" {
 		api = a
 	}
-	running, waiting, slots := n.pool.Load()
+	running, waiting, _ := n.pool.Load()
+	// Gossip says "no free slot" until the node serves: no peer offloads
+	// to a half-built node.
+	slots := 0
 	var err error
 	m.members, err = cluster.StartMembership(cluster.MembershipConfig{
 		Name:      n.id.NodeID,
@@ -137,9 +141,11 @@ func (n *Node) startMesh(ctx context.Context) error {
 		Raft: n.raft.Raw(), Members: m.members, Self: n.id.NodeID,
 		VoterCount: cfg.VoterCount, DeadTimeout: cfg.DeadTimeout, Logger: cfg.Logger.With("component", "autopilot"), OnChange: n.onMembershipChange,
 	}
-	m.wg.Add(2)
+	m.wg.Add(4)
 	go func() { defer m.wg.Done(); ap.Run(lctx) }()
 	go func() { defer m.wg.Done(); n.gossipLoad(lctx) }()
+	go func() { defer m.wg.Done(); n.freshLoop(lctx) }()
+	go func() { defer m.wg.Done(); n.contactLoop(lctx) }()
 	return nil
 }
 
@@ -157,6 +163,9 @@ func (n *Node) gossipLoad(ctx context.Context) {
 		case <-t.C:
 		}
 		running, waiting, slots := n.pool.Load()
+		if !n.ready.Load() || n.draining.Load() {
+			slots = 0
+		}
 		applied := n.raft.AppliedIndex()
 		loadChanged := running != last.Running || waiting != last.Waiting || slots != last.Slots
 		if loadChanged || (applied != last.Applied && time.Since(lastSent) > time.Second) {
@@ -195,40 +204,29 @@ func (n *Node) knownPeers() []string {
 	return strings.Fields(string(b))
 }
 
-// waitCaughtUp waits until this node has applied what the leader had
-// applied when asked, so that seeding and readiness see the cluster's
-// state (not an empty one on a new member).
+// waitCaughtUp runs read barriers until one succeeds: this node has
+// applied everything the leader had when asked, after it (re)started, so
+// that seeding and admission see the cluster's state (not an empty one
+// on a new member, nor an old one after a restart).
 func (n *Node) waitCaughtUp(ctx context.Context) error {
-	if n.raft.IsLeader() {
-		return nil
-	}
-	_, addr := n.raft.Leader()
-	var st api.NodeStatus
-	if err := n.peerJSON(ctx, addr, http.MethodGet, "/internal/status", nil, &st); err != nil {
-		n.log.Warn("could not ask the leader how far it is", "err", err)
-		return nil
-	}
-	return n.waitApplied(ctx, st.AppliedIndex)
-}
-
-// waitApplied waits until the local FSM has applied index. It reads the
-// FSM's own index (written with the state), not raft's, which counts
-// entries handed to the FSM before they are applied.
-func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	for {
-		applied, err := n.state.AppliedIndex()
-		if err != nil {
-			return err
-		}
-		if applied >= index {
+		err := n.barrier(ctx)
+		if err == nil {
+			n.log.Info("caught up with the leader", "applied", n.raft.AppliedIndex())
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for index %d (applied %d): %w", index, applied, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
+			return fmt.Errorf("catch up with the leader: %w", err)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// waitApplied waits until the local FSM has applied every command at or
+// below index (consensus.Raft.WaitApplied).
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	return n.raft.WaitApplied(ctx, index)
 }
 
 // leave takes this node out of the cluster on a graceful stop: it hands
@@ -352,6 +350,10 @@ func (n *Node) proposeAnywhere(ctx context.Context, c consensus.Command) (*conse
 		default:
 			err = errRetryElsewhere
 		}
+		if err == nil && c.Op() == consensus.OpRevokeLease {
+			// Acknowledged only once no node can admit under the lease.
+			n.fenceRevocation(ctx, res.Index)
+		}
 		if err == nil || !errors.Is(err, errRetryElsewhere) {
 			return res, err
 		}
@@ -418,10 +420,11 @@ func (n *Node) internalRoutes() http.Handler {
 	mux.Handle("POST /internal/apply", n.wrap(n.internalApply))
 	mux.Handle("GET /internal/status", n.wrap(n.internalStatus))
 	mux.Handle("GET /internal/modules/{digest}", n.wrap(n.internalModule))
-	mux.Handle("POST /internal/tasks", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return n.submitTask(w, r.WithContext(context.WithValue(r.Context(), noOffloadKey{}, true)))
-	}))
+	mux.Handle("POST /internal/tasks", n.wrap(n.internalTask))
 	mux.Handle("POST /internal/leave", n.wrap(n.internalLeave))
+	mux.Handle("GET /internal/readindex", n.wrap(n.internalReadIndex))
+	mux.Handle("GET /internal/applied", n.wrap(n.internalApplied))
+	mux.Handle("POST /internal/fence", n.wrap(n.internalFence))
 	return mux
 }
 
@@ -440,6 +443,15 @@ func (n *Node) internalApply(w http.ResponseWriter, r *http.Request) error {
 	}
 	if int(c.Op()) != op {
 		return api.BadRequest(api.CodeBadRequest, "op %d does not match the command's %s", op, c.Op())
+	}
+	if ar, ok := c.(*consensus.AppendReceipts); ok && !ar.MayRepeat {
+		// A forwarded batch may arrive after its sender gave up and sent
+		// it again (TCP delivers it once a partition heals): let the FSM
+		// skip receipts already in the ledger.
+		ar.MayRepeat = true
+		if b, err = consensus.Encode(ar); err != nil {
+			return err
+		}
 	}
 	res, err := n.raft.ApplyEncoded(r.Context(), c.Op(), b)
 	switch {
@@ -551,30 +563,47 @@ func (n *Node) peerJSON(ctx context.Context, addr, method, path string, in, out 
 	return nil
 }
 
-// Admission.
+// Offload.
 
-// checkFresh refuses tasks on a follower that has not heard from the
-// leader for MaxStaleness: its view of revocations and freezes may be
-// old. This is what bounds how long a revoked lease can still run on a
-// node cut off from the cluster.
-func (n *Node) checkFresh() error {
-	if n.mesh == nil || n.raft.IsLeader() {
-		return nil
+// NotStartedHeader, on a peer's refusal of an offloaded task, says the
+// peer did not start it: the offloading node may run it itself.
+const NotStartedHeader = "Leash-Not-Started"
+
+// startedKey carries a flag execute sets once a task is registered to
+// run: from then on a failure's outcome is unknown to an offloader.
+type startedKey struct{}
+
+func markStarted(ctx context.Context) {
+	if f, ok := ctx.Value(startedKey{}).(*atomic.Bool); ok {
+		f.Store(true)
 	}
-	lc := n.raft.LastContact()
-	if id, _ := n.raft.Leader(); id == "" || lc.IsZero() || time.Since(lc) > n.cfg.MaxStaleness {
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, RetryAfter: 1,
-			Message: "this node has not heard from the cluster leader recently, so its view of revocations may be stale; retry, or use another node"}
-	}
-	return nil
 }
 
-// Offload.
+// internalTask runs a task a peer offloaded here. It is refused (503,
+// marked not started) until the node is whole and once it drains; every
+// refusal before the task started says so, so that the peer runs it.
+func (n *Node) internalTask(w http.ResponseWriter, r *http.Request) error {
+	if !n.inflight.enter() {
+		w.Header().Set(NotStartedHeader, "1")
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady, RetryAfter: 1, Message: "this node is starting or stopping and takes no offloaded tasks"}
+	}
+	defer n.inflight.leave()
+	started := new(atomic.Bool)
+	ctx := context.WithValue(context.WithValue(r.Context(), noOffloadKey{}, true), startedKey{}, started)
+	err := n.submitTask(w, r.WithContext(ctx))
+	if err != nil && !started.Load() {
+		w.Header().Set(NotStartedHeader, "1")
+	}
+	return err
+}
 
 // offload runs an interactive task on the least loaded peer when every
 // slot here is taken and a peer has one free (by gossiped load). It
-// reports whether it answered the request. A peer that cannot be reached
-// leaves the task to run here.
+// reports whether it answered the request. The task runs here instead
+// only when the peer certainly did not start it: it could not be
+// reached (nothing was sent), or it refused the task saying so. Any
+// other failure is answered 503 outcome_unknown: the task may have run
+// there, and running it here too could run it twice.
 func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequest) bool {
 	if n.mesh == nil || n.mesh.members == nil || n.cfg.NoOffload || r.Context().Value(noOffloadKey{}) != nil {
 		return false
@@ -609,13 +638,26 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 	preq.Header.Set("traceparent", traceFrom(r.Context()))
 	resp, err := n.mesh.rpc.Do(preq)
 	if err != nil {
-		n.log.Warn("offload failed; running here", "peer", best.ID, "err", err)
-		return false
+		var de *cluster.DialError
+		if errors.As(err, &de) {
+			n.log.Warn("offload: peer unreachable, nothing sent; running here", "peer", best.ID, "err", err)
+			return false
+		}
+		n.log.Warn("offload: peer failed after the task was sent; outcome unknown", "peer", best.ID, "err", err, "traceparent", traceFrom(r.Context()))
+		n.writeError(w, r, outcomeUnknown(best.ID))
+		return true
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		// The peer filled up meanwhile: queue here instead.
-		return false
+	if resp.StatusCode >= 500 {
+		if resp.Header.Get(NotStartedHeader) != "" {
+			// The peer refused before starting it (full, not caught up,
+			// starting, stopping): run it here.
+			n.log.Info("offload refused by the peer before it started; running here", "peer", best.ID, "status", resp.StatusCode)
+			return false
+		}
+		n.log.Warn("offload: peer failed; outcome unknown", "peer", best.ID, "status", resp.StatusCode, "traceparent", traceFrom(r.Context()))
+		n.writeError(w, r, outcomeUnknown(best.ID))
+		return true
 	}
 	n.log.Info("task offloaded", "peer", best.ID, "status", resp.StatusCode, "traceparent", traceFrom(r.Context()))
 	for _, h := range []string{"Content-Type", "Retry-After", "X-Content-Type-Options"} {
@@ -626,6 +668,11 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
 	return true
+}
+
+func outcomeUnknown(peer string) error {
+	return &api.Error{Status: http.StatusServiceUnavailable, Code: CodeOutcomeUnknown, RetryAfter: 1,
+		Message: "the task was sent to peer " + peer + ", which failed before answering: it may or may not have run; its receipt, if it ran, is in the ledger"}
 }
 
 // Modules.

@@ -111,6 +111,10 @@ func (n *Node) onEgressDecision(ctx context.Context, d egress.Decision) {
 // Authenticate implements egress.Authenticator for proxy mode: a lease
 // token becomes the scope of its profile.
 func (n *Node) Authenticate(ctx context.Context, token string) (egress.Scope, error) {
+	// A lease is honoured only on caught-up state (fresh.go).
+	if err := n.checkFresh(ctx); err != nil {
+		return egress.Scope{}, err
+	}
 	l, _, err := n.leases.Verify(token, n.now())
 	if err != nil {
 		return egress.Scope{}, err

@@ -35,7 +35,8 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) error {
 		ready.Reason = "starting or shutting down"
 	case leader == "":
 		ready.Reason = "no leader"
-	case st["commit_index"] != "" && st["applied_index"] != "" && lagging(st["commit_index"], st["applied_index"]):
+	case st["commit_index"] != "" && st["applied_index"] != "" && lagging(st["commit_index"], st["applied_index"]),
+		n.fresh != nil && !n.fresh.ok():
 		ready.Reason = "catching up"
 	default:
 		ready.Ready = true

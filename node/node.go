@@ -222,6 +222,8 @@ type Node struct {
 	mesh     *mesh
 	ready    atomic.Bool
 	draining atomic.Bool
+	fresh    *freshness
+	inflight gate // offloaded tasks: open only while the node serves
 	tasks    *running
 	bulk     atomic.Pointer[bulkQueue]
 	bg       sync.WaitGroup
@@ -289,6 +291,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.fsm.OnApply(n.onApply)
+	n.fresh = newFreshness(cfg.MaxStaleness)
 	if err := n.openMesh(); err != nil {
 		return nil, err
 	}
@@ -417,15 +420,15 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 	// Event streams never go idle: end them when shutdown starts.
 	srv.RegisterOnShutdown(n.evh.Close)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	if n.cfg.EgressProxyAddr != "" {
 		pln, err := net.Listen("tcp", n.cfg.EgressProxyAddr)
 		if err != nil {
-			_ = srv.Close()
 			return fmt.Errorf("listen for the egress proxy on %s: %w", n.cfg.EgressProxyAddr, err)
 		}
 		n.serveProxy(ctx, pln)
 	}
+	// Every part is running: now serve, the internal task route first,
+	// the public API last.
 	n.bg.Add(4)
 	go func() {
 		defer n.bg.Done()
@@ -443,7 +446,9 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		defer n.bg.Done()
 		n.watchLeader(ctx)
 	}()
+	n.inflight.setOpen(true)
 	n.ready.Store(true)
+	go func() { errc <- srv.Serve(ln) }()
 	n.log.Info("serving", "api", n.apiAddr, "raft", n.raft.Addr(), "data", n.cfg.DataDir, "js", n.box.JSError() == nil)
 	if n.cfg.Ready != nil {
 		n.cfg.Ready(n.apiAddr)
@@ -463,6 +468,7 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 func (n *Node) shutdown(srv *http.Server) {
 	n.draining.Store(true)
 	n.ready.Store(false)
+	n.inflight.setOpen(false)
 	n.log.Info("shutting down", "grace", n.cfg.ShutdownGrace, "running", n.tasks.count())
 	graceCtx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownGrace)
 	defer cancel()
@@ -479,6 +485,9 @@ func (n *Node) shutdown(srv *http.Server) {
 	// Handlers of terminated tasks record them and answer quickly.
 	finalCtx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
+	if !n.inflight.wait(finalCtx) {
+		n.log.Warn("offloaded tasks still running at shutdown")
+	}
 	if err := srv.Shutdown(finalCtx); err != nil {
 		n.log.Warn("connections cut off at shutdown", "err", err)
 		_ = srv.Close()
@@ -535,6 +544,45 @@ func (n *Node) onApply(a consensus.Applied) {
 			n.refreshDeny()
 			n.refreshBundleLabels()
 		}
+	}
+}
+
+// gate admits work while open and lets shutdown wait for what it
+// admitted, before the parts that work needs stop.
+type gate struct {
+	mu   sync.Mutex
+	open bool
+	wg   sync.WaitGroup
+}
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.open {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *gate) leave() { g.wg.Done() }
+
+func (g *gate) setOpen(open bool) {
+	g.mu.Lock()
+	g.open = open
+	g.mu.Unlock()
+}
+
+// wait waits for what entered (call after setOpen(false)); false when
+// ctx ended first.
+func (g *gate) wait(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -53,7 +53,11 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	if n.draining.Load() {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeShuttingDown, Message: "this node is shutting down; send the task to another node", RetryAfter: 1}
 	}
-	if err := n.checkFresh(); err != nil {
+	if !n.ready.Load() {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady, Message: "this node is starting; send the task to another node", RetryAfter: 1}
+	}
+	// Decide on caught-up state only (fresh.go).
+	if err := n.checkFresh(r.Context()); err != nil {
 		return err
 	}
 	l, err := n.verifyLease(r)
@@ -153,6 +157,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	defer cancel(nil)
 	n.tasks.add(t.ID, l.ID, cancel)
 	defer n.tasks.remove(t.ID)
+	markStarted(parent) // an offloader may no longer run it itself
 	// A revocation applied between the lease check and the registration
 	// above would have missed this task: look again.
 	if cur, err := n.state.Lease(l.ID); err == nil && cur.Revoked() {
