@@ -19,7 +19,7 @@ CLANG := clang-16
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror -Wl,--strip-all
 WASM_DEB_PACKAGES := clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32
 
-.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools
+.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools faults
 
 all: build
 
@@ -97,6 +97,11 @@ fuzz:
 	done
 
 test: engine vet unit fuzz
+
+# faults runs the long fault suite (e2e/faults_test.go, docs/cluster.md):
+# more seeds and longer fault schedules on three and five nodes.
+faults: guests engine nettools
+	$(GO) test $(GOFLAGS_RACE) -count=1 -timeout 60m -run '^TestFaults' -v ./e2e/ -faults.long
 
 bench: build guests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...

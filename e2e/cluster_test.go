@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -322,7 +323,7 @@ func (h *history) check(t *testing.T, n *nodetest.Node) {
 		switch {
 		case o.status == 0, o.status == 503:
 			// Retryable: the node is down or cut off, or there is no leader.
-			if o.status == 503 && o.code != api.CodeNoLeader && o.code != api.CodeQueueFull && o.code != api.CodeQueueTimeout {
+			if o.status == 503 && !slices.Contains(allowed503, o.code) {
 				t.Errorf("503 with code %q: %+v", o.code, o)
 			}
 		case o.kind == "issue" && o.status == 201, o.kind == "revoke" && o.status == 204:

@@ -50,6 +50,10 @@ type Cluster struct {
 
 var paused sync.Map // *Node → bool
 
+// procMu guards Node.cmd and Node.done, which Restart replaces while
+// load goroutines ask Running.
+var procMu sync.Mutex
+
 // StartCluster starts opts.N nodes: the first bootstraps, the others
 // join it; it returns once every node is ready and the leader counts
 // them all as members.
@@ -149,11 +153,14 @@ func (n *Node) ID() string {
 
 // Running reports whether the process is up (paused counts as up).
 func (n *Node) Running() bool {
-	if n.cmd == nil {
+	procMu.Lock()
+	cmd, done := n.cmd, n.done
+	procMu.Unlock()
+	if cmd == nil {
 		return false
 	}
 	select {
-	case <-n.done:
+	case <-done:
 		return false
 	default:
 		return true

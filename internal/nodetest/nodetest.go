@@ -144,12 +144,15 @@ func (n *Node) start() {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	procMu.Lock()
 	n.cmd = cmd
-	n.done = make(chan struct{})
+	done := make(chan struct{})
+	n.done = done
+	procMu.Unlock()
 	go func() {
 		n.exitErr = cmd.Wait()
 		f.Close()
-		close(n.done)
+		close(done)
 	}()
 	if !n.opts.NoWait {
 		n.WaitReady(60 * time.Second)
