@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 	"unicode/utf8"
+
+	"github.com/leash-dev/leash/digest"
 )
 
 // LeaseRequest is the body of POST /v1/leases.
@@ -300,16 +302,5 @@ type FieldError struct {
 }
 
 // ValidDigest reports whether d has the form of every content digest in
-// the API (policy bundles, modules): "sha256:" and 64 lower-case hex
-// digits.
-func ValidDigest(d string) bool {
-	if len(d) != 71 || d[:7] != "sha256:" {
-		return false
-	}
-	for _, c := range d[7:] {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+// the API (policy bundles, modules): digest.Valid.
+func ValidDigest(d string) bool { return digest.Valid(d) }

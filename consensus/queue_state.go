@@ -6,7 +6,6 @@ package consensus
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -16,7 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/digest"
 )
 
 func getTask(r reader, id string) (*QueueTask, error) {
@@ -52,7 +51,7 @@ func applyPutQueueModule(tx *Tx, c *PutQueueModule) (*ModulePut, error) {
 	if c.Kind != "wasi" && c.Kind != "js" {
 		return nil, refuse(CodeInvalid, "module kind %q (wasi or js)", c.Kind)
 	}
-	if !api.ValidDigest(c.Digest) {
+	if !digest.Valid(c.Digest) {
 		return nil, refuse(CodeInvalid, "module digest must be sha256:<64 hex digits>")
 	}
 	if c.Size < 1 || c.Size > MaxQueueModuleBytes || len(c.Code) == 0 || len(c.Code) > MaxQueueModuleChunk || c.Offset < 0 || c.Offset+len(c.Code) > c.Size {
@@ -100,7 +99,7 @@ func applyPutQueueModule(tx *Tx, c *PutQueueModule) (*ModulePut, error) {
 			return nil, err
 		}
 		h.Write(c.Code)
-		if "sha256:"+hex.EncodeToString(h.Sum(nil)) != c.Digest {
+		if digest.Sum(h) != c.Digest {
 			if err := deleteModule(tx, c.Digest); err != nil {
 				return nil, err
 			}
@@ -142,7 +141,7 @@ func applyEnqueueTask(tx *Tx, c *EnqueueTask) (*EnqueueResult, error) {
 		return nil, refuse(CodeInvalid, "idempotency key is longer than %d bytes", MaxIdempotencyKeyBytes)
 	case t.Spec.Kind != "wasi" && t.Spec.Kind != "js":
 		return nil, refuse(CodeInvalid, "module kind %q (wasi or js)", t.Spec.Kind)
-	case !api.ValidDigest(t.Spec.ModuleDigest):
+	case !digest.Valid(t.Spec.ModuleDigest):
 		return nil, refuse(CodeInvalid, "module digest must be sha256:<64 hex digits>")
 	case t.Spec.Method == "" || t.Spec.URL == "":
 		return nil, refuse(CodeInvalid, "a task needs a request method and URL")
@@ -170,8 +169,7 @@ func applyEnqueueTask(tx *Tx, c *EnqueueTask) (*EnqueueResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(idBytes)
-	specDigest := "sha256:" + hex.EncodeToString(sum[:])
+	specDigest := digest.Of(idBytes)
 
 	// The lease, as replicated state knows it, must grant this.
 	var l Lease

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/leash-dev/leash/digest"
 )
 
 // Replicated records. They are msgpack in Pebble under PrefixState.
@@ -111,7 +112,7 @@ func (s *State) Digest() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return digest.Sum(h), nil
 }
 
 // iterable is what scan iterates: the DB, a snapshot or a batch.

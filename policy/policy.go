@@ -7,14 +7,14 @@
 package policy
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/leash-dev/leash/digest"
 )
 
 // SchemaVersion is the bundle schema this package reads.
@@ -235,10 +235,7 @@ func (b *Bundle) Canonical() []byte {
 func (b *Bundle) Digest() string { return DigestOf(b.Canonical()) }
 
 // DigestOf names canonical bytes.
-func DigestOf(canonical []byte) string {
-	sum := sha256.Sum256(canonical)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func DigestOf(canonical []byte) string { return digest.Of(canonical) }
 
 // FromCanonical decodes a bundle replicated in canonical form. It
 // re-validates: replicated bytes are trusted no more than a file.
