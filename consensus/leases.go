@@ -6,36 +6,10 @@ package consensus
 import (
 	"encoding/binary"
 	"errors"
-	"time"
 
 	"github.com/leash-dev/leash/policy"
+	"github.com/leash-dev/leash/record"
 )
-
-// Lease is a lease as replicated state knows it. Times are unix
-// nanoseconds.
-type Lease struct {
-	ID           string `msgpack:"id" json:"lease_id"`
-	Tenant       string `msgpack:"tenant" json:"tenant"`
-	Profile      string `msgpack:"profile" json:"profile"`
-	Intent       string `msgpack:"intent,omitempty" json:"intent,omitempty"`
-	PolicyDigest string `msgpack:"policy_digest" json:"policy_digest"`
-	Class        string `msgpack:"class" json:"class"`
-	Session      string `msgpack:"session,omitempty" json:"session,omitempty"`
-	IssuedAt     int64  `msgpack:"issued_at" json:"-"`
-	NotBefore    int64  `msgpack:"not_before" json:"-"`
-	ExpiresAt    int64  `msgpack:"expires_at" json:"-"`
-	IssuedBy     string `msgpack:"issued_by" json:"issued_by"` // node id
-	KID          string `msgpack:"kid" json:"kid"`
-	RevokedAt    int64  `msgpack:"revoked_at,omitempty" json:"-"`
-	RevokeReason string `msgpack:"revoke_reason,omitempty" json:"revoke_reason,omitempty"`
-	RevokedBy    string `msgpack:"revoked_by,omitempty" json:"revoked_by,omitempty"`
-}
-
-// Revoked reports whether the lease has been revoked.
-func (l *Lease) Revoked() bool { return l.RevokedAt != 0 }
-
-// Expires is the expiry as a time.
-func (l *Lease) Expires() time.Time { return time.Unix(0, l.ExpiresAt).UTC() }
 
 // Lease returns a lease by id. The caller may keep but not change it.
 func (s *State) Lease(id string) (*Lease, error) {
@@ -53,12 +27,6 @@ func (s *State) Lease(id string) (*Lease, error) {
 	s.records.put(g, key, &c)
 	return &l, nil
 }
-
-// Lease classes.
-const (
-	ClassInteractive = "interactive"
-	ClassBulk        = "bulk"
-)
 
 func applyIssueLease(tx *Tx, c *IssueLease) (*Lease, error) {
 	l := c.Lease
@@ -193,3 +161,13 @@ func applyExpireLeases(tx *Tx, c *ExpireLeases) (int, error) {
 	}
 	return len(gone), nil
 }
+
+// The lease record and its classes are package record's, so that package
+// lease reads them without importing the state machine.
+type Lease = record.Lease
+
+// Lease classes.
+const (
+	ClassInteractive = record.ClassInteractive
+	ClassBulk        = record.ClassBulk
+)

@@ -8,27 +8,9 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
-)
 
-// Key uses.
-const (
-	KeyUseLease   = "lease"
-	KeyUseReceipt = "receipt"
-	KeyUseNote    = "note"
+	"github.com/leash-dev/leash/record"
 )
-
-// NodeKey is a node's public key, by key id.
-type NodeKey struct {
-	KID       string `msgpack:"kid" json:"kid"`
-	NodeID    string `msgpack:"node_id" json:"node_id"`
-	Use       string `msgpack:"use" json:"use"`
-	Algorithm string `msgpack:"alg" json:"alg"` // "EdDSA" (Ed25519)
-	PublicKey []byte `msgpack:"public_key" json:"public_key"`
-	// Text is a key's text form where its format has one (a note
-	// verifier key).
-	Text    string `msgpack:"text,omitempty" json:"text,omitempty"`
-	AddedAt int64  `msgpack:"added_at" json:"-"`
-}
 
 // NodeInfo is a node's identity and addresses.
 type NodeInfo struct {
@@ -114,3 +96,13 @@ func applyPutNode(tx *Tx, c *PutNode) error {
 	}
 	return put(tx, prefixNode+c.Node.ID, &c.Node)
 }
+
+// The node key record is package record's (see Lease).
+type NodeKey = record.NodeKey
+
+// Key uses.
+const (
+	KeyUseLease   = record.KeyUseLease
+	KeyUseReceipt = record.KeyUseReceipt
+	KeyUseNote    = record.KeyUseNote
+)

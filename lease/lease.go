@@ -19,8 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	lru "github.com/hashicorp/golang-lru/v2"
 
-	"github.com/leash-dev/leash/api"
-	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/record"
 )
 
 // MaxTokenBytes bounds a token before it is parsed.
@@ -68,7 +67,7 @@ func NewSigner(key ed25519.PrivateKey) (*Signer, error) {
 func (s *Signer) KID() string { return s.kid }
 
 // Sign makes the token of a replicated lease.
-func (s *Signer) Sign(l *consensus.Lease) (string, error) {
+func (s *Signer) Sign(l *record.Lease) (string, error) {
 	c := Claims{
 		Claims: jwt.Claims{
 			Issuer:    l.IssuedBy,
@@ -94,11 +93,11 @@ func (s *Signer) Sign(l *consensus.Lease) (string, error) {
 
 // State is what Verify reads from replicated state.
 type State interface {
-	NodeKey(kid string) (*consensus.NodeKey, error)
-	Lease(id string) (*consensus.Lease, error)
+	NodeKey(kid string) (*record.NodeKey, error)
+	Lease(id string) (*record.Lease, error)
 }
 
-// Error is a refused token. Code is one of the api.CodeLease* codes.
+// Error is a refused token. Code is one of the Code* refusal codes.
 type Error struct {
 	Code    string
 	Message string
@@ -114,7 +113,7 @@ func refuse(code, format string, args ...any) *Error {
 const Leeway = 2 * time.Second
 
 // Verify checks a token at time now and returns its replicated lease.
-func Verify(token string, st State, now time.Time) (*consensus.Lease, *Claims, error) {
+func Verify(token string, st State, now time.Time) (*record.Lease, *Claims, error) {
 	c, kid, err := verifySignature(token, st)
 	if err != nil {
 		return nil, nil, err
@@ -126,29 +125,29 @@ func Verify(token string, st State, now time.Time) (*consensus.Lease, *Claims, e
 // signature: the costly, time-independent part of Verify.
 func verifySignature(token string, st State) (*Claims, string, error) {
 	if token == "" {
-		return nil, "", refuse(api.CodeLeaseMissing, "a lease token is required (Authorization: Bearer <token>)")
+		return nil, "", refuse(CodeMissing, "a lease token is required (Authorization: Bearer <token>)")
 	}
 	if len(token) > MaxTokenBytes {
-		return nil, "", refuse(api.CodeLeaseMalformed, "token is longer than %d bytes", MaxTokenBytes)
+		return nil, "", refuse(CodeMalformed, "token is longer than %d bytes", MaxTokenBytes)
 	}
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &alg) {
-			return nil, "", refuse(api.CodeLeaseAlgorithm, "algorithm %q is not allowed; leases are EdDSA", alg.Got)
+			return nil, "", refuse(CodeAlgorithm, "algorithm %q is not allowed; leases are EdDSA", alg.Got)
 		}
-		return nil, "", refuse(api.CodeLeaseMalformed, "token is not a compact JWS: %v", err)
+		return nil, "", refuse(CodeMalformed, "token is not a compact JWS: %v", err)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, "", refuse(api.CodeLeaseMalformed, "token must have exactly one signature")
+		return nil, "", refuse(CodeMalformed, "token must have exactly one signature")
 	}
 	h := tok.Headers[0]
 	if h.KeyID == "" {
-		return nil, "", refuse(api.CodeLeaseUnknownKey, "token has no kid")
+		return nil, "", refuse(CodeUnknownKey, "token has no kid")
 	}
 	if h.JSONWebKey != nil || len(h.ExtraHeaders) > 0 && hasKeyHeaders(h.ExtraHeaders) {
 		// Keys named inside the token are never trusted.
-		return nil, "", refuse(api.CodeLeaseMalformed, "token carries its own key")
+		return nil, "", refuse(CodeMalformed, "token carries its own key")
 	}
 	key, err := leaseKey(st, h.KeyID)
 	if err != nil {
@@ -156,47 +155,47 @@ func verifySignature(token string, st State) (*Claims, string, error) {
 	}
 	var c Claims
 	if err := tok.Claims(ed25519.PublicKey(key.PublicKey), &c); err != nil {
-		return nil, "", refuse(api.CodeLeaseBadSignature, "signature does not verify with key %q", h.KeyID)
+		return nil, "", refuse(CodeBadSignature, "signature does not verify with key %q", h.KeyID)
 	}
 	return &c, h.KeyID, nil
 }
 
-func leaseKey(st State, kid string) (*consensus.NodeKey, error) {
+func leaseKey(st State, kid string) (*record.NodeKey, error) {
 	key, err := st.NodeKey(kid)
-	if err != nil || key.Use != consensus.KeyUseLease || len(key.PublicKey) != ed25519.PublicKeySize {
-		return nil, refuse(api.CodeLeaseUnknownKey, "no lease key with kid %q", kid)
+	if err != nil || key.Use != record.KeyUseLease || len(key.PublicKey) != ed25519.PublicKeySize {
+		return nil, refuse(CodeUnknownKey, "no lease key with kid %q", kid)
 	}
 	return key, nil
 }
 
 // checkClaims checks times and the replicated lease.
-func checkClaims(c *Claims, kid string, st State, now time.Time) (*consensus.Lease, *Claims, error) {
+func checkClaims(c *Claims, kid string, st State, now time.Time) (*record.Lease, *Claims, error) {
 	err := c.Claims.ValidateWithLeeway(jwt.Expected{AnyAudience: jwt.Audience{"leash"}, Time: now}, Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
-		return nil, nil, refuse(api.CodeLeaseExpired, "lease %s expired at %s", c.ID, c.Expiry.Time().UTC().Format(time.RFC3339))
+		return nil, nil, refuse(CodeExpired, "lease %s expired at %s", c.ID, c.Expiry.Time().UTC().Format(time.RFC3339))
 	case errors.Is(err, jwt.ErrNotValidYet):
-		return nil, nil, refuse(api.CodeLeaseNotYetValid, "lease %s is valid from %s", c.ID, c.NotBefore.Time().UTC().Format(time.RFC3339))
+		return nil, nil, refuse(CodeNotYetValid, "lease %s is valid from %s", c.ID, c.NotBefore.Time().UTC().Format(time.RFC3339))
 	case err != nil:
-		return nil, nil, refuse(api.CodeLeaseMalformed, "claims: %v", err)
+		return nil, nil, refuse(CodeMalformed, "claims: %v", err)
 	}
 	if c.Expiry == nil || c.ID == "" {
-		return nil, nil, refuse(api.CodeLeaseMalformed, "token lacks exp or jti")
+		return nil, nil, refuse(CodeMalformed, "token lacks exp or jti")
 	}
 	l, err := st.Lease(c.ID)
 	if err != nil {
-		return nil, nil, refuse(api.CodeLeaseUnknown, "lease %s is not known here (it may not have replicated yet, or it expired and was forgotten)", c.ID)
+		return nil, nil, refuse(CodeUnknown, "lease %s is not known here (it may not have replicated yet, or it expired and was forgotten)", c.ID)
 	}
 	if l.Revoked() {
-		return nil, nil, refuse(api.CodeLeaseRevoked, "lease %s was revoked", l.ID)
+		return nil, nil, refuse(CodeRevoked, "lease %s was revoked", l.ID)
 	}
 	// The token must say exactly what replicated state says.
 	if l.Tenant != c.Tenant || l.Profile != c.Profile || l.PolicyDigest != c.PolicyDigest || l.Class != c.Class ||
 		l.Session != c.Session || l.KID != kid || l.ExpiresAt/1e9 != c.Expiry.Time().Unix() {
-		return nil, nil, refuse(api.CodeLeaseBadSignature, "token claims do not match lease %s", l.ID)
+		return nil, nil, refuse(CodeBadSignature, "token claims do not match lease %s", l.ID)
 	}
 	if now.UnixNano() >= l.ExpiresAt+int64(Leeway) {
-		return nil, nil, refuse(api.CodeLeaseExpired, "lease %s expired", l.ID)
+		return nil, nil, refuse(CodeExpired, "lease %s expired", l.ID)
 	}
 	return l, c, nil
 }
@@ -223,7 +222,7 @@ func NewVerifier(st State, size int) *Verifier {
 }
 
 // Verify is Verify with the cache.
-func (v *Verifier) Verify(token string, now time.Time) (*consensus.Lease, *Claims, error) {
+func (v *Verifier) Verify(token string, now time.Time) (*record.Lease, *Claims, error) {
 	h := sha256.Sum256([]byte(token))
 	if hit, ok := v.seen.Get(h); ok {
 		if _, err := leaseKey(v.st, hit.kid); err != nil {
@@ -253,10 +252,10 @@ func hasKeyHeaders(h map[jose.HeaderKey]any) bool {
 }
 
 // JWKS is the JSON Web Key Set of the given lease keys.
-func JWKS(keys []consensus.NodeKey) jose.JSONWebKeySet {
+func JWKS(keys []record.NodeKey) jose.JSONWebKeySet {
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	for _, k := range keys {
-		if k.Use != consensus.KeyUseLease {
+		if k.Use != record.KeyUseLease {
 			continue
 		}
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: ed25519.PublicKey(k.PublicKey), KeyID: k.KID, Algorithm: string(jose.EdDSA), Use: "sig"})

@@ -6,33 +6,34 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/leash-dev/leash/api"
-	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/record"
 )
 
 type fakeState struct {
-	keys   map[string]*consensus.NodeKey
-	leases map[string]*consensus.Lease
+	keys   map[string]*record.NodeKey
+	leases map[string]*record.Lease
 }
 
-func (f *fakeState) NodeKey(kid string) (*consensus.NodeKey, error) {
+func (f *fakeState) NodeKey(kid string) (*record.NodeKey, error) {
 	if k, ok := f.keys[kid]; ok {
 		return k, nil
 	}
-	return nil, consensus.ErrNotFound
+	return nil, errNotFound
 }
 
-func (f *fakeState) Lease(id string) (*consensus.Lease, error) {
+func (f *fakeState) Lease(id string) (*record.Lease, error) {
 	if l, ok := f.leases[id]; ok {
 		c := *l
 		return &c, nil
 	}
-	return nil, consensus.ErrNotFound
+	return nil, errNotFound
 }
 
 var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -45,14 +46,14 @@ func setup(t *testing.T) (*Signer, *fakeState, ed25519.PublicKey) {
 		t.Fatal(err)
 	}
 	st := &fakeState{
-		keys:   map[string]*consensus.NodeKey{s.KID(): {KID: s.KID(), NodeID: "n1", Use: consensus.KeyUseLease, Algorithm: "EdDSA", PublicKey: pub}},
-		leases: map[string]*consensus.Lease{},
+		keys:   map[string]*record.NodeKey{s.KID(): {KID: s.KID(), NodeID: "n1", Use: record.KeyUseLease, Algorithm: "EdDSA", PublicKey: pub}},
+		leases: map[string]*record.Lease{},
 	}
 	return s, st, pub
 }
 
-func newLease(st *fakeState, s *Signer, id string, issued time.Time, ttl time.Duration) *consensus.Lease {
-	l := &consensus.Lease{ID: id, Tenant: "demo", Profile: "docs-reader", PolicyDigest: "sha256:abc", Class: "interactive",
+func newLease(st *fakeState, s *Signer, id string, issued time.Time, ttl time.Duration) *record.Lease {
+	l := &record.Lease{ID: id, Tenant: "demo", Profile: "docs-reader", PolicyDigest: "sha256:abc", Class: "interactive",
 		IssuedAt: issued.UnixNano(), NotBefore: issued.UnixNano(), ExpiresAt: issued.Add(ttl).UnixNano(), IssuedBy: "n1", KID: s.KID()}
 	st.leases[id] = l
 	return l
@@ -105,18 +106,18 @@ func TestVerify(t *testing.T) {
 		code  string
 	}{
 		"good":              {goodTok, ""},
-		"missing":           {"", api.CodeLeaseMissing},
-		"garbage":           {"not.a.token", api.CodeLeaseMalformed},
-		"too long":          {strings.Repeat("a", MaxTokenBytes+1), api.CodeLeaseMalformed},
-		"bad signature":     {tampered, api.CodeLeaseBadSignature},
-		"unknown kid":       {unknownKidTok, api.CodeLeaseUnknownKey},
-		"no kid":            {noKid, api.CodeLeaseUnknownKey},
-		"alg none":          {noneTok, api.CodeLeaseAlgorithm},
-		"alg HS256 pub key": {hsTok, api.CodeLeaseAlgorithm},
-		"expired":           {expiredTok, api.CodeLeaseExpired},
-		"not yet valid":     {futureTok, api.CodeLeaseNotYetValid},
-		"revoked":           {revokedTok, api.CodeLeaseRevoked},
-		"unknown lease":     {ghostTok, api.CodeLeaseUnknown},
+		"missing":           {"", CodeMissing},
+		"garbage":           {"not.a.token", CodeMalformed},
+		"too long":          {strings.Repeat("a", MaxTokenBytes+1), CodeMalformed},
+		"bad signature":     {tampered, CodeBadSignature},
+		"unknown kid":       {unknownKidTok, CodeUnknownKey},
+		"no kid":            {noKid, CodeUnknownKey},
+		"alg none":          {noneTok, CodeAlgorithm},
+		"alg HS256 pub key": {hsTok, CodeAlgorithm},
+		"expired":           {expiredTok, CodeExpired},
+		"not yet valid":     {futureTok, CodeNotYetValid},
+		"revoked":           {revokedTok, CodeRevoked},
+		"unknown lease":     {ghostTok, CodeUnknown},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -143,11 +144,11 @@ func TestVerify(t *testing.T) {
 
 func TestJWKS(t *testing.T) {
 	s, st, _ := setup(t)
-	var keys []consensus.NodeKey
+	var keys []record.NodeKey
 	for _, k := range st.keys {
 		keys = append(keys, *k)
 	}
-	keys = append(keys, consensus.NodeKey{KID: "r", Use: consensus.KeyUseReceipt, PublicKey: make([]byte, 32)})
+	keys = append(keys, record.NodeKey{KID: "r", Use: record.KeyUseReceipt, PublicKey: make([]byte, 32)})
 	set := JWKS(keys)
 	if len(set.Keys) != 1 || set.Keys[0].KeyID != s.KID() || set.Keys[0].Algorithm != "EdDSA" {
 		t.Fatalf("jwks = %+v", set)
@@ -158,8 +159,8 @@ func FuzzVerify(f *testing.F) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	s, _ := NewSigner(priv)
 	st := &fakeState{
-		keys:   map[string]*consensus.NodeKey{s.KID(): {KID: s.KID(), Use: consensus.KeyUseLease, PublicKey: pub}},
-		leases: map[string]*consensus.Lease{},
+		keys:   map[string]*record.NodeKey{s.KID(): {KID: s.KID(), Use: record.KeyUseLease, PublicKey: pub}},
+		leases: map[string]*record.Lease{},
 	}
 	l := newLease(st, s, "l1", now.Add(-time.Minute), time.Hour)
 	tok, _ := s.Sign(l)
@@ -190,16 +191,16 @@ func TestVerifierCache(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	if _, _, err := v.Verify(tok, now.Add(time.Hour)); err == nil || err.(*Error).Code != api.CodeLeaseExpired {
+	if _, _, err := v.Verify(tok, now.Add(time.Hour)); err == nil || err.(*Error).Code != CodeExpired {
 		t.Fatalf("expired: %v", err)
 	}
 	st.leases["l1"].RevokedAt = now.UnixNano()
-	if _, _, err := v.Verify(tok, now); err == nil || err.(*Error).Code != api.CodeLeaseRevoked {
+	if _, _, err := v.Verify(tok, now); err == nil || err.(*Error).Code != CodeRevoked {
 		t.Fatalf("revoked: %v", err)
 	}
 	st.leases["l1"].RevokedAt = 0
 	delete(st.keys, s.KID())
-	if _, _, err := v.Verify(tok, now); err == nil || err.(*Error).Code != api.CodeLeaseUnknownKey {
+	if _, _, err := v.Verify(tok, now); err == nil || err.(*Error).Code != CodeUnknownKey {
 		t.Fatalf("key gone: %v", err)
 	}
 	// A forged token never enters the cache as valid.
@@ -231,5 +232,20 @@ func TestVerifierCacheIsLRU(t *testing.T) {
 	}
 	if !v.seen.Contains(h) {
 		t.Fatal("the token in steady use was evicted")
+	}
+}
+
+var errNotFound = errors.New("not found")
+
+// TestCodesMatchTheAPI: the refusal codes are the API's lease codes.
+func TestCodesMatchTheAPI(t *testing.T) {
+	for got, want := range map[string]string{
+		CodeMissing: api.CodeLeaseMissing, CodeMalformed: api.CodeLeaseMalformed, CodeAlgorithm: api.CodeLeaseAlgorithm,
+		CodeUnknownKey: api.CodeLeaseUnknownKey, CodeBadSignature: api.CodeLeaseBadSignature, CodeExpired: api.CodeLeaseExpired,
+		CodeNotYetValid: api.CodeLeaseNotYetValid, CodeRevoked: api.CodeLeaseRevoked, CodeUnknown: api.CodeLeaseUnknown,
+	} {
+		if got != want {
+			t.Errorf("lease code %q, API code %q", got, want)
+		}
 	}
 }
