@@ -717,7 +717,7 @@ func TestTransportPoolBounded(t *testing.T) {
 		mustFetch(t, c, get("http://a.example.com/"))
 		mustFetch(t, c, get("http://b.example.com/"))
 	}
-	if n := e.gw.transports.lru.Len(); n != 1 {
+	if n := e.gw.transports.cache.Len(); n != 1 {
 		t.Errorf("%d transports, bound 1", n)
 	}
 }

@@ -2,7 +2,6 @@ package egress
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/leash-dev/leash/sandbox"
 )
@@ -460,37 +461,24 @@ type transportKey struct {
 	addr   netip.Addr
 }
 
+// transportPool keeps a transport per key, least recently used evicted
+// first (its idle connections closed).
 type transportPool struct {
-	g   *Gateway
-	max int
-
-	mu  sync.Mutex
-	m   map[transportKey]*list.Element
-	lru *list.List // of *poolEntry, most recent first
-}
-
-type poolEntry struct {
-	key transportKey
-	tr  *http.Transport
+	g     *Gateway
+	mu    sync.Mutex // one transport per key, even when two hops race
+	cache *lru.Cache[transportKey, *http.Transport]
 }
 
 func newTransportPool(g *Gateway, limit int) *transportPool {
-	return &transportPool{g: g, max: limit, m: map[transportKey]*list.Element{}, lru: list.New()}
+	c, _ := lru.NewWithEvict(max(limit, 1), func(_ transportKey, tr *http.Transport) { tr.CloseIdleConnections() })
+	return &transportPool{g: g, cache: c}
 }
 
 func (p *transportPool) get(k transportKey) *http.Transport {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if el, ok := p.m[k]; ok {
-		p.lru.MoveToFront(el)
-		return el.Value.(*poolEntry).tr
-	}
-	for p.lru.Len() >= p.max {
-		old := p.lru.Back()
-		e := old.Value.(*poolEntry)
-		p.lru.Remove(old)
-		delete(p.m, e.key)
-		e.tr.CloseIdleConnections()
+	if tr, ok := p.cache.Get(k); ok {
+		return tr
 	}
 	ap := netip.AddrPortFrom(k.addr, uint16(k.port))
 	tr := &http.Transport{
@@ -508,14 +496,12 @@ func (p *transportPool) get(k transportKey) *http.Transport {
 		MaxResponseHeaderBytes: 64 << 10,
 		DisableCompression:     true, // the guest sees the bytes the server sent
 	}
-	p.m[k] = p.lru.PushFront(&poolEntry{key: k, tr: tr})
+	p.cache.Add(k, tr)
 	return tr
 }
 
 func (p *transportPool) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for el := p.lru.Front(); el != nil; el = el.Next() {
-		el.Value.(*poolEntry).tr.CloseIdleConnections()
+	for _, tr := range p.cache.Values() {
+		tr.CloseIdleConnections()
 	}
 }
