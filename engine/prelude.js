@@ -92,32 +92,39 @@
 
   class EventTarget {
     #listeners = new Map();
+    // type -> Map(listener -> entry), in the order they were added: one
+    // lookup per add or remove, whatever the count
     addEventListener(type, listener, options) {
       if (listener == null) return;
+      type = String(type);
       const once = typeof options === 'object' && options !== null && !!options.once;
       const signal = typeof options === 'object' && options !== null ? options.signal : undefined;
       if (signal && signal.aborted) return;
       let list = this.#listeners.get(type);
-      if (!list) this.#listeners.set(type, list = []);
-      if (list.some(l => l.listener === listener)) return;
-      const entry = { listener, once };
-      list.push(entry);
+      if (!list) this.#listeners.set(type, list = new Map());
+      if (list.has(listener)) return;
+      const entry = { listener, once, removed: false };
+      list.set(listener, entry);
       if (signal) signal.addEventListener('abort', () => this.removeEventListener(type, listener));
     }
     removeEventListener(type, listener) {
-      const list = this.#listeners.get(type);
-      if (!list) return;
-      const i = list.findIndex(l => l.listener === listener);
-      if (i >= 0) list.splice(i, 1);
+      const list = this.#listeners.get(String(type));
+      const entry = list && list.get(listener);
+      if (!entry) return;
+      entry.removed = true;
+      list.delete(listener);
     }
     dispatchEvent(event) {
       if (!(event instanceof Event)) throw new TypeError('The event must be an Event');
       event.target = this;
       event.currentTarget = this;
-      const list = (this.#listeners.get(event.type) || []).slice();
+      // the listeners as the dispatch starts; one removed meanwhile is
+      // not called (DOM "inner invoke")
+      const list = [...(this.#listeners.get(event.type) || new Map()).values()];
       const handler = this['on' + event.type];
-      if (typeof handler === 'function') list.unshift({ listener: handler, once: false });
+      if (typeof handler === 'function') list.unshift({ listener: handler, once: false, removed: false });
       for (const l of list) {
+        if (l.removed) continue;
         if (l.once) this.removeEventListener(event.type, l.listener);
         try {
           if (typeof l.listener === 'function') l.listener.call(this, event);
@@ -314,14 +321,23 @@
     groupEnd: () => { groupIndent = groupIndent.slice(2); },
   };
 
+  // An error's text as the host shows and keeps it: name, message and
+  // stack, each cut at maxErrorPart characters (the host cuts the whole
+  // at its own bound too), so a huge message costs no copy of it.
+  const maxErrorPart = 8192;
+  function cut(v) {
+    const s = String(v);
+    return s.length > maxErrorPart ? s.slice(0, maxErrorPart) + `… [truncated ${s.length - maxErrorPart} characters]` : s;
+  }
   function describeError(e) {
     try {
       if (e instanceof Error || (e && typeof e === 'object' && 'message' in e && 'name' in e)) {
-        let s = `${e.name}: ${e.message}`;
-        if (typeof e.stack === 'string' && e.stack) s += '\n' + e.stack.replace(/\n$/, '');
+        let s = `${cut(e.name)}: ${cut(e.message)}`;
+        const st = e.stack;
+        if (typeof st === 'string' && st) s += '\n' + cut(st).replace(/\n$/, '');
         return s;
       }
-      return inspect(e, 1, []);
+      return cut(inspect(e, 1, []));
     } catch {
       return 'exception';
     }
@@ -608,67 +624,113 @@
       throw new TypeError(`Failed to execute '${method}' on '${cls}': ${n} argument${n > 1 ? 's' : ''} required, but only ${args.length} present.`);
     }
   }
+  // An ordered multimap: the entries in order, and per name its live
+  // entries, so get, has, set and delete of a name cost that name's
+  // entries, not the whole list. Removed entries are marked and the list
+  // is compacted when half of it is dead.
+  class EntryList {
+    #list = []; #byName = new Map(); #dead = 0;
+    constructor(pairs) { if (pairs) for (const [k, v] of pairs) this.append(k, v); }
+    get size() { return this.#list.length - this.#dead; }
+    append(k, v) {
+      const e = [k, v];
+      this.#list.push(e);
+      const a = this.#byName.get(k);
+      if (a) a.push(e); else this.#byName.set(k, [e]);
+    }
+    #kill(e) { e.dead = true; this.#dead++; }
+    #compact() {
+      if (this.#dead > 32 && this.#dead * 2 > this.#list.length) {
+        this.#list = this.#list.filter(e => !e.dead);
+        this.#dead = 0;
+      }
+    }
+    delete(k, pred) {
+      const a = this.#byName.get(k);
+      if (!a) return;
+      const keep = [];
+      for (const e of a) { if (!pred || pred(e[1])) this.#kill(e); else keep.push(e); }
+      if (keep.length) this.#byName.set(k, keep); else this.#byName.delete(k);
+      this.#compact();
+    }
+    get(k) { const a = this.#byName.get(k); return a ? a[0][1] : null; }
+    getAll(k) { const a = this.#byName.get(k); return a ? a.map(e => e[1]) : []; }
+    has(k, pred) { const a = this.#byName.get(k); return !!a && (!pred || a.some(e => pred(e[1]))); }
+    set(k, v) {
+      const a = this.#byName.get(k);
+      if (!a) { this.append(k, v); return; }
+      a[0][1] = v;
+      for (let i = 1; i < a.length; i++) this.#kill(a[i]);
+      a.length = 1;
+      this.#compact();
+    }
+    pairs() { return this.#list.filter(e => !e.dead); }
+    replace(pairs) {
+      this.#list = []; this.#byName = new Map(); this.#dead = 0;
+      for (const [k, v] of pairs) this.append(k, v);
+    }
+  }
+
   class URLSearchParams {
-    #list = []; #url = null;
+    #list = new EntryList(); #url = null;
     constructor(init = '') {
-      if (init instanceof URLSearchParams) this.#list = init.#list.map(p => p.slice());
+      if (init instanceof URLSearchParams) this.#list = new EntryList(init.#list.pairs());
       else if (init !== null && (typeof init === 'object' || typeof init === 'function')) {
         if (typeof init[Symbol.iterator] === 'function') {
           for (const pair of init) {
             const p = Array.from(pair);
             if (p.length !== 2) throw new TypeError('Each query pair must be an iterable [name, value] tuple');
-            this.#list.push([String(p[0]).toWellFormed(), String(p[1]).toWellFormed()]);
+            this.#list.append(String(p[0]).toWellFormed(), String(p[1]).toWellFormed());
           }
         } else {
-          for (const k of Object.keys(init)) this.#list.push([k.toWellFormed(), String(init[k]).toWellFormed()]);
+          for (const k of Object.keys(init)) this.#list.append(k.toWellFormed(), String(init[k]).toWellFormed());
         }
       } else {
         let s = String(init);
         if (s[0] === '?') s = s.slice(1);
-        this.#list = parseForm(s);
+        this.#list = new EntryList(parseForm(s));
       }
     }
     static [internal](params, url, query) {
       params.#url = url;
-      if (query !== undefined) params.#list = parseForm(query);
+      if (query !== undefined) params.#list = new EntryList(parseForm(query));
     }
     #update() {
       if (this.#url) this.#url[internal](this.toString());
     }
-    get size() { return this.#list.length; }
-    append(name, value) { need(arguments, 2, 'URLSearchParams', 'append'); this.#list.push([String(name).toWellFormed(), String(value).toWellFormed()]); this.#update(); }
+    get size() { return this.#list.size; }
+    append(name, value) { need(arguments, 2, 'URLSearchParams', 'append'); this.#list.append(String(name).toWellFormed(), String(value).toWellFormed()); this.#update(); }
     delete(name, value) {
       need(arguments, 1, 'URLSearchParams', 'delete');
       name = String(name);
-      this.#list = this.#list.filter(([k, v]) => !(k === name && (value === undefined || v === String(value))));
+      if (value === undefined) this.#list.delete(name);
+      else { value = String(value); this.#list.delete(name, v => v === value); }
       this.#update();
     }
-    get(name) { need(arguments, 1, 'URLSearchParams', 'get'); name = String(name); const p = this.#list.find(([k]) => k === name); return p ? p[1] : null; }
-    getAll(name) { need(arguments, 1, 'URLSearchParams', 'getAll'); name = String(name); return this.#list.filter(([k]) => k === name).map(p => p[1]); }
-    has(name, value) { need(arguments, 1, 'URLSearchParams', 'has'); name = String(name); return this.#list.some(([k, v]) => k === name && (value === undefined || v === String(value))); }
+    get(name) { need(arguments, 1, 'URLSearchParams', 'get'); return this.#list.get(String(name)); }
+    getAll(name) { need(arguments, 1, 'URLSearchParams', 'getAll'); return this.#list.getAll(String(name)); }
+    has(name, value) {
+      need(arguments, 1, 'URLSearchParams', 'has');
+      if (value === undefined) return this.#list.has(String(name));
+      value = String(value);
+      return this.#list.has(String(name), v => v === value);
+    }
     set(name, value) {
       need(arguments, 2, 'URLSearchParams', 'set');
-      name = String(name).toWellFormed();
-      value = String(value).toWellFormed();
-      const i = this.#list.findIndex(([k]) => k === name);
-      if (i < 0) this.#list.push([name, value]);
-      else {
-        this.#list[i][1] = value;
-        this.#list = this.#list.filter(([k], j) => j <= i || k !== name);
-      }
+      this.#list.set(String(name).toWellFormed(), String(value).toWellFormed());
       this.#update();
     }
     sort() {
       const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
-      this.#list = this.#list.map((p, i) => [p, i]).sort((x, y) => cmp(x[0][0], y[0][0]) || x[1] - y[1]).map(x => x[0]);
+      this.#list.replace(this.#list.pairs().map((p, i) => [p, i]).sort((x, y) => cmp(x[0][0], y[0][0]) || x[1] - y[1]).map(x => x[0]));
       this.#update();
     }
-    forEach(cb, thisArg) { for (const [k, v] of this.#list.slice()) cb.call(thisArg, v, k, this); }
-    *entries() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i].slice(); }
-    *keys() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i][0]; }
-    *values() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i][1]; }
+    forEach(cb, thisArg) { for (const [k, v] of this.#list.pairs()) cb.call(thisArg, v, k, this); }
+    *entries() { for (const p of this.#list.pairs()) yield [p[0], p[1]]; }
+    *keys() { for (const p of this.#list.pairs()) yield p[0]; }
+    *values() { for (const p of this.#list.pairs()) yield p[1]; }
     [Symbol.iterator]() { return this.entries(); }
-    toString() { return this.#list.map(([k, v]) => formEncode(k) + '=' + formEncode(v)).join('&'); }
+    toString() { return this.#list.pairs().map(([k, v]) => formEncode(k) + '=' + formEncode(v)).join('&'); }
   }
   tag(URLSearchParams, 'URLSearchParams');
 
@@ -843,7 +905,7 @@
   tag(File, 'File');
 
   class FormData {
-    #list = [];
+    #list = new EntryList();
     #entry(name, value, filename) {
       name = String(name);
       if (value instanceof Blob) {
@@ -851,21 +913,16 @@
       } else value = String(value);
       return [name, value];
     }
-    append(name, value, filename) { this.#list.push(this.#entry(name, value, filename)); }
-    delete(name) { name = String(name); this.#list = this.#list.filter(([k]) => k !== name); }
-    get(name) { name = String(name); const e = this.#list.find(([k]) => k === name); return e ? e[1] : null; }
-    getAll(name) { name = String(name); return this.#list.filter(([k]) => k === name).map(e => e[1]); }
-    has(name) { name = String(name); return this.#list.some(([k]) => k === name); }
-    set(name, value, filename) {
-      const e = this.#entry(name, value, filename);
-      const i = this.#list.findIndex(([k]) => k === e[0]);
-      if (i < 0) this.#list.push(e);
-      else { this.#list[i] = e; this.#list = this.#list.filter(([k], j) => j <= i || k !== e[0]); }
-    }
-    forEach(cb, thisArg) { for (const [k, v] of this.#list.slice()) cb.call(thisArg, v, k, this); }
-    *entries() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i].slice(); }
-    *keys() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i][0]; }
-    *values() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i][1]; }
+    append(name, value, filename) { const e = this.#entry(name, value, filename); this.#list.append(e[0], e[1]); }
+    delete(name) { this.#list.delete(String(name)); }
+    get(name) { return this.#list.get(String(name)); }
+    getAll(name) { return this.#list.getAll(String(name)); }
+    has(name) { return this.#list.has(String(name)); }
+    set(name, value, filename) { const e = this.#entry(name, value, filename); this.#list.set(e[0], e[1]); }
+    forEach(cb, thisArg) { for (const [k, v] of this.#list.pairs()) cb.call(thisArg, v, k, this); }
+    *entries() { for (const p of this.#list.pairs()) yield [p[0], p[1]]; }
+    *keys() { for (const p of this.#list.pairs()) yield p[0]; }
+    *values() { for (const p of this.#list.pairs()) yield p[1]; }
     [Symbol.iterator]() { return this.entries(); }
   }
   tag(FormData, 'FormData');
@@ -1089,15 +1146,21 @@
   function streamOf(bytes) {
     return new ReadableStream({ start(c) { if (bytes.length) c.enqueue(bytes); c.close(); } });
   }
-  async function readAll(stream) {
+  // readAll(stream[, limit]): the stream's bytes; past limit bytes, it
+  // stops reading and returns the count read so far (a number).
+  async function readAll(stream, limit = Infinity) {
     const reader = stream.getReader();
     const chunks = [];
+    let n = 0;
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
       if (typeof value === 'string') throw new TypeError('This TransformStream is being used as a byte stream, but received a string on its writable side. If you wish to write a string, you\'ll probably want to explicitly UTF-8-encode it with TextEncoder.');
       if (!isBufferSource(value)) throw new TypeError('This ReadableStream did not return bytes.');
-      chunks.push(viewBytes(value));
+      const b = viewBytes(value);
+      n += b.byteLength;
+      if (n > limit) return n;
+      chunks.push(b);
     }
     return concatBytes(chunks);
   }
@@ -1186,11 +1249,21 @@
     if (!headerNameRe.test(n)) throw new TypeError(`Invalid header name.`);
     return n.toLowerCase();
   }
+  // Headers: name -> [values] in a Map (lower-case names; the order that
+  // matters is the sorted one), so each operation is one lookup.
+  let headerPairs; // h -> [[name, value]...], not reachable by the worker
   class Headers {
-    #list = []; #guard = 'none';
+    #map = new Map(); #guard = 'none';
+    static {
+      headerPairs = h => {
+        const out = [];
+        for (const [k, vs] of h.#map) for (const v of vs) out.push([k, v]);
+        return out;
+      };
+    }
     constructor(init) {
       if (init === undefined || init === null) return;
-      if (init instanceof Headers) { this.#list = init.#list.map(p => p.slice()); return; }
+      if (init instanceof Headers) { for (const [k, vs] of init.#map) this.#map.set(k, vs.slice()); return; }
       if (typeof init !== 'object' && typeof init !== 'function') throw new TypeError("Failed to construct 'Headers': The provided value is not of type '(record<ByteString, ByteString> or sequence<sequence<ByteString>>)'.");
       if (typeof init[Symbol.iterator] === 'function') {
         for (const pair of init) {
@@ -1203,42 +1276,44 @@
       }
     }
     static [internal](h, guard, list) {
-      if (list) h.#list = list;
+      if (list) {
+        h.#map = new Map();
+        for (const [k, v] of list) { const a = h.#map.get(k); if (a) a.push(v); else h.#map.set(k, [v]); }
+      }
       if (guard) h.#guard = guard;
-      return h.#list;
+      return headerPairs(h);
     }
     #check() { if (this.#guard === 'immutable') throw new TypeError("Can't modify immutable headers."); }
     append(name, value) {
       this.#check();
-      this.#list.push([checkName(name), normalizeValue(value)]);
-    }
-    delete(name) { this.#check(); name = checkName(name); this.#list = this.#list.filter(([k]) => k !== name); }
-    get(name) {
       name = checkName(name);
-      const vs = this.#list.filter(([k]) => k === name).map(p => p[1]);
-      return vs.length ? vs.join(', ') : null;
+      value = normalizeValue(value);
+      const a = this.#map.get(name);
+      if (a) a.push(value); else this.#map.set(name, [value]);
+    }
+    delete(name) { this.#check(); this.#map.delete(checkName(name)); }
+    get(name) {
+      const vs = this.#map.get(checkName(name));
+      return vs ? vs.join(', ') : null;
     }
     getAll(name) {
       name = checkName(name);
       if (name !== 'set-cookie') throw new TypeError('getAll() can only be used with the header name "Set-Cookie".');
       return this.getSetCookie();
     }
-    getSetCookie() { return this.#list.filter(([k]) => k === 'set-cookie').map(p => p[1]); }
-    has(name) { name = checkName(name); return this.#list.some(([k]) => k === name); }
+    getSetCookie() { const vs = this.#map.get('set-cookie'); return vs ? vs.slice() : []; }
+    has(name) { return this.#map.has(checkName(name)); }
     set(name, value) {
       this.#check();
-      name = checkName(name);
-      value = normalizeValue(value);
-      const i = this.#list.findIndex(([k]) => k === name);
-      if (i < 0) this.#list.push([name, value]);
-      else { this.#list[i] = [name, value]; this.#list = this.#list.filter(([k], j) => j <= i || k !== name); }
+      this.#map.set(checkName(name), [normalizeValue(value)]);
     }
     #sorted() {
-      const names = [...new Set(this.#list.map(p => p[0]))].sort();
+      const names = [...this.#map.keys()].sort();
       const out = [];
       for (const n of names) {
-        if (n === 'set-cookie') for (const v of this.getSetCookie()) out.push([n, v]);
-        else out.push([n, this.get(n)]);
+        const vs = this.#map.get(n);
+        if (n === 'set-cookie') for (const v of vs) out.push([n, v]);
+        else out.push([n, vs.join(', ')]);
       }
       return out;
     }
@@ -1249,7 +1324,7 @@
     [Symbol.iterator]() { return this.entries(); }
   }
   tag(Headers, 'Headers');
-  const headerList = h => Headers[internal](h);
+  const headerList = h => headerPairs(h);
   function immutableHeaders(list) {
     const h = new Headers();
     Headers[internal](h, 'immutable', list);
@@ -1270,8 +1345,14 @@
     return [encode(String(body)), 'text/plain;charset=UTF-8'];
   }
   const usedMsg = 'Body has already been used. It can only be used once. Use tee() first if you need to read it twice.';
+  let bodyRaw, bodyUsed; // not reachable by the worker
   class Body {
     #body = null; #stream = null; #used = false;
+    static {
+      bodyRaw = b => b.#body;
+      bodyUsed = b => b.#used || (b.#body instanceof ReadableStream && b.#body[internal]('disturbed')) ||
+        (b.#stream !== null && b.#stream[internal]('disturbed'));
+    }
     [internal](op, arg) {
       switch (op) {
         case 'set': this.#body = arg; this.#stream = null; this.#used = false; return;
@@ -1393,8 +1474,10 @@
 
   const nullBodyStatus = [101, 204, 205, 304];
   const redirectStatus = [301, 302, 303, 307, 308];
+  let responseState; // r -> [status, statusText, headers, type]; throws for a non-Response
   class Response extends Body {
     #status = 200; #statusText = ''; #headers; #type = 'default'; #url = ''; #redirected = false;
+    static { responseState = r => [r.#status, r.#statusText, r.#headers, r.#type]; }
     constructor(body = null, init = {}) {
       super();
       init = init || {};
@@ -1524,8 +1607,10 @@
     hostFail('invalid_worker', 'the module has no default export with a fetch handler: export default { async fetch(request, env, ctx) { ... } }');
     return false;
   }
+  let outputLimit = Infinity;
   function dispatch(meta, body) {
     const m = JSONparse(meta);
+    if (m.output_limit > 0) outputLimit = m.output_limit;
     timeOrigin = hostNow();
     inRequest = true;
     const headers = immutableHeaders(m.headers);
@@ -1541,6 +1626,8 @@
         pr.then(done, e => { done(); reportError(e); });
       },
       passThroughOnException() {},
+      // leash's own values, apart from the client's env
+      leash: Object.freeze({ attempt: m.attempt || 1, idempotencyKey: m.idempotency_key || null }),
     };
     let result;
     try {
@@ -1551,21 +1638,28 @@
     }
     Promise.resolve(result).then(respond).catch(failWith);
   }
+  // respond reads the Response's own state, never its (redefinable)
+  // getters; a streamed body is bounded by output_bytes as it is read.
   async function respond(res) {
-    if (!(res instanceof Response)) {
+    let st;
+    try { st = responseState(res); } catch {
       throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
     }
-    if (res.type === 'error') throw new TypeError('Return value from serve handler must not be an error response (like Response.error())');
-    const raw = res[internal]('raw');
+    const [status, statusText, headers, type] = st;
+    if (type === 'error') throw new TypeError('Return value from serve handler must not be an error response (like Response.error())');
+    const raw = bodyRaw(res);
     let bytes = null;
+    if (raw !== null && bodyUsed(res)) throw new TypeError(usedMsg);
     if (raw instanceof ReadableStream) {
-      if (res.bodyUsed) throw new TypeError(usedMsg);
-      bytes = await readAll(raw);
+      bytes = await readAll(raw, outputLimit);
+      if (typeof bytes === 'number') {
+        hostRespond(JSONstringify({ over: bytes }), null);
+        return;
+      }
     } else if (raw !== null) {
-      if (res.bodyUsed) throw new TypeError(usedMsg);
       bytes = raw;
     }
-    hostRespond(JSONstringify({ status: res.status, statusText: res.statusText, headers: headerList(res.headers) }), bytes);
+    hostRespond(JSONstringify({ status, statusText, headers: headerPairs(headers), waits: waits.size }), bytes);
   }
   function failWith(e) {
     const s = describeError(e);

@@ -35,6 +35,10 @@ const (
 // it ends the task as terminated:subrequests.
 const SubrequestClause = "limit.subrequests"
 
+// clauseTaskEnded refuses a fetch of a task that is ending; it is no
+// policy refusal and is not counted as blocked.
+const clauseTaskEnded = "task.ended"
+
 type fetchRequestJSON struct {
 	Method     string              `json:"method"`
 	URL        string              `json:"url"`
@@ -81,7 +85,7 @@ func doFetch(ctx context.Context, st *taskState, req *FetchRequest) (*FetchRespo
 	}
 	if err := context.Cause(ctx); err != nil {
 		// The task is ending: no more requests.
-		return nil, &FetchError{Clause: "task.ended", Message: err.Error()}
+		return nil, &FetchError{Clause: clauseTaskEnded, Message: err.Error()}
 	}
 	st.meter.pause()
 	defer st.meter.resume()
@@ -130,6 +134,9 @@ func hostFetch(ctx context.Context, mod api.Module, stack []uint64) {
 	if err != nil {
 		var fe *FetchError
 		if errors.As(err, &fe) && fe.Clause != "" {
+			if fe.Clause != clauseTaskEnded {
+				st.blocked++ // counted once, as for JS tasks
+			}
 			fs.setErr(fe.Clause, fe.Message)
 			ret(fetchErrBlocked)
 			return

@@ -19,14 +19,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -52,9 +51,33 @@ const (
 	jsPrepareTimeout = 10 * time.Second
 	// jsMaxFetchBody bounds one subrequest's body handed to the host.
 	jsMaxFetchBody = 32 << 20
-	// jsMaxSubrequests bounds subrequests when the task sets no limit.
-	jsMaxSubrequests = 1000
+	// jsMaxResponseHeaders and jsMaxResponseHeaderBytes bound a
+	// response's headers (count, and names plus values); past either the
+	// task ends terminated:output.
+	jsMaxResponseHeaders     = 1000
+	jsMaxResponseHeaderBytes = 64 << 10
+	// jsMaxErrorBytes bounds the error text shown to the client and kept
+	// in the task record; jsMaxLogLine bounds one console line.
+	jsMaxErrorBytes = 16 << 10
+	jsMaxLogLine    = 16 << 10
 )
+
+// truncateText cuts s to at most n bytes (on a UTF-8 boundary) and says
+// how much was cut.
+func truncateText(s string, n int) string { return cutText(s, len(s), n) }
+
+// cutText is truncateText of a text of total bytes of which s is the
+// start (at least min(total, n) bytes of it).
+func cutText(s string, total, n int) string {
+	if total <= n && len(s) == total {
+		return s
+	}
+	cut := min(n, len(s))
+	for cut > 0 && cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "\uFFFD") + fmt.Sprintf("… [leash: truncated %d bytes]", total-cut)
+}
 
 // Error codes the engine reports with OutcomeError; Result.Error starts
 // with the code and a colon.
@@ -432,6 +455,11 @@ type jsRequestMeta struct {
 	URL     string            `json:"url"`
 	Headers [][2]string       `json:"headers"`
 	Env     map[string]string `json:"env"`
+	// leash's own values: ctx.leash in the worker, never env
+	Attempt        int    `json:"attempt"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// OutputLimit bounds a streamed response body as the prelude reads it
+	OutputLimit int64 `json:"output_limit"`
 }
 
 func (e *jsEngine) run(parent context.Context, t *Task) *Result {
@@ -456,10 +484,9 @@ func (e *jsEngine) run(parent context.Context, t *Task) *Result {
 	if outLimit <= 0 {
 		outLimit = jsDefaultOutput
 	}
-	logLimit := lim.LogBytes
-	if logLimit <= 0 {
-		logLimit = 1 << 20
-	}
+	// log_bytes means what it means for WASI guests: 0 keeps no log
+	// bytes.
+	logLimit := max(lim.LogBytes, 0)
 	st := &jsTask{
 		t:        t,
 		ctx:      ctx,
@@ -508,7 +535,7 @@ func (e *jsEngine) run(parent context.Context, t *Task) *Result {
 	reason := ReasonOf(ctx)
 	oom := st.oom || (alloc.refused() && runErr != nil)
 	switch {
-	case st.responded && !oom && runErr == nil:
+	case st.responded && !oom && runErr == nil && (reason == "" || st.waitUntil):
 		res.Outcome = OutcomeOK
 		res.Response = st.resp
 		if reason != "" {
@@ -523,7 +550,7 @@ func (e *jsEngine) run(parent context.Context, t *Task) *Result {
 		res.Outcome = Terminated(reason)
 	case st.errCode != "":
 		res.Outcome = OutcomeError
-		res.Error = st.errCode + ": " + st.errMsg
+		res.Error = truncateText(st.errCode+": "+st.errMsg, jsMaxErrorBytes)
 	case runErr != nil:
 		res.Outcome = OutcomeError
 		res.Error = jsTrapMessage(runErr)
@@ -599,22 +626,16 @@ func (e *jsEngine) execIn(ctx context.Context, st *jsTask, t *Task, memLimit uin
 		st.errCode, st.errMsg = JSCodeUncaughtException, fmt.Sprintf("TypeError: invalid request URL %q: %v", t.Request.URL, err)
 		return nil
 	}
-	meta := jsRequestMeta{Method: t.Request.Method, URL: u.Href, Headers: headerPairs(t.Request.Headers), Env: t.Env}
+	// env holds exactly the client's variables, as workerd's vars; the
+	// attempt number and idempotency key (bulk delivery is at least once)
+	// are ctx.leash.attempt and ctx.leash.idempotencyKey.
+	meta := jsRequestMeta{Method: t.Request.Method, URL: u.Href, Headers: headerPairs(t.Request.Headers), Env: t.Env,
+		Attempt: max(t.Attempt, 1), IdempotencyKey: t.IdempotencyKey, OutputLimit: st.outLimit}
 	if meta.Method == "" {
 		meta.Method = http.MethodGet
 	}
-	// The worker's env gets the task's attempt number and idempotency key
-	// (bulk delivery is at least once), as WASI guests get LEASH_ATTEMPT
-	// and LEASH_IDEMPOTENCY_KEY; the task's own variables keep theirs.
-	meta.Env = maps.Clone(meta.Env)
 	if meta.Env == nil {
 		meta.Env = map[string]string{}
-	}
-	if _, ok := meta.Env["LEASH_ATTEMPT"]; !ok {
-		meta.Env["LEASH_ATTEMPT"] = strconv.Itoa(max(t.Attempt, 1))
-	}
-	if _, ok := meta.Env["LEASH_IDEMPOTENCY_KEY"]; !ok && t.IdempotencyKey != "" {
-		meta.Env["LEASH_IDEMPOTENCY_KEY"] = t.IdempotencyKey
 	}
 	mb, err := json.Marshal(meta)
 	if err != nil {
@@ -652,6 +673,11 @@ func (e *jsEngine) loop(ctx context.Context, st *jsTask, in *jsInstance, r int64
 			return nil
 		}
 		waits, next := uint32(r>>32), uint32(r)
+		if st.responded && waits > 0 {
+			// What still runs is ctx.waitUntil work: a limit that cuts
+			// it leaves the response standing.
+			st.waitUntil = true
+		}
 		if st.responded && waits == 0 {
 			// Subrequests still in flight are abandoned, as workerd
 			// cancels them when the response is sent.
@@ -722,8 +748,11 @@ func (e *jsEngine) deliver(ctx context.Context, st *jsTask, in *jsInstance, d js
 	if d.err != nil {
 		meta.Message = d.err.Error()
 		var fe *FetchError
-		if errors.As(d.err, &fe) && fe.Clause != "" {
-			st.usage.Blocked++
+		if errors.As(d.err, &fe) && fe.Clause != "" && fe.Clause != clauseTaskEnded {
+			st.usage.Blocked++ // the one place a JS task counts a refusal
+		}
+		if fe != nil && fe.Clause == SubrequestClause {
+			st.cancel(Terminate(ReasonSubrequests))
 		}
 	} else {
 		ok = 1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -12,7 +13,7 @@ import (
 // suite stays fast, and room in memory for the large inputs.
 var hostileLimits = Limits{
 	CPU:         100 * time.Millisecond,
-	Wall:        2 * time.Second,
+	Wall:        10 * time.Second,
 	MemoryBytes: 128 << 20,
 	OutputBytes: 1 << 20,
 	LogBytes:    16 << 10,
@@ -22,8 +23,22 @@ var hostileLimits = Limits{
 // hostileCases are testdata/hostile/*.js and how each must end.
 var hostileCases = map[string]struct {
 	outcome Outcome
+	cpu     time.Duration // instead of hostileLimits.CPU
 	check   func(t *testing.T, res *Result)
 }{
+	"microtask-chain": {outcome: "terminated:cpu"},
+	"header-flood":    {outcome: "terminated:output", cpu: 5 * time.Second},
+	"endless-stream":  {outcome: "terminated:output"},
+	"huge-error": {outcome: OutcomeError, cpu: 5 * time.Second, check: func(t *testing.T, res *Result) {
+		if len(res.Error) > jsMaxErrorBytes+64 || !strings.Contains(res.Error, "truncated") || !strings.HasPrefix(res.Error, "uncaught_exception: Error: xxx") {
+			t.Errorf("error of %d bytes: %.100q…", len(res.Error), res.Error)
+		}
+		for _, l := range res.Logs {
+			if len(l.Message) > jsMaxLogLine+64 {
+				t.Errorf("a log line of %d bytes", len(l.Message))
+			}
+		}
+	}},
 	"typedarray-sort":  {outcome: "terminated:cpu"},
 	"array-sort":       {outcome: "terminated:cpu"},
 	"typedarray-copy":  {outcome: "terminated:cpu"},
@@ -55,7 +70,11 @@ func TestJSHostile(t *testing.T) {
 	for name, tc := range hostileCases {
 		t.Run(name, func(t *testing.T) {
 			m := jsModule(t, e, hostileScript(t, name))
-			task := &Task{ID: "tsk_hostile", Module: m, Request: get("https://example.com/"), Limits: hostileLimits}
+			lim := hostileLimits
+			if tc.cpu > 0 {
+				lim.CPU = tc.cpu
+			}
+			task := &Task{ID: "tsk_hostile", Module: m, Request: get("https://example.com/"), Limits: lim}
 			res := e.run(context.Background(), task)
 			if res.Outcome != tc.outcome {
 				t.Fatalf("outcome %q (error %.200q), want %q", res.Outcome, res.Error, tc.outcome)
@@ -66,7 +85,7 @@ func TestJSHostile(t *testing.T) {
 			if tc.check != nil {
 				tc.check(t, res)
 			}
-			t.Logf("%s: cpu %v (over by %v), wall %v", res.Outcome, res.Usage.CPU, res.Usage.CPU-hostileLimits.CPU, res.Usage.Wall)
+			t.Logf("%s: cpu %v (over by %v), wall %v", res.Outcome, res.Usage.CPU, res.Usage.CPU-lim.CPU, res.Usage.Wall)
 		})
 	}
 	// The engine still runs an ordinary task.

@@ -303,7 +303,72 @@ func TestJSOutcomes(t *testing.T) {
 		},
 		"env": {
 			src:     `export default { fetch(req, env) { return new Response(JSON.stringify(env)); } };`,
-			outcome: OutcomeOK, body: `{"GREETING":"hi","LEASH_ATTEMPT":"1"}`,
+			outcome: OutcomeOK, body: `{"GREETING":"hi"}`,
+		},
+		"env holds only the client's vars; leash's own are on ctx.leash": {
+			src:     `export default { fetch(req, env, ctx) { return new Response(Object.keys(env).join() + " " + JSON.stringify(ctx.leash) + " " + Object.isFrozen(ctx.leash)); } };`,
+			outcome: OutcomeOK, body: `GREETING {"attempt":1,"idempotencyKey":null} true`,
+		},
+		"a Response subclass cannot redefine what is sent": {
+			src: `class R extends Response { get status() { return 299; } get headers() { return new Headers({ "x-fake": "1" }); } get body() { return null; } get bodyUsed() { return false; } }
+export default { fetch() { return new R("real", { status: 201, headers: { "x-real": "1" } }); } };`,
+			outcome: OutcomeOK, status: 201, body: "real",
+		},
+		"a non-Response with a Response prototype is refused": {
+			src:     `export default { fetch() { return Object.create(Response.prototype); } };`,
+			outcome: OutcomeError, errHas: "did not resolve to 'Response'",
+		},
+		"a listener removed during dispatch is not called": {
+			src: `export default { fetch() {
+  const c = new AbortController(), seen = [];
+  const b = () => seen.push("b");
+  c.signal.addEventListener("abort", () => { seen.push("a"); c.signal.removeEventListener("abort", b); });
+  c.signal.addEventListener("abort", b);
+  c.abort();
+  return new Response(seen.join());
+} };`,
+			outcome: OutcomeOK, body: "a",
+		},
+		"many listeners, params, form entries and headers stay linear": {
+			src: `export default { fetch() {
+  const t = new EventTarget(), fs = [];
+  for (let i = 0; i < 20000; i++) { const f = () => {}; fs.push(f); t.addEventListener("x", f); }
+  for (const f of fs) t.removeEventListener("x", f);
+  const p = new URLSearchParams(), fd = new FormData(), h = new Headers();
+  for (let i = 0; i < 20000; i++) { p.set("k" + i, i); fd.set("k" + i, i); h.set("k" + i, i); }
+  for (let i = 0; i < 20000; i++) { p.set("k0", i); fd.set("k0", i); p.delete("k" + i); }
+  return new Response(p.size + " " + [...fd.keys()].length + " " + [...h.keys()].length);
+} };`,
+			limits:  func(l *Limits) { l.CPU, l.Wall = 10*time.Second, 20*time.Second },
+			outcome: OutcomeOK, body: "1 20000 20000",
+		},
+		"an endless microtask chain after the response is not waitUntil work": {
+			src:     `export default { fetch() { const spin = () => Promise.resolve().then(spin); spin(); return new Response("too early"); } };`,
+			limits:  func(l *Limits) { l.CPU = 50 * time.Millisecond },
+			outcome: "terminated:cpu",
+		},
+		"an endless microtask chain under waitUntil keeps the response": {
+			src:     `export default { fetch(req, env, ctx) { const spin = () => Promise.resolve().then(spin); ctx.waitUntil(new Promise(() => spin())); return new Response("kept"); } };`,
+			limits:  func(l *Limits) { l.CPU = 50 * time.Millisecond },
+			outcome: OutcomeOK, body: "kept", logHas: "ctx.waitUntil() tasks did not finish: terminated:cpu",
+		},
+		"log_bytes 0 keeps no log bytes": {
+			src:     `export default { fetch() { console.log("hidden"); return new Response("ok"); } };`,
+			limits:  func(l *Limits) { l.LogBytes = 0 },
+			outcome: OutcomeOK, body: "ok", logHas: TruncatedMarker,
+		},
+		"subrequests 0 allows none": {
+			src:    `export default { async fetch() { await fetch("https://api.example/"); return new Response("fetched"); } };`,
+			limits: func(l *Limits) { l.Subrequests = 0 },
+			host: Host{Fetch: fakeFetcher(func(context.Context, *FetchRequest) (*FetchResponse, error) {
+				return &FetchResponse{Status: 200}, nil
+			})},
+			outcome: "terminated:subrequests",
+		},
+		"one line is bounded": {
+			src:     `export default { fetch() { console.log("y".repeat(1 << 20)); return new Response("ok"); } };`,
+			limits:  func(l *Limits) { l.LogBytes = 4 << 20 },
+			outcome: OutcomeOK, body: "ok", logHas: "[leash: truncated",
 		},
 		"logs truncated": {
 			src:     `export default { fetch() { for (let i = 0; i < 1000; i++) console.log("line " + i + " " + "x".repeat(100)); return new Response("ok"); } };`,
@@ -554,11 +619,12 @@ func TestJSHammer(t *testing.T) {
 }
 
 // TestJSAttemptAndIdempotencyKey: a worker sees its attempt number and
-// idempotency key in env, as WASI guests do in their environment.
+// idempotency key on ctx.leash (WASI guests get them in their
+// environment), and env holds only the client's variables.
 func TestJSAttemptAndIdempotencyKey(t *testing.T) {
-	src := `export default { fetch(request, env) { return new Response(env.LEASH_ATTEMPT + " " + env.LEASH_IDEMPOTENCY_KEY + " " + env.GREETING); } };`
+	src := `export default { fetch(request, env, ctx) { return new Response(ctx.leash.attempt + " " + ctx.leash.idempotencyKey + " " + env.GREETING + " " + ("LEASH_ATTEMPT" in env)); } };`
 	res := runJS(t, src, get("https://app.example/"), func(t *Task) { t.Attempt, t.IdempotencyKey = 2, "order-17" })
-	if got := string(res.Response.Body); res.Outcome != OutcomeOK || got != "2 order-17 hi" {
+	if got := string(res.Response.Body); res.Outcome != OutcomeOK || got != "2 order-17 hi false" {
 		t.Fatalf("%s %q", res.Outcome, got)
 	}
 }

@@ -43,6 +43,9 @@ type jsTask struct {
 	bytecode  []byte
 	responded bool
 	resp      Response
+	// waitUntil: when the response was ready, ctx.waitUntil promises
+	// were pending, so a limit that ends the task cuts only those
+	waitUntil bool
 	outLimit  int64
 	usage     Usage
 
@@ -137,7 +140,11 @@ func jsLog(ctx context.Context, mod api.Module, stack []uint64) {
 	if level >= uint32(len(jsLogLevels)) {
 		level = 1
 	}
-	st.logs.add(jsLogLevels[level], string(msg))
+	line := string(msg)
+	if len(line) > jsMaxLogLine {
+		line = truncateText(line, jsMaxLogLine)
+	}
+	st.logs.add(jsLogLevels[level], line)
 }
 
 // Digest algorithms, as the prelude numbers them.
@@ -254,10 +261,8 @@ func jsFetch(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	st.usage.Subrequests++
+	// subrequests means what it means for WASI guests: 0 allows none.
 	lim := st.t.Limits.Subrequests
-	if lim <= 0 {
-		lim = jsMaxSubrequests
-	}
 	if st.usage.Subrequests > lim {
 		st.cancel(Terminate(ReasonSubrequests))
 		finish(jsFetchDone{url: meta.URL, err: fmt.Errorf("too many subrequests (limit %d)", lim)})
@@ -271,8 +276,7 @@ func jsFetch(ctx context.Context, mod api.Module, stack []uint64) {
 	fetcher := st.t.Host.Fetch
 	if fetcher == nil {
 		// Until a Fetcher is wired, every subrequest is refused, as the
-		// egress gateway's default deny would.
-		st.usage.Blocked++
+		// egress gateway's default deny would (deliver counts it).
 		finish(jsFetchDone{url: meta.URL, err: &FetchError{Clause: "profile.default_deny", Message: "this task may not make subrequests (no egress is granted)"}})
 		return
 	}
@@ -303,11 +307,16 @@ func jsFetch(ctx context.Context, mod api.Module, stack []uint64) {
 	}()
 }
 
-// jsResponseOut is the worker's response as the prelude's respond writes it.
+// jsResponseOut is the worker's response as the prelude's respond writes
+// it. Over, instead, says a streamed body passed output_bytes (the bytes
+// read when the prelude stopped); Waits is how many ctx.waitUntil
+// promises were pending.
 type jsResponseOut struct {
 	Status     int         `json:"status"`
 	StatusText string      `json:"statusText"`
 	Headers    [][2]string `json:"headers"`
+	Waits      int         `json:"waits"`
+	Over       int64       `json:"over"`
 }
 
 func jsRespond(ctx context.Context, mod api.Module, stack []uint64) {
@@ -324,9 +333,20 @@ func jsRespond(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = 1
 		return
 	}
-	if int64(len(body)) > st.outLimit {
+	if meta.Over > 0 || int64(len(body)) > st.outLimit {
 		st.cancel(Terminate(ReasonOutput))
-		st.usage.OutputBytes = int64(len(body))
+		st.usage.OutputBytes = max(meta.Over, int64(len(body)))
+		stack[0] = 1
+		return
+	}
+	size := 0
+	for _, kv := range meta.Headers {
+		size += len(kv[0]) + len(kv[1])
+	}
+	if len(meta.Headers) > jsMaxResponseHeaders || size > jsMaxResponseHeaderBytes {
+		st.cancel(Terminate(ReasonOutput))
+		st.logs.add("error", fmt.Sprintf("the response has %d headers of %d bytes; the limits are %d headers and %d bytes",
+			len(meta.Headers), size, jsMaxResponseHeaders, jsMaxResponseHeaderBytes))
 		stack[0] = 1
 		return
 	}
@@ -336,15 +356,19 @@ func jsRespond(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	st.resp = Response{Status: meta.Status, Headers: h, Body: slices.Clone(body)}
 	st.responded = true
+	st.waitUntil = meta.Waits > 0
 }
 
 func jsError(ctx context.Context, mod api.Module, stack []uint64) {
 	st := jsTaskFrom(ctx)
-	code, _ := readString(mod, uint32(stack[0]), uint32(stack[1]))
-	msg, _ := readString(mod, uint32(stack[2]), uint32(stack[3]))
+	code, _ := readString(mod, uint32(stack[0]), min(uint32(stack[1]), 64))
 	if st == nil || st.errCode != "" || st.responded {
 		return
 	}
+	// Only the first jsMaxErrorBytes of the message are copied out.
+	n := uint32(stack[3])
+	b, _ := mod.Memory().Read(uint32(stack[2]), min(n, jsMaxErrorBytes))
+	msg := cutText(string(b), int(n), jsMaxErrorBytes)
 	if code == "exception" {
 		code = JSCodeUncaughtException
 	}

@@ -282,6 +282,7 @@ type taskState struct {
 
 	fetchOnce sync.Once
 	fetch     *fetchState
+	blocked   int64 // fetches the policy refused (host calls run on the guest's goroutine)
 }
 
 type taskStateKey struct{}
@@ -388,6 +389,7 @@ func (r *Runtime) runWASI(parent context.Context, t *Task) *Result {
 	res.Usage.Wall = res.End.Sub(start)
 	res.Usage.MemoryPeakBytes = int64(mem.peak.Load())
 	res.Usage.OutputBytes = stdout.n
+	res.Usage.Blocked = st.blocked
 	res.Logs, res.Usage.LogBytes = logs.lines()
 	res.Usage.finish()
 
