@@ -572,7 +572,7 @@ func decide(t *consensus.QueueTask, outcome, preset string, rp policy.Retry, now
 		if !left {
 			return decision{next: consensus.NextDead, reason: ReasonModuleUnavailable}
 		}
-		return decision{next: consensus.NextRetry, reason: ReasonModuleUnavailable, retryAt: now.Add(backoff(rp, t.Attempts, jitter))}
+		return decision{next: consensus.NextRetry, reason: ReasonModuleUnavailable, retryAt: now.Add(retryDelay(rp, t.Attempts, jitter))}
 	case !rp.Retries(outcome):
 		return decision{next: consensus.NextFailed}
 	case !left:
@@ -580,14 +580,14 @@ func decide(t *consensus.QueueTask, outcome, preset string, rp policy.Retry, now
 	case !budget():
 		return decision{next: consensus.NextFailed, reason: ReasonRetryBudget}
 	}
-	return decision{next: consensus.NextRetry, retryAt: now.Add(backoff(rp, t.Attempts, jitter))}
+	return decision{next: consensus.NextRetry, retryAt: now.Add(retryDelay(rp, t.Attempts, jitter))}
 }
 
-// backoff is the delay before the attempt after attempt: exponential
+// retryDelay is the delay before the attempt after attempt: exponential
 // (backoff × 2^(attempt-1), at most max_backoff) with "equal jitter"
 // (half of it fixed, half uniformly random), so that tasks that failed
 // together do not all come back together.
-func backoff(rp policy.Retry, attempt int, jitter func(int64) int64) time.Duration {
+func retryDelay(rp policy.Retry, attempt int, jitter func(int64) int64) time.Duration {
 	d := rp.Backoff.D()
 	for i := 1; i < attempt && d < rp.MaxBackoff.D(); i++ {
 		d *= 2

@@ -62,10 +62,10 @@ func TestBackoffBounds(t *testing.T) {
 	lo := func(int64) int64 { return 0 }
 	hi := func(n int64) int64 { return n - 1 }
 	for attempt, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond, 5: time.Second, 60: time.Second} {
-		if got := backoff(rp, attempt, lo); got != want/2 {
+		if got := retryDelay(rp, attempt, lo); got != want/2 {
 			t.Errorf("attempt %d: least %v, want %v", attempt, got, want/2)
 		}
-		if got := backoff(rp, attempt, hi); got != want {
+		if got := retryDelay(rp, attempt, hi); got != want {
 			t.Errorf("attempt %d: most %v, want %v", attempt, got, want)
 		}
 	}

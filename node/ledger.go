@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/leash-dev/leash/api"
@@ -136,21 +137,25 @@ func (r *receipts) append(batch []*pendingReceipt) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), receiptWait)
 	defer cancel()
-	var res *consensus.Result
-	var err error
-	for backoff := 10 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
-		res, err = r.n.propose(ctx, &consensus.AppendReceipts{Envelopes: envs, MayRepeat: mayRepeat})
-		if err == nil || !(errors.Is(err, consensus.ErrNoLeader) || errors.Is(err, consensus.ErrNotLeader)) {
-			break
+	// Retry while there is no leader (an election, a partition healing);
+	// any other error is final.
+	var last error
+	res, err := backoff.Retry(ctx, func() (*consensus.Result, error) {
+		res, err := r.n.propose(ctx, &consensus.AppendReceipts{Envelopes: envs, MayRepeat: mayRepeat})
+		switch {
+		case err == nil:
+			return res, nil
+		case errors.Is(err, consensus.ErrNoLeader) || errors.Is(err, consensus.ErrNotLeader):
+			mayRepeat = true // the failed attempt may still have been applied
+			last = err
+			return nil, err
 		}
-		// The failed attempt may still have been applied.
-		mayRepeat = true
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-			continue
-		}
-		break
+		return nil, backoff.Permanent(err)
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{
+		InitialInterval: 10 * time.Millisecond, Multiplier: 2, MaxInterval: time.Second,
+	}), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil && last != nil {
+		err = last // what kept the batch out, not the deadline
 	}
 	if err == nil {
 		ar, ok := res.Value.(*consensus.AppendResult)
