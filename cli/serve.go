@@ -27,7 +27,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", node.DefaultDeadTimeout, "remove a member from Raft after it has been dead this long")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", node.DefaultJoinTimeout, "give up --join after this long")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", node.DefaultWriteTimeout, "how long a write waits for a leader before 503 no_leader")
-	fs.DurationVar(&cfg.MaxStaleness, "max-staleness", node.DefaultMaxStaleness, "a follower that has not heard from the leader this long refuses tasks")
+	fs.DurationVar(&cfg.MaxStaleness, "max-staleness", node.DefaultMaxStaleness, "the freshness window: a node admits tasks only this long after the start of its last completed read barrier")
 	fs.BoolVar(&cfg.StayOnStop, "stay-on-stop", false, "on SIGTERM stay in the Raft configuration instead of leaving the cluster")
 	fs.BoolVar(&cfg.NoOffload, "no-offload", false, "never run interactive tasks on a less loaded peer")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (0: 8192)")

@@ -78,8 +78,9 @@ type Config struct {
 	JoinTimeout time.Duration
 	// WriteTimeout bounds how long a write waits for a leader.
 	WriteTimeout time.Duration
-	// MaxStaleness: a follower that has not heard from the leader for
-	// this long refuses tasks (its revocations may be stale).
+	// MaxStaleness is the freshness window: a node admits tasks only
+	// this long after the start of its last completed read barrier
+	// (fresh.go).
 	MaxStaleness time.Duration
 	// StayOnStop keeps a stopped node in the Raft configuration (a
 	// restart, not a departure); by default a graceful stop leaves.
