@@ -26,43 +26,11 @@ const (
 // a refusal leaves the Tx empty. Handlers are deterministic: they read only
 // state and the command, never clocks or randomness.
 func apply(tx *Tx, c Command) (any, error) {
-	switch c := c.(type) {
-	case *PutPolicy:
-		return applyPutPolicy(tx, c)
-	case *IssueLease:
-		return applyIssueLease(tx, c)
-	case *RevokeLease:
-		return applyRevokeLease(tx, c)
-	case *PutNodeKey:
-		return nil, applyPutNodeKey(tx, c)
-	case *PutNode:
-		return nil, applyPutNode(tx, c)
-	case *ExpireLeases:
-		return applyExpireLeases(tx, c)
-	case *LedgerInit:
-		return nil, applyLedgerInit(tx, c)
-	case *AppendReceipts:
-		return applyAppendReceipts(tx, c)
-	case *CosignCheckpoint:
-		return applyCosignCheckpoint(tx, c)
-	case *PutQueueModule:
-		return applyPutQueueModule(tx, c)
-	case *EnqueueTask:
-		return applyEnqueueTask(tx, c)
-	case *ClaimTask:
-		return applyClaimTask(tx, c)
-	case *RenewClaims:
-		return applyRenewClaims(tx, c)
-	case *CompleteTask:
-		return applyCompleteTask(tx, c)
-	case *CancelTask:
-		return applyCancelTask(tx, c)
-	case *ReclaimTasks:
-		return applyReclaimTasks(tx, c)
-	case *PurgeTasks:
-		return applyPurgeTasks(tx, c)
+	s, ok := commands[c.Op()]
+	if !ok {
+		return nil, fmt.Errorf("no handler for %s", c.Op())
 	}
-	return nil, fmt.Errorf("no handler for %s", c.Op())
+	return s.apply(tx, c)
 }
 
 func put(tx *Tx, key string, v any) error {

@@ -9,8 +9,9 @@ import (
 )
 
 // The FSM command set. This file is the one place that lists every change
-// replicated state can undergo; each command is applied by the handler of
-// the same name in apply.go. Commands are msgpack, wrapped in a versioned
+// replicated state can undergo: the ops below and the table commands,
+// which names each op's body type and its applier (in the file of its
+// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go). Commands are msgpack, wrapped in a versioned
 // envelope; an unknown version or op is refused, never guessed.
 
 // CommandVersion is the envelope version this build writes and reads.
@@ -48,39 +49,86 @@ const (
 	OpPurgeTasks     Op = 37 // forget finished tasks past their retention
 )
 
-var opNames = map[Op]string{
-	OpPutPolicy:    "put_policy",
-	OpIssueLease:   "issue_lease",
-	OpRevokeLease:  "revoke_lease",
-	OpPutNodeKey:   "put_node_key",
-	OpPutNode:      "put_node",
-	OpExpireLeases: "expire_leases",
+// commands is the command set as a table: for every op, its name, its
+// body type, the applier that changes state and the type of the value it
+// returns. Decoding, dispatch and forwarded results all read it, so a
+// command is added here once.
+var commands = map[Op]spec{
+	OpPutPolicy:    def("put_policy", applyPutPolicy),
+	OpIssueLease:   def("issue_lease", applyIssueLease),
+	OpRevokeLease:  def("revoke_lease", applyRevokeLease),
+	OpPutNodeKey:   defNoValue("put_node_key", applyPutNodeKey),
+	OpPutNode:      defNoValue("put_node", applyPutNode),
+	OpExpireLeases: def("expire_leases", applyExpireLeases),
 
-	OpLedgerInit:       "ledger_init",
-	OpAppendReceipts:   "append_receipts",
-	OpCosignCheckpoint: "cosign_checkpoint",
+	OpLedgerInit:       defNoValue("ledger_init", applyLedgerInit),
+	OpAppendReceipts:   def("append_receipts", applyAppendReceipts),
+	OpCosignCheckpoint: def("cosign_checkpoint", applyCosignCheckpoint),
 
-	OpPutQueueModule: "put_queue_module",
-	OpEnqueueTask:    "enqueue_task",
-	OpClaimTask:      "claim_task",
-	OpRenewClaims:    "renew_claims",
-	OpCompleteTask:   "complete_task",
-	OpCancelTask:     "cancel_task",
-	OpReclaimTasks:   "reclaim_tasks",
-	OpPurgeTasks:     "purge_tasks",
+	OpPutQueueModule: def("put_queue_module", applyPutQueueModule),
+	OpEnqueueTask:    def("enqueue_task", applyEnqueueTask),
+	OpClaimTask:      def("claim_task", applyClaimTask),
+	OpRenewClaims:    def("renew_claims", applyRenewClaims),
+	OpCompleteTask:   def("complete_task", applyCompleteTask),
+	OpCancelTask:     def("cancel_task", applyCancelTask),
+	OpReclaimTasks:   def("reclaim_tasks", applyReclaimTasks),
+	OpPurgeTasks:     def("purge_tasks", applyPurgeTasks),
+}
+
+// spec is one command's row in the table.
+type spec struct {
+	name  string
+	new   func() Command
+	apply func(*Tx, Command) (any, error)
+	// value decodes the value apply returned, as a forwarded write
+	// carries it; nil for commands that return none.
+	value func([]byte) (any, error)
+}
+
+// def is the row of a command whose applier returns a value of type R.
+func def[C any, PC interface {
+	*C
+	Command
+}, R any](name string, apply func(*Tx, PC) (R, error)) spec {
+	return spec{
+		name: name,
+		new:  func() Command { return PC(new(C)) },
+		apply: func(tx *Tx, c Command) (any, error) {
+			v, err := apply(tx, c.(PC))
+			if err != nil {
+				return nil, err
+			}
+			return v, nil
+		},
+		value: func(b []byte) (any, error) {
+			var v R
+			err := msgpack.Unmarshal(b, &v)
+			return v, err
+		},
+	}
+}
+
+// defNoValue is the row of a command whose applier returns only an error.
+func defNoValue[C any, PC interface {
+	*C
+	Command
+}](name string, apply func(*Tx, PC) error) spec {
+	return spec{
+		name:  name,
+		new:   func() Command { return PC(new(C)) },
+		apply: func(tx *Tx, c Command) (any, error) { return nil, apply(tx, c.(PC)) },
+	}
 }
 
 func (o Op) String() string {
-	if n, ok := opNames[o]; ok {
-		return n
+	if s, ok := commands[o]; ok {
+		return s.name
 	}
 	return fmt.Sprintf("op(%d)", uint16(o))
 }
 
 // Command is a typed command body.
-type Command interface {
-	Op() Op
-}
+type Command interface{ Op() Op }
 
 // envelope is what is written to the Raft log.
 type envelope struct {
@@ -90,89 +138,10 @@ type envelope struct {
 	Body     msgpack.RawMessage
 }
 
-// PutPolicy stores a bundle (its canonical JSON; the digest is recomputed
-// on apply) and points Env at it when Env is set.
-type PutPolicy struct {
-	Canonical []byte `msgpack:"canonical"`
-	Source    []byte `msgpack:"source"` // the YAML as written, for people
-	Env       string `msgpack:"env"`
-	By        string `msgpack:"by"`
-	At        int64  `msgpack:"at"` // unix nanoseconds, set by the proposer
-}
-
-// IssueLease records a lease. The proposer validated it against the
-// bundle; apply checks again against replicated state.
-type IssueLease struct {
-	Lease Lease `msgpack:"lease"`
-}
-
-// RevokeLease revokes one lease.
-type RevokeLease struct {
-	LeaseID string `msgpack:"lease_id"`
-	Reason  string `msgpack:"reason"`
-	By      string `msgpack:"by"`
-	At      int64  `msgpack:"at"`
-}
-
-// PutNodeKey publishes a node's Ed25519 public key.
-type PutNodeKey struct {
-	Key NodeKey `msgpack:"key"`
-}
-
-// PutNode records a node's identity and addresses.
-type PutNode struct {
-	Node NodeInfo `msgpack:"node"`
-}
-
-// ExpireLeases forgets leases that expired before Before (unix ns).
-type ExpireLeases struct {
-	Before int64 `msgpack:"before"`
-}
-
-func (PutPolicy) Op() Op    { return OpPutPolicy }
-func (IssueLease) Op() Op   { return OpIssueLease }
-func (RevokeLease) Op() Op  { return OpRevokeLease }
-func (PutNodeKey) Op() Op   { return OpPutNodeKey }
-func (PutNode) Op() Op      { return OpPutNode }
-func (ExpireLeases) Op() Op { return OpExpireLeases }
-
 // newCommand returns an empty body for op, or nil for unknown ops.
 func newCommand(op Op) Command {
-	switch op {
-	case OpPutPolicy:
-		return &PutPolicy{}
-	case OpIssueLease:
-		return &IssueLease{}
-	case OpRevokeLease:
-		return &RevokeLease{}
-	case OpPutNodeKey:
-		return &PutNodeKey{}
-	case OpPutNode:
-		return &PutNode{}
-	case OpExpireLeases:
-		return &ExpireLeases{}
-	case OpLedgerInit:
-		return &LedgerInit{}
-	case OpAppendReceipts:
-		return &AppendReceipts{}
-	case OpCosignCheckpoint:
-		return &CosignCheckpoint{}
-	case OpPutQueueModule:
-		return &PutQueueModule{}
-	case OpEnqueueTask:
-		return &EnqueueTask{}
-	case OpClaimTask:
-		return &ClaimTask{}
-	case OpRenewClaims:
-		return &RenewClaims{}
-	case OpCompleteTask:
-		return &CompleteTask{}
-	case OpCancelTask:
-		return &CancelTask{}
-	case OpReclaimTasks:
-		return &ReclaimTasks{}
-	case OpPurgeTasks:
-		return &PurgeTasks{}
+	if s, ok := commands[op]; ok {
+		return s.new()
 	}
 	return nil
 }

@@ -171,3 +171,26 @@ const (
 	ClassInteractive = record.ClassInteractive
 	ClassBulk        = record.ClassBulk
 )
+
+// IssueLease records a lease. The proposer validated it against the
+// bundle; apply checks again against replicated state.
+type IssueLease struct {
+	Lease Lease `msgpack:"lease"`
+}
+
+// RevokeLease revokes one lease.
+type RevokeLease struct {
+	LeaseID string `msgpack:"lease_id"`
+	Reason  string `msgpack:"reason"`
+	By      string `msgpack:"by"`
+	At      int64  `msgpack:"at"`
+}
+
+// ExpireLeases forgets leases that expired before Before (unix ns).
+type ExpireLeases struct {
+	Before int64 `msgpack:"before"`
+}
+
+func (IssueLease) Op() Op   { return OpIssueLease }
+func (RevokeLease) Op() Op  { return OpRevokeLease }
+func (ExpireLeases) Op() Op { return OpExpireLeases }

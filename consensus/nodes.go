@@ -106,3 +106,16 @@ const (
 	KeyUseReceipt = record.KeyUseReceipt
 	KeyUseNote    = record.KeyUseNote
 )
+
+// PutNodeKey publishes a node's Ed25519 public key.
+type PutNodeKey struct {
+	Key NodeKey `msgpack:"key"`
+}
+
+// PutNode records a node's identity and addresses.
+type PutNode struct {
+	Node NodeInfo `msgpack:"node"`
+}
+
+func (PutNodeKey) Op() Op { return OpPutNodeKey }
+func (PutNode) Op() Op    { return OpPutNode }

@@ -87,3 +87,15 @@ func applyPutPolicy(tx *Tx, c *PutPolicy) (string, error) {
 }
 
 func validEnv(e string) bool { return e == "dev" || e == "stage" || e == "prod" }
+
+// PutPolicy stores a bundle (its canonical JSON; the digest is recomputed
+// on apply) and points Env at it when Env is set.
+type PutPolicy struct {
+	Canonical []byte `msgpack:"canonical"`
+	Source    []byte `msgpack:"source"` // the YAML as written, for people
+	Env       string `msgpack:"env"`
+	By        string `msgpack:"by"`
+	At        int64  `msgpack:"at"` // unix nanoseconds, set by the proposer
+}
+
+func (PutPolicy) Op() Op { return OpPutPolicy }
