@@ -93,3 +93,30 @@ func TestJSHostile(t *testing.T) {
 		t.Fatalf("after the hostile scripts: %s %q %s", res.Outcome, res.Response.Body, res.Error)
 	}
 }
+
+// TestJSMemoryReturns: the pool keeps at most jsPoolMaxIdle idle bytes,
+// and the memory of large instances is handed back to the OS after they
+// end (a release runs once jsReleaseAfter bytes were dropped).
+func TestJSMemoryReturns(t *testing.T) {
+	e := testJSEngine(t)
+	m := jsModule(t, e, `export default { fetch() { const a = new Uint8Array(48 << 20).fill(1); return new Response(String(a[7])); } };`)
+	before := jsReleases.Load()
+	for i := 0; i < 3; i++ {
+		res := e.run(context.Background(), &Task{ID: "tsk_big", Module: m, Request: get("https://example.com/"), Limits: hostileLimits})
+		if res.Outcome != OutcomeOK {
+			t.Fatalf("%s: %s", res.Outcome, res.Error)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for jsReleases.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no release of dropped instance memory")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p, ok := e.image.(*poolImage); ok {
+		if idle := p.idle.Load(); idle > jsPoolMaxIdle || idle < 0 {
+			t.Fatalf("pool holds %d idle bytes", idle)
+		}
+	}
+}

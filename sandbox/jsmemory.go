@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -144,11 +146,19 @@ func (m *copyMemory) Reallocate(size uint64) []byte {
 	}
 	nb := make([]byte, size, min(max(size, uint64(cap(m.buf))*2), m.a.limit))
 	copy(nb, m.buf)
+	if cap(m.buf) > jsPoolMaxBuffer {
+		dropMemory(cap(m.buf))
+	}
 	m.buf = nb
 	return m.buf
 }
 
-func (m *copyMemory) Free() { m.buf = nil }
+func (m *copyMemory) Free() {
+	if cap(m.buf) > jsPoolMaxBuffer {
+		dropMemory(cap(m.buf))
+	}
+	m.buf = nil
+}
 
 // poolImage is copyImage with recycled buffers: an instance's memory is a
 // buffer a finished instance gave back, restored to the image (the image
@@ -158,6 +168,8 @@ func (m *copyMemory) Free() { m.buf = nil }
 type poolImage struct {
 	*copyImage
 	pool chan *pooledBuffer
+	// idle is the bytes of the buffers in pool: at most jsPoolMaxIdle
+	idle atomic.Int64
 }
 
 type pooledBuffer struct {
@@ -171,8 +183,45 @@ type pooledBuffer struct {
 const (
 	jsPoolBuffers   = 16
 	jsPoolMaxBuffer = 8 << 20
+	jsPoolMaxIdle   = 64 << 20
 	jsPoolHeadroom  = 1 << 20
 )
+
+// Memory a large instance leaves behind is garbage the Go runtime keeps
+// (an idle node runs no collection) and, once collected, returns to the
+// OS only slowly. So past jsReleaseAfter bytes of dropped instance memory
+// the sandbox collects and returns it to the OS, at most once per
+// jsReleaseEvery.
+const (
+	jsReleaseAfter = 64 << 20
+	jsReleaseEvery = time.Second
+)
+
+var (
+	jsDropped   atomic.Int64 // bytes dropped since the last release
+	jsReleasing atomic.Bool
+	jsLastFree  atomic.Int64 // unix nanoseconds of the last release
+	jsReleases  atomic.Int64 // releases done, for tests
+)
+
+// dropMemory notes n bytes of instance memory left to the garbage
+// collector and, past the bound, releases memory to the OS in the
+// background.
+func dropMemory(n int) {
+	if jsDropped.Add(int64(n)) < jsReleaseAfter || !jsReleasing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer jsReleasing.Store(false)
+		if wait := time.Duration(jsLastFree.Load() + int64(jsReleaseEvery) - time.Now().UnixNano()); wait > 0 {
+			time.Sleep(wait)
+		}
+		jsDropped.Store(0)
+		debug.FreeOSMemory()
+		jsLastFree.Store(time.Now().UnixNano())
+		jsReleases.Add(1)
+	}()
+}
 
 func newDefaultImage(mem []byte) (jsImage, error) { return newPoolImage(mem, jsPoolBuffers), nil }
 
@@ -184,7 +233,8 @@ func newPoolImage(mem []byte, size int) *poolImage {
 func (p *poolImage) close() error {
 	for {
 		select {
-		case <-p.pool:
+		case pb := <-p.pool:
+			p.idle.Add(-int64(cap(pb.buf)))
 		default:
 			return nil
 		}
@@ -217,6 +267,7 @@ func (m *poolMemory) Reallocate(size uint64) []byte {
 	if m.pb == nil {
 		select {
 		case m.pb = <-img.pool:
+			img.idle.Add(-int64(cap(m.pb.buf)))
 		default:
 			m.pb = &pooledBuffer{buf: make([]byte, 0, img.n+jsPoolHeadroom)}
 		}
@@ -229,6 +280,9 @@ func (m *poolMemory) Reallocate(size uint64) []byte {
 	if size > uint64(cap(m.pb.buf)) {
 		nb := make([]byte, size, min(max(size, uint64(cap(m.pb.buf))*2), m.a.limit))
 		copy(nb, m.pb.buf)
+		if cap(m.pb.buf) > jsPoolMaxBuffer {
+			dropMemory(cap(m.pb.buf))
+		}
 		m.pb.buf = nb
 	}
 	m.pb.buf = m.pb.buf[:size]
@@ -240,13 +294,20 @@ func (m *poolMemory) Free() {
 	if m.pb == nil {
 		return
 	}
-	if cap(m.pb.buf) > jsPoolMaxBuffer {
-		m.pb = nil
+	pb, img := m.pb, m.a.img
+	m.pb = nil
+	n := int64(cap(pb.buf))
+	if n > jsPoolMaxBuffer || img.idle.Add(n) > jsPoolMaxIdle {
+		if n <= jsPoolMaxBuffer {
+			img.idle.Add(-n)
+		}
+		dropMemory(int(n))
 		return
 	}
 	select {
-	case m.a.img.pool <- m.pb:
+	case img.pool <- pb:
 	default:
+		img.idle.Add(-n)
+		dropMemory(int(n))
 	}
-	m.pb = nil
 }

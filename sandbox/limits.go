@@ -139,6 +139,9 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		c = min(c, m.l.limit)
 		nb := make([]byte, size, c)
 		copy(nb, m.buf)
+		if cap(m.buf) > jsPoolMaxBuffer {
+			dropMemory(cap(m.buf))
+		}
 		m.buf = nb
 	}
 	for {
@@ -150,7 +153,12 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	return m.buf
 }
 
-func (m *linearMemory) Free() { m.buf = nil }
+func (m *linearMemory) Free() {
+	if cap(m.buf) > jsPoolMaxBuffer {
+		dropMemory(cap(m.buf)) // see jsmemory.go
+	}
+	m.buf = nil
+}
 
 // cappedWriter keeps at most limit bytes; past it, it calls over once and
 // drops the rest.

@@ -33,8 +33,11 @@ type Config struct {
 	// EnginePath is the JS engine (engine.wasm). Empty or missing: JS
 	// modules are refused with ErrJSEngineUnavailable.
 	EnginePath string
-	// MaxCachedModules bounds the compiled-module cache (LRU by use).
+	// MaxCachedModules and MaxCachedBytes bound the compiled-module cache
+	// (LRU by use); the bytes are the modules' own and a JS module's
+	// bytecode (default 256 MiB).
 	MaxCachedModules int
+	MaxCachedBytes   int64
 	Logger           *slog.Logger
 }
 
@@ -47,10 +50,21 @@ type Runtime struct {
 	js    *jsEngine
 	jsErr error
 
-	mu      sync.Mutex
-	modules map[string]*cacheEntry
-	maxMods int
-	tick    uint64
+	mu       sync.Mutex
+	modules  map[string]*cacheEntry
+	maxMods  int
+	maxBytes int64
+	bytes    int64 // cached bytes, as cacheBytes counts them
+	tick     uint64
+}
+
+// cacheBytes is what a cached module counts against MaxCachedBytes.
+func cacheBytes(m *Module) int64 {
+	n := int64(m.Size)
+	if p, ok := m.compiled.(*jsPrepared); ok {
+		n += int64(len(p.bytecode))
+	}
+	return n
 }
 
 type cacheEntry struct {
@@ -65,6 +79,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if cfg.MaxCachedModules <= 0 {
 		cfg.MaxCachedModules = 256
+	}
+	if cfg.MaxCachedBytes <= 0 {
+		cfg.MaxCachedBytes = 256 << 20
 	}
 	var cache wazero.CompilationCache
 	if cfg.CacheDir != "" {
@@ -90,11 +107,12 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	r := &Runtime{
-		log:     cfg.Logger.With("component", "sandbox"),
-		wasi:    wr,
-		cache:   cache,
-		modules: map[string]*cacheEntry{},
-		maxMods: cfg.MaxCachedModules,
+		log:      cfg.Logger.With("component", "sandbox"),
+		wasi:     wr,
+		cache:    cache,
+		modules:  map[string]*cacheEntry{},
+		maxMods:  cfg.MaxCachedModules,
+		maxBytes: cfg.MaxCachedBytes,
 	}
 	if cfg.EnginePath != "" {
 		r.js, r.jsErr = newJSEngine(ctx, cfg.EnginePath, r.log)
@@ -185,7 +203,8 @@ func (r *Runtime) store(ctx context.Context, m *Module) *Module {
 	}
 	r.tick++
 	r.modules[m.Digest] = &cacheEntry{mod: m, used: r.tick}
-	for len(r.modules) > r.maxMods {
+	r.bytes += cacheBytes(m)
+	for len(r.modules) > r.maxMods || (r.bytes > r.maxBytes && len(r.modules) > 1) {
 		var oldest string
 		var oldestUse uint64
 		for d, e := range r.modules {
@@ -195,6 +214,7 @@ func (r *Runtime) store(ctx context.Context, m *Module) *Module {
 		}
 		ev := r.modules[oldest].mod
 		delete(r.modules, oldest)
+		r.bytes -= cacheBytes(ev)
 		ev.evicted = true
 		if ev.refs == 0 {
 			r.closeLocked(ctx, ev)

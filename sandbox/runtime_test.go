@@ -388,3 +388,28 @@ func TestCompileRace(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheBoundInBytes: the module cache evicts the least recently used
+// modules once their bytes pass MaxCachedBytes, keeping the newest.
+func TestCacheBoundInBytes(t *testing.T) {
+	ctx := context.Background()
+	a, b := guest(t, "sleep"), guest(t, "minimal")
+	r, err := New(ctx, Config{MaxCachedBytes: int64(len(a) + len(b) - 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	ma := compile(t, r, "sleep")
+	mb := compile(t, r, "minimal")
+	if _, ok := r.Cached(ma.Digest); ok {
+		t.Error("the older module is still cached past the byte bound")
+	}
+	if _, ok := r.Cached(mb.Digest); !ok {
+		t.Error("the newest module was evicted")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bytes != int64(len(b)) {
+		t.Errorf("cache counts %d bytes, want %d", r.bytes, len(b))
+	}
+}
