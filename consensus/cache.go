@@ -8,7 +8,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// recordCache keeps decoded leases and node keys in memory, least
+// recordCache keeps decoded leases, node keys and API keys in memory, least
 // recently used out first: the lease check reads both on every request.
 // The FSM invalidates every key it writes, right after committing; a read
 // that raced with a write never inserts what it read (a generation
@@ -26,7 +26,7 @@ func newRecordCache(size int) *recordCache {
 
 // cached reports whether key's records are worth caching.
 func cached(key string) bool {
-	return strings.HasPrefix(key, prefixLease) || strings.HasPrefix(key, prefixKey)
+	return strings.HasPrefix(key, prefixLease) || strings.HasPrefix(key, prefixKey) || strings.HasPrefix(key, prefixAPIKey)
 }
 
 func (c *recordCache) get(key string) (any, bool) { return c.lru.Get(key) }

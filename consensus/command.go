@@ -47,6 +47,10 @@ const (
 	OpCancelTask     Op = 35 // cancel a task
 	OpReclaimTasks   Op = 36 // take back expired claims, or a restarted node's
 	OpPurgeTasks     Op = 37 // forget finished tasks past their retention
+
+	// API keys (apikeys.go).
+	OpCreateAPIKey Op = 40 // record a new API key (its secret's hash)
+	OpRevokeAPIKey Op = 41 // revoke an API key
 )
 
 // commands is the command set as a table: for every op, its name, its
@@ -73,6 +77,9 @@ var commands = map[Op]spec{
 	OpCancelTask:     def("cancel_task", applyCancelTask),
 	OpReclaimTasks:   def("reclaim_tasks", applyReclaimTasks),
 	OpPurgeTasks:     def("purge_tasks", applyPurgeTasks),
+
+	OpCreateAPIKey: def("create_api_key", applyCreateAPIKey),
+	OpRevokeAPIKey: def("revoke_api_key", applyRevokeAPIKey),
 }
 
 // spec is one command's row in the table.

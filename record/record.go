@@ -58,3 +58,36 @@ type NodeKey struct {
 	Text    string `msgpack:"text,omitempty" json:"text,omitempty"`
 	AddedAt int64  `msgpack:"added_at" json:"-"`
 }
+
+// Roles an API key (or the bootstrap admin token) grants.
+const (
+	RoleAdmin    = "admin"    // everything
+	RoleOperator = "operator" // policy, tenants, budgets, runbook
+	RoleAuditor  = "auditor"  // read-only: ledger, events, usage of every tenant
+	RoleTenant   = "tenant"   // one tenant: its leases, modules, tasks, events, usage, receipts
+)
+
+// ValidRole reports whether r is one of the roles.
+func ValidRole(r string) bool {
+	return r == RoleAdmin || r == RoleOperator || r == RoleAuditor || r == RoleTenant
+}
+
+// APIKey is an API key as replicated state knows it: its public id, what
+// it grants, and the SHA-256 of its secret (the secret itself is shown
+// once, when the key is made, and kept nowhere). Times are unix
+// nanoseconds; ExpiresAt 0 means it does not expire.
+type APIKey struct {
+	ID        string `msgpack:"id" json:"key_id"`
+	Role      string `msgpack:"role" json:"role"`
+	Tenant    string `msgpack:"tenant,omitempty" json:"tenant,omitempty"`
+	Name      string `msgpack:"name,omitempty" json:"name,omitempty"`
+	Hash      []byte `msgpack:"hash" json:"-"`
+	CreatedAt int64  `msgpack:"created_at" json:"-"`
+	CreatedBy string `msgpack:"created_by" json:"created_by"`
+	ExpiresAt int64  `msgpack:"expires_at,omitempty" json:"-"`
+	RevokedAt int64  `msgpack:"revoked_at,omitempty" json:"-"`
+	RevokedBy string `msgpack:"revoked_by,omitempty" json:"revoked_by,omitempty"`
+}
+
+// Revoked reports whether the key has been revoked.
+func (k *APIKey) Revoked() bool { return k.RevokedAt != 0 }
