@@ -124,6 +124,10 @@ func (r *faultRun) do(client int, kind string, i int, lease, method, path, token
 		if res.ReceiptError != "" {
 			o.detail = "receipt: " + res.ReceiptError
 		}
+	case resp.Status == 201 && kind == "issue":
+		var l api.Lease
+		_ = json.Unmarshal(resp.Body, &l)
+		o.lease = l.LeaseID
 	case resp.Status == 202:
 		var acc api.Accepted
 		_ = json.Unmarshal(resp.Body, &acc)
@@ -150,9 +154,6 @@ func (r *faultRun) issue(client, i int, class string) (faultOp, *api.Lease) {
 	}
 	var l api.Lease
 	_ = json.Unmarshal(resp.Body, &l)
-	r.h.mu.Lock()
-	r.h.ops[len(r.h.ops)-1].lease = l.LeaseID
-	r.h.mu.Unlock()
 	return o, &l
 }
 
@@ -732,10 +733,16 @@ func (r *faultRun) report() {
 				}
 			}
 		}
+		var revokeMs []float64
+		for _, o := range ops {
+			if o.kind == "revoke" && o.status == 204 && !o.start.Before(w.start) && !o.start.After(w.healed) {
+				revokeMs = append(revokeMs, float64(o.end.Sub(o.start).Microseconds())/1000)
+			}
+		}
 		all = append(all, w.revokeRefusalMs...)
-		t.Logf("FAULT %d %-18s healthy: all %s tasks %s; faulted: all %s tasks %s; admitting %v after heal; revocation→refusal %s",
+		t.Logf("FAULT %d %-18s healthy: all %s tasks %s; faulted: all %s tasks %s; admitting %v after heal; revocation→refusal %s; revocation acknowledged in %s",
 			k, w.kind, pct(ok[0][0], total[0][0]), pct(ok[0][1], total[0][1]), pct(ok[1][0], total[1][0]), pct(ok[1][1], total[1][1]),
-			w.admitting.Sub(w.healed).Round(time.Millisecond), quantiles(w.revokeRefusalMs))
+			w.admitting.Sub(w.healed).Round(time.Millisecond), quantiles(w.revokeRefusalMs), quantiles(revokeMs))
 	}
 	t.Logf("FAULTS revocation→refusal over every node and fault: %s", quantiles(all))
 }
