@@ -66,7 +66,7 @@ $(BUILD)/guests/%.wasm: testdata/guests/%.c | toolchain
 # compiled code beside it (engine/warm).
 engine: $(ENGINE) $(BUILD)/engine/.warm
 
-$(ENGINE): engine/build.sh engine/shim.c engine/prelude.js engine/quickjs-wasi.patch | toolchain
+$(ENGINE): engine/build.sh engine/shim.c engine/prelude.js engine/quickjs-wasi.patch engine/quickjs-upstream.patch | toolchain
 	engine/build.sh $(BUILD)/engine
 
 $(BUILD)/engine/.warm: $(ENGINE) $(wildcard sandbox/js*.go)

@@ -2,7 +2,8 @@
 # engine/build.sh OUT_DIR [--check]
 #
 # Builds the leash JS engine, OUT_DIR/engine.wasm: QuickJS from Debian
-# trixie's quickjs source package, our patch (engine/quickjs-wasi.patch), our
+# trixie's quickjs source package, our patch (engine/quickjs-wasi.patch),
+# upstream fixes since the release (engine/quickjs-upstream.patch), our
 # shim (engine/shim.c) and prelude (engine/prelude.js), compiled for
 # wasm32-wasi with Debian bookworm's clang-16, lld-16, wasi-libc and
 # compiler-rt. Nothing it downloads is committed: the source lands in
@@ -91,6 +92,9 @@ compile() {
 		cp "$qjs/$f" "$work/src/$f"
 	done
 	(cd "$work/src" && patch -s -p1 <"$here/quickjs-wasi.patch")
+	# upstream QuickJS fixes made since the release, that change what a
+	# script can observe (docs/javascript.md lists them)
+	(cd "$work/src" && patch -s -p1 <"$here/quickjs-upstream.patch")
 	cp "$here/shim.c" "$work/src/shim.c"
 	{
 		echo '#include <stdint.h>'

@@ -99,13 +99,16 @@
       type = String(type);
       const once = typeof options === 'object' && options !== null && !!options.once;
       const signal = typeof options === 'object' && options !== null ? options.signal : undefined;
+      if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
+        throw new TypeError("Failed to execute 'addEventListener' on 'EventTarget': member signal is not of type AbortSignal.");
+      }
       if (signal && signal.aborted) return;
       let list = this.#listeners.get(type);
       if (!list) this.#listeners.set(type, list = new Map());
       if (list.has(listener)) return;
       const entry = { listener, once, removed: false };
       list.set(listener, entry);
-      if (signal) signal.addEventListener('abort', () => this.removeEventListener(type, listener));
+      if (signal) signalAlgorithm(signal, () => this.removeEventListener(type, listener));
     }
     removeEventListener(type, listener) {
       const list = this.#listeners.get(String(type));
@@ -121,8 +124,6 @@
       // the listeners as the dispatch starts; one removed meanwhile is
       // not called (DOM "inner invoke")
       const list = [...(this.#listeners.get(event.type) || new Map()).values()];
-      const handler = this['on' + event.type];
-      if (typeof handler === 'function') list.unshift({ listener: handler, once: false, removed: false });
       for (const l of list) {
         if (l.removed) continue;
         if (l.once) this.removeEventListener(event.type, l.listener);
@@ -140,21 +141,52 @@
   }
   tag(EventTarget, 'EventTarget');
 
+  // AbortSignal as the DOM standard orders it: "signal abort" sets the
+  // reason on the signal and on its dependent signals (AbortSignal.any)
+  // first, then runs the signal's abort algorithms (fetch's) and fires
+  // its abort event, then does the same for each dependent. onabort is an
+  // event handler: a listener in the list from the moment it is first set.
+  let signalAlgorithm; // (signal, fn): an abort algorithm, not reachable by the worker
   class AbortSignal extends EventTarget {
-    #aborted = false; #reason;
+    #aborted = false; #reason; #algorithms = []; #dependents = []; #sources = null;
+    #onabort = null; #handler = null;
+    static { signalAlgorithm = (s, fn) => { s.#algorithms.push(fn); }; }
     constructor(key) {
       if (key !== internal) throw new TypeError('Illegal constructor');
       super();
-      this.onabort = null;
     }
     get aborted() { return this.#aborted; }
     get reason() { return this.#reason; }
+    get onabort() { return this.#onabort; }
+    set onabort(v) {
+      this.#onabort = typeof v === 'function' || (v !== null && typeof v === 'object') ? v : null;
+      if (this.#onabort === null) {
+        if (this.#handler) { this.removeEventListener('abort', this.#handler); this.#handler = null; }
+      } else if (!this.#handler) {
+        this.#handler = e => { const h = this.#onabort; if (typeof h === 'function') h.call(this, e); };
+        this.addEventListener('abort', this.#handler);
+      }
+    }
     throwIfAborted() { if (this.#aborted) throw this.#reason; }
+    #steps() {
+      const algorithms = this.#algorithms;
+      this.#algorithms = [];
+      for (const fn of algorithms) {
+        try { fn(); } catch (e) { reportError(e); }
+      }
+      this.dispatchEvent(new Event('abort'));
+    }
     [internal](reason) {
       if (this.#aborted) return;
       this.#aborted = true;
       this.#reason = reason === undefined ? new DOMException('The operation was aborted', 'AbortError') : reason;
-      this.dispatchEvent(new Event('abort'));
+      const toAbort = [];
+      for (const d of this.#dependents) {
+        if (!d.#aborted) { d.#aborted = true; d.#reason = this.#reason; toAbort.push(d); }
+      }
+      this.#dependents = [];
+      this.#steps();
+      for (const d of toAbort) d.#steps();
     }
     static abort(reason) {
       const s = new AbortSignal(internal);
@@ -168,10 +200,16 @@
     }
     static any(signals) {
       const s = new AbortSignal(internal);
-      for (const x of signals) {
-        if (x.aborted) { s[internal](x.reason); return s; }
+      const list = [...signals];
+      for (const x of list) {
+        if (!(x instanceof AbortSignal)) throw new TypeError("Failed to execute 'any' on 'AbortSignal': parameter 1 is not of type 'AbortSignal'.");
+        if (x.#aborted) { s.#aborted = true; s.#reason = x.#reason; return s; }
       }
-      for (const x of signals) x.addEventListener('abort', () => s[internal](x.reason), { once: true });
+      s.#sources = new Set();
+      for (const x of list) {
+        for (const src of x.#sources || [x]) s.#sources.add(src);
+      }
+      for (const src of s.#sources) src.#dependents.push(s);
       return s;
     }
   }
@@ -1570,9 +1608,9 @@
         const meta = JSONstringify({ method: req.method, url: req.url, headers: headerList(req.headers), redirect: req.redirect });
         const id = hostFetch(meta, bytes);
         inflight.set(id, { resolve, reject });
-        req.signal.addEventListener('abort', () => {
+        signalAlgorithm(req.signal, () => {
           if (inflight.delete(id)) reject(req.signal.reason);
-        }, { once: true });
+        });
       };
       if (raw instanceof ReadableStream) readAll(raw).then(send, reject);
       else send(raw);

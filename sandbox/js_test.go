@@ -318,6 +318,28 @@ export default { fetch() { return new R("real", { status: 201, headers: { "x-rea
 			src:     `export default { fetch() { return Object.create(Response.prototype); } };`,
 			outcome: OutcomeError, errHas: "did not resolve to 'Response'",
 		},
+		"abort: onabort where it was set, dependents aborted before the source's listeners": {
+			src: `export default { fetch() {
+  const c = new AbortController(), s = c.signal, log = [];
+  const d = AbortSignal.any([s]), dd = AbortSignal.any([d]);
+  s.addEventListener("abort", () => log.push("first d=" + d.aborted + " dd=" + dd.aborted));
+  s.onabort = () => log.push("onabort");
+  s.addEventListener("abort", () => log.push("last"));
+  d.addEventListener("abort", () => log.push("d " + (d.reason === s.reason)));
+  dd.addEventListener("abort", () => log.push("dd"));
+  c.abort();
+  return new Response(log.join());
+} };`,
+			outcome: OutcomeOK, body: "first d=true dd=true,onabort,last,d true,dd",
+		},
+		"upstream QuickJS fixes: Date parsing, argument order, hex literal member access": {
+			src: `export default { fetch() {
+  const order = [];
+  new Date({ valueOf() { order.push(1); return 2000; } }, { valueOf() { order.push(2); return 0; } });
+  return new Response([Number.isNaN(Date.parse("1997-03-08 11:19:10-0700")), Number.isNaN(Date.parse("1997-03-08T11:19:10-07")), order.join(""), 0x10.toString()].join());
+} };`,
+			outcome: OutcomeOK, body: "false,true,12,16",
+		},
 		"a listener removed during dispatch is not called": {
 			src: `export default { fetch() {
   const c = new AbortController(), seen = [];
