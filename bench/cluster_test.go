@@ -127,6 +127,33 @@ func BenchmarkCluster(b *testing.B) {
 			one.Rate(), one.P50, one.Errors, all.Rate(), all.P50, all.Errors, all.Rate()/one.Rate())
 	})
 
+	// follower-path: interactive tasks sent to one follower only, the
+	// path the freshness check guards (docs/BENCHMARKS.md, "Cluster under
+	// faults": run on the code before and after it, back to back).
+	b.Run("follower-path", func(b *testing.B) {
+		wasm, err := os.ReadFile(filepath.Join(nodetest.RepoRoot(), "build", "guests", "minimal.wasm"))
+		if err != nil {
+			b.Skipf("guest missing (make guests): %v", err)
+		}
+		s := base64.StdEncoding.EncodeToString(wasm)
+		body, _ := json.Marshal(api.TaskRequest{Module: api.Module{WASM: &s}})
+		var l api.Lease
+		leader.JSON("POST", "/v1/leases", leader.Token, api.LeaseRequest{Tenant: "demo", Intent: "small_task", TTLSeconds: 600}, 201, &l)
+		time.Sleep(200 * time.Millisecond)
+		task := func(int) error { return post(follower.URL()+"/v1/tasks", l.Token, body, 200) }
+		Load(100, 8, task) // warm the follower's compile cache
+		var rates []float64
+		var p50s []time.Duration
+		for range 3 {
+			r := Load(600, 8, task)
+			rates = append(rates, r.Rate())
+			p50s = append(p50s, r.P50)
+			b.Logf("follower path: %.0f tasks/s p50 %v p99 %v errors %d", r.Rate(), r.P50, r.P99, r.Errors)
+		}
+		b.ReportMetric(rates[len(rates)-1], "tasks/s")
+		b.Logf("follower path, 3 rounds: %v tasks/s, p50 %v", rates, p50s)
+	})
+
 	b.Run("failover", func(b *testing.B) {
 		const rounds = 3
 		var took []time.Duration
