@@ -76,6 +76,7 @@ type freshness struct {
 	gmu         sync.Mutex
 	grants      map[string]int64
 	leaderSince atomic.Int64
+	forgotAt    atomic.Int64 // when grants had to be dropped (a bound)
 
 	barriers, lost atomic.Uint64 // counters, for logs and tests
 }
@@ -154,14 +155,29 @@ func (f *freshness) waitCh() <-chan struct{} {
 	return f.done
 }
 
+// maxGrants bounds the leader's memory of grants (peer ids come from
+// members holding the cluster secret; far more than any cluster has).
+const maxGrants = 4096
+
 // grant notes that the leader serves a barrier to peer id now.
 func (f *freshness) grant(id string) {
 	f.gmu.Lock()
 	defer f.gmu.Unlock()
-	if len(f.grants) > 4096 {
-		clear(f.grants)
+	now := f.now()
+	if len(f.grants) >= maxGrants {
+		for k, g := range f.grants {
+			if g+int64(f.window) <= now {
+				delete(f.grants, k)
+			}
+		}
+		if len(f.grants) >= maxGrants {
+			// Forgotten grants may still be fresh: the fence waits a
+			// window past this moment instead.
+			clear(f.grants)
+			f.forgotAt.Store(now)
+		}
 	}
-	f.grants[id] = f.now()
+	f.grants[id] = now
 }
 
 // liveGrants are the peers whose certificate from this leader may still
@@ -400,7 +416,7 @@ func (n *Node) fenceRevocation(ctx context.Context, index uint64) {
 // fence (leader): wait until every peer granted a barrier within the
 // window has applied index, or its certificate expired; and until the
 // window has passed since this node became leader (certificates earlier
-// leaders granted).
+// leaders granted) or last had to forget grants.
 func (n *Node) fence(ctx context.Context, index uint64) error {
 	f := n.fresh
 	addrs := map[string]string{}
@@ -438,7 +454,7 @@ func (n *Node) fence(ctx context.Context, index uint64) error {
 		}()
 	}
 	wg.Wait()
-	if wait := time.Duration(f.leaderSince.Load() + int64(f.window) - f.now()); wait > 0 {
+	if wait := time.Duration(max(f.leaderSince.Load(), f.forgotAt.Load()) + int64(f.window) - f.now()); wait > 0 {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():

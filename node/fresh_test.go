@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -26,7 +27,9 @@ func TestFreshness(t *testing.T) {
 			ctx, cancel, start, epoch := f.begin(context.Background())
 			defer cancel()
 			f.invalidate()
-			if ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
 				t.Error("invalidate did not end the barrier in flight")
 			}
 			if f.commit(start, epoch) {
@@ -92,7 +95,8 @@ func TestFreshnessWakesWaiters(t *testing.T) {
 }
 
 // TestFreshnessGrants: the leader remembers a peer's barrier for one
-// window, then forgets it.
+// window, then forgets it; past the bound it forgets them all and says
+// when.
 func TestFreshnessGrants(t *testing.T) {
 	f := newFreshness(2 * time.Millisecond)
 	f.grant("a")
@@ -102,6 +106,13 @@ func TestFreshnessGrants(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	if g := f.liveGrants(); len(g) != 0 {
 		t.Fatalf("grants after the window: %v", g)
+	}
+	f = newFreshness(time.Hour)
+	for i := range maxGrants + 1 {
+		f.grant(fmt.Sprint("peer-", i))
+	}
+	if f.forgotAt.Load() == 0 || len(f.liveGrants()) != 1 {
+		t.Fatalf("over the bound: forgotAt %d, %d grants", f.forgotAt.Load(), len(f.liveGrants()))
 	}
 }
 
