@@ -353,3 +353,38 @@ export default { async fetch(request, env) {
 } };`, src)
 	return startWorkerdWith(b, bin, parent, `compatibilityFlags = ["experimental"], bindings = [(name = "LOADER", workerLoader = ())]`, "--experimental")
 }
+
+// BenchmarkJSHostileOverrun runs each hostile script of
+// sandbox/testdata/hostile that ends at its CPU limit (cpu_ms 100) b.N
+// times and reports how far past cpu_ms it ran:
+// the max and the p99 of CPU time past the limit, in ms.
+func BenchmarkJSHostileOverrun(b *testing.B) {
+	r := jsRuntime(b)
+	files, err := filepath.Glob(filepath.Join(nodetest.RepoRoot(), "sandbox", "testdata", "hostile", "*.js"))
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no hostile scripts: %v", err)
+	}
+	lim := sandbox.Limits{CPU: 100 * time.Millisecond, Wall: 10 * time.Second, MemoryBytes: 128 << 20, OutputBytes: 1 << 20, LogBytes: 1 << 16}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := strings.TrimSuffix(filepath.Base(f), ".js")
+		b.Run(name, func(b *testing.B) {
+			task := jsTask(b, r, string(src))
+			task.Limits = lim
+			over := make([]time.Duration, 0, b.N)
+			for i := 0; i < b.N; i++ {
+				res := r.Run(context.Background(), task)
+				if res.Outcome != sandbox.Terminated(sandbox.ReasonCPU) {
+					b.Skipf("%s ends %s, not at its CPU limit", name, res.Outcome)
+				}
+				over = append(over, res.Usage.CPU-lim.CPU)
+			}
+			sort.Slice(over, func(i, j int) bool { return over[i] < over[j] })
+			b.ReportMetric(float64(over[len(over)-1].Microseconds())/1e3, "max-over-ms")
+			b.ReportMetric(float64(over[len(over)*99/100].Microseconds())/1e3, "p99-over-ms")
+		})
+	}
+}

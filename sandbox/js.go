@@ -509,6 +509,7 @@ func (e *jsEngine) run(parent context.Context, t *Task) *Result {
 	}
 	alloc := e.image.allocator(memLimit)
 	m := startMeter(lim.CPU, cancel)
+	st.meter = m
 	cctx := experimental.WithMemoryAllocator(context.WithValue(ctx, jsTaskKey{}, st), alloc)
 	var runErr error
 	func() {

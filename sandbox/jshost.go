@@ -49,6 +49,11 @@ type jsTask struct {
 	outLimit  int64
 	usage     Usage
 
+	// meter is the task's CPU meter, polled by jsInterrupt at most every
+	// jsPollEvery (lastPoll)
+	meter    *meter
+	lastPoll time.Time
+
 	nextID   int32
 	inflight int
 	done     chan jsFetchDone
@@ -104,8 +109,21 @@ func instantiateJSHost(ctx context.Context, r wazero.Runtime) error {
 	return err
 }
 
+// jsPollEvery is how often the interrupt (every 10,000 bytecode branches
+// or fuel checks) also reads the CPU clock and the deadline itself.
+const jsPollEvery = 250 * time.Microsecond
+
 func jsInterrupt(ctx context.Context, _ api.Module, stack []uint64) {
 	st := jsTaskFrom(ctx)
+	if st != nil && st.meter != nil && !st.stopped() {
+		if now := time.Now(); now.Sub(st.lastPoll) >= jsPollEvery {
+			st.lastPoll = now
+			st.meter.poll()
+			if dl, ok := st.ctx.Deadline(); ok && now.After(dl) {
+				st.cancel(Terminate(ReasonWall))
+			}
+		}
+	}
 	if st != nil && st.stopped() {
 		stack[0] = 1
 		return

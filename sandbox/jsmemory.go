@@ -4,6 +4,7 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -202,6 +203,7 @@ var (
 	jsReleasing atomic.Bool
 	jsLastFree  atomic.Int64 // unix nanoseconds of the last release
 	jsReleases  atomic.Int64 // releases done, for tests
+	jsUnmapped  atomic.Int64 // reservations given back to the OS, for tests
 )
 
 // dropMemory notes n bytes of instance memory left to the garbage
@@ -257,11 +259,22 @@ func (a *poolAllocator) Allocate(capacity, maxBytes uint64) experimental.LinearM
 type poolMemory struct {
 	a  *poolAllocator
 	pb *pooledBuffer
+	// big is the reservation of the whole limit an instance moves to when
+	// it outgrows jsPoolMaxBuffer (Linux): no copy on later grows, and
+	// its pages go back to the OS when the instance ends.
+	big  unsafe.Pointer
+	bigN uint64
 }
 
 func (m *poolMemory) Reallocate(size uint64) []byte {
 	if !m.a.grow(size) {
 		return nil
+	}
+	if m.big != nil {
+		if size > m.bigN {
+			return nil
+		}
+		return unsafe.Slice((*byte)(m.big), m.bigN)[:size:size]
 	}
 	img := m.a.img
 	if m.pb == nil {
@@ -275,6 +288,16 @@ func (m *poolMemory) Reallocate(size uint64) []byte {
 		img.restore(b)
 		if m.pb.dirty > len(img.data) {
 			clear(b[len(img.data):m.pb.dirty])
+		}
+	}
+	if size > uint64(cap(m.pb.buf)) && size > jsPoolMaxBuffer {
+		if p, err := reserveMemory(m.a.limit); err == nil {
+			b := unsafe.Slice((*byte)(p), m.a.limit)
+			copy(b, m.pb.buf)
+			m.big, m.bigN = p, m.a.limit
+			m.pb.dirty = max(m.pb.dirty, len(m.pb.buf))
+			m.putBack()
+			return b[:size:size]
 		}
 	}
 	if size > uint64(cap(m.pb.buf)) {
@@ -291,6 +314,17 @@ func (m *poolMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *poolMemory) Free() {
+	if m.big != nil {
+		releaseMemory(m.big, m.bigN)
+		m.big = nil
+		jsUnmapped.Add(1)
+	}
+	m.putBack()
+}
+
+// putBack gives the pooled buffer back to the pool, or to the garbage
+// collector past the pool's bounds.
+func (m *poolMemory) putBack() {
 	if m.pb == nil {
 		return
 	}

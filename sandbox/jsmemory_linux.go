@@ -142,3 +142,16 @@ func (m *cowMemory) Free() {
 		m.base = nil
 	}
 }
+
+// reserveMemory maps n bytes of anonymous memory, not backed until
+// touched, for an instance that outgrew the pool's buffers: growing in
+// it copies nothing, and releaseMemory gives it back to the OS at once.
+func reserveMemory(n uint64) (unsafe.Pointer, error) {
+	n = (n + jsPage - 1) &^ (jsPage - 1)
+	return unix.MmapPtr(-1, 0, nil, uintptr(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+}
+
+func releaseMemory(p unsafe.Pointer, n uint64) {
+	n = (n + jsPage - 1) &^ (jsPage - 1)
+	_ = unix.MunmapPtr(p, uintptr(n))
+}

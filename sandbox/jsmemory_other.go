@@ -2,4 +2,17 @@
 
 package sandbox
 
+import (
+	"errors"
+	"unsafe"
+)
+
 func newCOWImage(mem []byte) (jsImage, error) { return newCopyImage(mem), nil }
+
+// reserveMemory is Linux only; elsewhere large instances grow in Go
+// buffers.
+func reserveMemory(n uint64) (unsafe.Pointer, error) {
+	return nil, errors.New("no memory reservations on this platform")
+}
+
+func releaseMemory(p unsafe.Pointer, n uint64) {}

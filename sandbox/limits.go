@@ -84,6 +84,20 @@ func (m *meter) check() {
 	m.timer.Reset(max(m.limit-used, time.Millisecond))
 }
 
+// poll checks the budget now, from the guest's own thread (the JS
+// engine's interrupt calls it): the limit then holds even when the timer's
+// goroutine waits for a CPU on a loaded machine.
+func (m *meter) poll() {
+	if m.limit <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.stopped && m.clock.elapsed() >= m.limit {
+		m.cancel(Terminate(ReasonCPU))
+	}
+}
+
 // pause and resume bracket blocking host calls on clocks that cannot tell
 // CPU from waiting.
 func (m *meter) pause()  { m.clock.pause() }
