@@ -74,6 +74,11 @@ type Membership struct {
 	ml  *memberlist.Memberlist
 	log *slog.Logger
 
+	// addr is the advertised gossip address, read once at start: the
+	// local node's record is rewritten under memberlist's own lock by
+	// every metadata broadcast.
+	addr string
+
 	mu      sync.Mutex
 	local   Meta
 	members map[string]*Member
@@ -145,11 +150,12 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}
 	m.ml = ml
+	m.addr = ml.LocalNode().Address()
 	return m, nil
 }
 
 // Addr is the advertised gossip address.
-func (m *Membership) Addr() string { return m.ml.LocalNode().Address() }
+func (m *Membership) Addr() string { return m.addr }
 
 // Join contacts existing members until one answers or ctx ends. A
 // member that does not hold the same secret never answers.
