@@ -735,12 +735,12 @@ func (r *faultRun) report() {
 		}
 		var revokeMs []float64
 		for _, o := range ops {
-			if o.kind == "revoke" && o.status == 204 && !o.start.Before(w.start) && !o.start.After(w.healed) {
+			if o.kind == "revoke" && o.status == 204 && o.node != w.node && !o.start.Before(w.start) && !o.start.After(w.healed) {
 				revokeMs = append(revokeMs, float64(o.end.Sub(o.start).Microseconds())/1000)
 			}
 		}
 		all = append(all, w.revokeRefusalMs...)
-		t.Logf("FAULT %d %-18s healthy: all %s tasks %s; faulted: all %s tasks %s; admitting %v after heal; revocation→refusal %s; revocation acknowledged in %s",
+		t.Logf("FAULT %d %-18s healthy: all %s tasks %s; faulted: all %s tasks %s; admitting %v after heal; revocation→refusal %s; revocation through a healthy node acknowledged in %s",
 			k, w.kind, pct(ok[0][0], total[0][0]), pct(ok[0][1], total[0][1]), pct(ok[1][0], total[1][0]), pct(ok[1][1], total[1][1]),
 			w.admitting.Sub(w.healed).Round(time.Millisecond), quantiles(w.revokeRefusalMs), quantiles(revokeMs))
 	}
