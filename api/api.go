@@ -75,6 +75,7 @@ const (
 	CodeIdempotencyKey   = "idempotency_key_conflict"
 	CodeLeaseNotFound    = "lease_not_found"
 	CodeConflict         = "conflict"
+	CodeAPIKeyNotFound   = "api_key_not_found"
 
 	// Lease issuance refusals.
 	CodeUnknownTenant     = "unknown_tenant"

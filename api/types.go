@@ -304,3 +304,31 @@ type FieldError struct {
 // ValidDigest reports whether d has the form of every content digest in
 // the API (policy bundles, modules): digest.Valid.
 func ValidDigest(d string) bool { return digest.Valid(d) }
+
+// APIKeyRequest asks for a new API key. Role is admin, operator, auditor
+// or tenant; a tenant key names its Tenant. TTLSeconds 0: the key does not
+// expire.
+type APIKeyRequest struct {
+	Role       string `json:"role"`
+	Tenant     string `json:"tenant,omitempty"`
+	Name       string `json:"name,omitempty"`
+	TTLSeconds int64  `json:"ttl_seconds,omitempty"`
+}
+
+// APIKey is an API key as the API shows it. Key, the secret, is in the
+// answer to the key's creation only: it is stored nowhere.
+type APIKey struct {
+	KeyID     string     `json:"key_id"`
+	Key       string     `json:"key,omitempty"`
+	Role      string     `json:"role"`
+	Tenant    string     `json:"tenant,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	CreatedBy string     `json:"created_by"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// APIKeyList is GET /v1/apikeys.
+type APIKeyList struct {
+	Keys []APIKey `json:"keys"`
+}

@@ -20,8 +20,8 @@ const (
 	prefixAPIKeyCount  = PrefixState + "apikey-n/" // <tenant> → count
 )
 
-// MaxAPIKeysPerTenant bounds the keys (live or revoked) one tenant holds
-// in replicated state; operators' and auditors' keys count under "".
+// MaxAPIKeysPerTenant bounds the keys one tenant holds in replicated
+// state; operators', auditors' and admins' keys count under "".
 const MaxAPIKeysPerTenant = 100
 
 // apiKeys is the API key record and its index by tenant: the only writer
@@ -45,7 +45,8 @@ type CreateAPIKey struct {
 	Key APIKey `msgpack:"key"`
 }
 
-// RevokeAPIKey revokes a key; revoking twice keeps the first revocation.
+// RevokeAPIKey revokes a key: its record goes (so revoked keys do not
+// pile up in replicated state), and with it every node's trust in it.
 type RevokeAPIKey struct {
 	ID string `msgpack:"id"`
 	By string `msgpack:"by"`
@@ -115,14 +116,10 @@ func applyRevokeAPIKey(tx *Tx, c *RevokeAPIKey) (*APIKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k.Revoked() {
-		return k, nil
-	}
-	old := *k
-	k.RevokedAt, k.RevokedBy = c.At, c.By
-	if err := apiKeys.put(tx, &old, k); err != nil {
+	if err := apiKeys.remove(tx, k); err != nil {
 		return nil, err
 	}
+	k.RevokedAt, k.RevokedBy = c.At, c.By
 	return k, nil
 }
 

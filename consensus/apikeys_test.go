@@ -49,18 +49,26 @@ func TestAPIKeyCommands(t *testing.T) {
 	}
 	if r := q.do(&RevokeAPIKey{ID: "k1", By: "admin", At: at(time.Second)}); r.Code != "" {
 		t.Fatalf("revoke: %s", r.Code)
+	} else if k := r.Value.(*APIKey); k.RevokedAt != at(time.Second) || k.RevokedBy != "admin" {
+		t.Fatalf("revoke result: %+v", k)
 	}
-	if r := q.do(&RevokeAPIKey{ID: "k1", By: "other", At: at(2 * time.Second)}); r.Code != "" {
-		t.Fatalf("revoke again: %s", r.Code)
+	if _, err := st.APIKey("k1"); err == nil {
+		t.Fatal("a revoked key is still found (through the cache?)")
 	}
-	if k, _ := st.APIKey("k1"); !k.Revoked() || k.RevokedBy != "admin" || k.RevokedAt != at(time.Second) {
-		t.Fatalf("after revocations: %+v", k)
+	if r := q.do(&RevokeAPIKey{ID: "k1", By: "other", At: at(2 * time.Second)}); r.Code != CodeAPIKeyNotFound {
+		t.Fatalf("revoke again: %q", r.Code)
 	}
 	if r := q.do(&RevokeAPIKey{ID: "nope", By: "admin", At: at(time.Second)}); r.Code != CodeAPIKeyNotFound {
 		t.Fatalf("revoke unknown: %q", r.Code)
 	}
+	if ks, _ := st.APIKeys("demo"); len(ks) != 0 {
+		t.Fatalf("demo's keys after the revocation: %+v", ks)
+	}
+	if r := q.do(&CreateAPIKey{Key: testKey("k1b", record.RoleTenant, "demo")}); r.Code != "" {
+		t.Fatalf("create after revoke: %s", r.Code)
+	}
 	// Lists are per tenant.
-	if ks, _ := st.APIKeys("demo"); len(ks) != 1 || ks[0].ID != "k1" {
+	if ks, _ := st.APIKeys("demo"); len(ks) != 1 || ks[0].ID != "k1b" {
 		t.Fatalf("demo's keys: %+v", ks)
 	}
 	if ks, _ := st.APIKeys(""); len(ks) != 1 || ks[0].ID != "k2" {
@@ -80,5 +88,12 @@ func TestAPIKeysPerTenantBound(t *testing.T) {
 	}
 	if r := q.do(&CreateAPIKey{Key: testKey("other", record.RoleTenant, "acme")}); r.Code != "" {
 		t.Fatalf("another tenant's key: %q", r.Code)
+	}
+	// A revocation makes room.
+	if r := q.do(&RevokeAPIKey{ID: "k0", By: "admin", At: at(time.Second)}); r.Code != "" {
+		t.Fatalf("revoke: %q", r.Code)
+	}
+	if r := q.do(&CreateAPIKey{Key: testKey("one-more", record.RoleTenant, "demo")}); r.Code != "" {
+		t.Fatalf("after a revocation: %q", r.Code)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/http/pprof"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,68 +19,6 @@ import (
 // handlerFunc is an API handler: it returns an error and one place maps
 // it to a status and a JSON body.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
-
-// routes builds the API. Paths are registered without methods so that a
-// wrong method gets a JSON 405 with Allow, and unknown paths a JSON 404.
-func (n *Node) routes() http.Handler {
-	mux := http.NewServeMux()
-	route := func(path string, methods map[string]handlerFunc) {
-		allow := make([]string, 0, len(methods))
-		for m := range methods {
-			allow = append(allow, m)
-		}
-		sort.Strings(allow)
-		mux.Handle(path, n.wrap(func(w http.ResponseWriter, r *http.Request) error {
-			h, ok := methods[r.Method]
-			if !ok && r.Method == http.MethodHead {
-				h, ok = methods[http.MethodGet]
-			}
-			if !ok {
-				w.Header().Set("Allow", strings.Join(allow, ", "))
-				return api.Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
-			}
-			return h(w, r)
-		}))
-	}
-	route("/healthz", map[string]handlerFunc{"GET": n.healthz})
-	route("/readyz", map[string]handlerFunc{"GET": n.readyz})
-	route("/v1/keys", map[string]handlerFunc{"GET": n.getKeys})
-	route("/v1/cluster", map[string]handlerFunc{"GET": n.getCluster})
-	route("/v1/cluster/snapshot", map[string]handlerFunc{"POST": n.postSnapshot})
-	route("/v1/policy", map[string]handlerFunc{"GET": n.getPolicy, "PUT": n.putPolicy})
-	route("/v1/leases", map[string]handlerFunc{"POST": n.issueLease})
-	route("/v1/leases/{id}", map[string]handlerFunc{"GET": n.getLease, "DELETE": n.revokeLease})
-	route("/v1/modules", map[string]handlerFunc{"PUT": n.putModule})
-	route("/v1/tasks", map[string]handlerFunc{"POST": n.submitTask, "GET": n.listTasks})
-	route("/v1/tasks/{id}", map[string]handlerFunc{"GET": n.getTask, "DELETE": n.cancelTask})
-	route("/v1/ledger/checkpoint", map[string]handlerFunc{"GET": n.getCheckpoint})
-	route("/v1/ledger/receipts/{index}", map[string]handlerFunc{"GET": n.getReceipt})
-	route("/v1/ledger/export", map[string]handlerFunc{"GET": n.getExport})
-	route("/v1/ledger/consistency", map[string]handlerFunc{"GET": n.getConsistency})
-	// Profiles, for operators and benchmarks: admin token only.
-	mux.Handle("/debug/pprof/", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		if err := n.requireAdmin(r); err != nil {
-			return err
-		}
-		pprof.Index(w, r)
-		return nil
-	}))
-	mux.Handle("/debug/pprof/profile", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		if err := n.requireAdmin(r); err != nil {
-			return err
-		}
-		pprof.Profile(w, r)
-		return nil
-	}))
-	// Events carry tenant data: the admin token reads them.
-	route("/v1/events", map[string]handlerFunc{"GET": n.admin(n.evh.List)})
-	route("/v1/events/stream", map[string]handlerFunc{"GET": n.admin(n.evh.Stream)})
-	mux.Handle("/metrics", n.metrics.Handler())
-	mux.Handle("/", n.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no such endpoint: %s", r.URL.Path)
-	}))
-	return mux
-}
 
 // statusWriter remembers the status for the access log.
 type statusWriter struct {
@@ -208,31 +144,4 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
-}
-
-// admin wraps a handler with the admin-token check.
-func (n *Node) admin(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if err := n.requireAdmin(r); err != nil {
-			return err
-		}
-		return h(w, r)
-	}
-}
-
-// requireAdmin checks the admin token.
-func (n *Node) requireAdmin(r *http.Request) error {
-	tok := bearer(r)
-	if tok == "" {
-		return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "this endpoint needs the admin token (Authorization: Bearer <token>)")
-	}
-	if !tokenEqual(tok, n.id.AdminToken) {
-		return api.Errorf(http.StatusForbidden, api.CodeForbidden, "the token is not the admin token")
-	}
-	return nil
-}
-
-func (n *Node) isAdmin(r *http.Request) bool {
-	tok := bearer(r)
-	return tok != "" && tokenEqual(tok, n.id.AdminToken)
 }

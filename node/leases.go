@@ -29,12 +29,19 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 			n.metrics.LeaseRefused(e.Code)
 		}
 	}()
-	if err := n.requireAdmin(r); err != nil {
-		return err
-	}
 	var req api.LeaseRequest
 	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
 		return err
+	}
+	c := callerOf(r.Context())
+	if c.role == tenant {
+		// A tenant's key issues leases for its own tenant only.
+		if req.Tenant == "" {
+			req.Tenant = c.tenant
+		}
+		if req.Tenant != c.tenant {
+			return api.Errorf(http.StatusForbidden, api.CodeForbidden, "this key is tenant %q's; it issues leases for that tenant only", c.tenant)
+		}
 	}
 	digest, bundle, err := n.state.ActiveBundle(Env)
 	if errors.Is(err, consensus.ErrNotFound) {
@@ -127,13 +134,7 @@ func leaseView(l *consensus.Lease) api.Lease {
 }
 
 func (n *Node) getLease(w http.ResponseWriter, r *http.Request) error {
-	if err := n.requireAdmin(r); err != nil {
-		return err
-	}
-	l, err := n.state.Lease(r.PathValue("id"))
-	if errors.Is(err, consensus.ErrNotFound) {
-		return api.Errorf(http.StatusNotFound, api.CodeLeaseNotFound, "no lease %q", r.PathValue("id"))
-	}
+	l, err := n.callersLease(r)
 	if err != nil {
 		return err
 	}
@@ -141,18 +142,33 @@ func (n *Node) getLease(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// callersLease reads the lease the path names, if the caller may see it:
+// staff see every lease, a tenant's key its own tenant's; another
+// tenant's lease is not found, so a key learns nothing of other tenants.
+func (n *Node) callersLease(r *http.Request) (*consensus.Lease, error) {
+	id := r.PathValue("id")
+	l, err := n.state.Lease(id)
+	if errors.Is(err, consensus.ErrNotFound) || (err == nil && !callerOf(r.Context()).sees(l.Tenant)) {
+		return nil, api.Errorf(http.StatusNotFound, api.CodeLeaseNotFound, "no lease %q", id)
+	}
+	return l, err
+}
+
 // revokeLease revokes one lease on every node (through Raft); tasks
 // running under it end as terminated:revoked.
 func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
-	if err := n.requireAdmin(r); err != nil {
-		return err
+	c := callerOf(r.Context())
+	if !c.staff() {
+		if _, err := n.callersLease(r); err != nil {
+			return err
+		}
 	}
 	id := r.PathValue("id")
 	reason := r.URL.Query().Get("reason")
 	if len(reason) > 256 {
 		return api.BadRequest(api.CodeBadRequest, "reason is longer than 256 bytes")
 	}
-	res, err := n.propose(r.Context(), &consensus.RevokeLease{LeaseID: id, Reason: reason, By: "admin", At: n.now().UnixNano()})
+	res, err := n.propose(r.Context(), &consensus.RevokeLease{LeaseID: id, Reason: reason, By: c.name(), At: n.now().UnixNano()})
 	if err != nil {
 		return n.proposeError(err)
 	}
@@ -162,7 +178,7 @@ func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
 	if lr, err := n.state.Lease(id); err == nil {
 		scope.Tenant = lr.Tenant
 	}
-	n.emit(events.WithScope(r.Context(), scope), events.LeaseRevoked{Scope: "lease", Count: 1, Reason: reason, By: "admin"})
+	n.emit(events.WithScope(r.Context(), scope), events.LeaseRevoked{Scope: "lease", Count: 1, Reason: reason, By: c.name()})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

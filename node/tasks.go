@@ -60,10 +60,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := n.checkFresh(r.Context()); err != nil {
 		return err
 	}
-	l, err := n.verifyLease(r)
-	if err != nil {
-		return err
-	}
+	l := callerOf(r.Context()).lease // verified by authorize, on caught-up state
 	bundle, err := n.state.Bundle(l.PolicyDigest)
 	if err != nil {
 		return fmt.Errorf("bundle %s of lease %s: %w", l.PolicyDigest, l.ID, err)
@@ -306,24 +303,17 @@ func (n *Node) loadTask(id string) (*api.Task, error) {
 	return &t, nil
 }
 
-// getTask returns a task record to the admin or to a lease of the task's
-// tenant.
+// getTask returns a task record to staff, or to a key or lease of the
+// task's tenant.
 func (n *Node) getTask(w http.ResponseWriter, r *http.Request) error {
-	admin := n.isAdmin(r)
-	var l *consensus.Lease
-	if !admin {
-		var err error
-		if l, err = n.verifyLease(r); err != nil {
-			return err
-		}
-	}
+	c := callerOf(r.Context())
 	// Bulk tasks are replicated (any node answers); interactive ones
 	// are this node's history (bulk.go).
 	t, tenant, err := n.findTask(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if !admin && tenant != l.Tenant {
+	if !c.staff() && tenant != c.tenant {
 		return api.Errorf(http.StatusNotFound, api.CodeTaskNotFound, "no task %q on this node", r.PathValue("id"))
 	}
 	writeJSON(w, http.StatusOK, t)

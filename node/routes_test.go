@@ -1,0 +1,245 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leash-dev/leash/api"
+)
+
+// credentials of every kind the route matrix tries, made on a real node.
+type credentials struct {
+	byRole map[roles]string // a credential of each role
+	other  string           // a tenant key of tenant "limited"
+}
+
+func makeCredentials(t *testing.T, tn *testNode) credentials {
+	t.Helper()
+	key := func(role, tenantName string) string {
+		var k api.APIKey
+		tn.call(t, "POST", "/v1/apikeys", tn.token, api.APIKeyRequest{Role: role, Tenant: tenantName, Name: "matrix"}, &k, 201)
+		if !strings.HasPrefix(k.Key, "lsk_") || k.KeyID == "" {
+			t.Fatalf("created key %+v", k)
+		}
+		return k.Key
+	}
+	c := credentials{byRole: map[roles]string{
+		admin:    key("admin", ""),
+		operator: key("operator", ""),
+		auditor:  key("auditor", ""),
+		tenant:   key("tenant", "demo"),
+	}, other: key("tenant", "limited")}
+	var l api.Lease
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, &l, 201)
+	c.byRole[leaseTok] = l.Token
+	return c
+}
+
+// try sends one request and returns the status (0 when the route holds the
+// response open, as the event stream does: it answered, which is all the
+// matrix asks).
+func try(t *testing.T, tn *testNode, method, path, token string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, tn.url+path, bytes.NewReader(nil))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return resp.StatusCode, ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var eb struct {
+		Error api.Error `json:"error"`
+	}
+	_ = json.Unmarshal(b, &eb)
+	return resp.StatusCode, eb.Error.Code
+}
+
+// concrete fills a route's path parameters and keeps slow routes short.
+func concrete(rt route) string {
+	p := strings.NewReplacer("{id}", "aaaaaaaaaaaaaaaa", "{index}", "0").Replace(rt.path)
+	if rt.path == "/debug/pprof/profile" {
+		p += "?seconds=1"
+	}
+	return p
+}
+
+// TestRouteMatrix walks the route table on a real node: every route
+// refuses no credential and a credential that proves nothing with 401 or
+// 403, refuses every role it does not declare with 403, and lets through
+// every role it declares (the handler may still refuse the dummy request,
+// but never as unauthenticated or forbidden). A route added to the table
+// is in the matrix by construction.
+func TestRouteMatrix(t *testing.T) {
+	tn := startTestNode(t, Config{PolicyFile: filepath.Join("..", "e2e", "testdata", "policy.yaml")})
+	creds := makeCredentials(t, tn)
+	creds.byRole[admin] = tn.token // the bootstrap token is an admin too
+	for _, rt := range (&Node{}).routeTable() {
+		if rt.roles&anyone != 0 {
+			continue
+		}
+		path := concrete(rt)
+		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+			for name, tok := range map[string]string{"no credential": "", "garbage": "not-a-credential",
+				"unknown key": "lsk_aaaaaaaaaaaaaaaa_" + strings.Repeat("A", 43)} {
+				if st, code := try(t, tn, rt.method, path, tok); st != 401 && st != 403 {
+					t.Errorf("%s: %d %s, want 401 or 403", name, st, code)
+				}
+			}
+			for _, rn := range roleNames {
+				st, code := try(t, tn, rt.method, path, creds.byRole[rn.r])
+				denied := st == 401 || st == 403 && code == api.CodeForbidden
+				if rt.roles&rn.r == 0 && st != 403 {
+					t.Errorf("role %s, not declared: %d %s, want 403", rn.name, st, code)
+				}
+				if rt.roles&rn.r != 0 && denied {
+					t.Errorf("role %s, declared: refused %d %s", rn.name, st, code)
+				}
+			}
+		})
+	}
+}
+
+// TestTenantKeysSeeOnlyTheirTenant: a tenant's key issues leases for its
+// own tenant only, and another tenant's leases and tasks are not found.
+func TestTenantKeysSeeOnlyTheirTenant(t *testing.T) {
+	tn := startTestNode(t, Config{PolicyFile: filepath.Join("..", "e2e", "testdata", "policy.yaml")})
+	creds := makeCredentials(t, tn)
+	demoKey, otherKey := creds.byRole[tenant], creds.other
+
+	// demo's key issues a lease for demo (naming it or not), never for another tenant.
+	var l api.Lease
+	tn.call(t, "POST", "/v1/leases", demoKey, api.LeaseRequest{Intent: "small_task"}, &l, 201)
+	if l.Tenant != "demo" {
+		t.Fatalf("lease of a tenant key without a tenant: %+v", l)
+	}
+	tn.call(t, "POST", "/v1/leases", otherKey, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, nil, 403)
+
+	// The other tenant's key does not find demo's lease, nor revoke it.
+	if st, code := try(t, tn, "GET", "/v1/leases/"+l.LeaseID, otherKey); st != 404 || code != api.CodeLeaseNotFound {
+		t.Errorf("other tenant GET lease: %d %s", st, code)
+	}
+	if st, code := try(t, tn, "DELETE", "/v1/leases/"+l.LeaseID, otherKey); st != 404 || code != api.CodeLeaseNotFound {
+		t.Errorf("other tenant DELETE lease: %d %s", st, code)
+	}
+	tn.call(t, "GET", "/v1/leases/"+l.LeaseID, demoKey, nil, nil, 200)
+
+	// A task of demo's is not found with the other tenant's key.
+	wasm := guestWasm(t, "minimal")
+	var res api.TaskResult
+	tn.call(t, "POST", "/v1/tasks", l.Token, api.TaskRequest{Module: api.Module{WASM: &wasm}}, &res, 200)
+	if st, code := try(t, tn, "GET", "/v1/tasks/"+res.TaskID, otherKey); st != 404 {
+		t.Errorf("other tenant GET task: %d %s", st, code)
+	}
+	tn.call(t, "GET", "/v1/tasks/"+res.TaskID, demoKey, nil, nil, 200)
+	if st, code := try(t, tn, "GET", "/v1/tasks?tenant=demo", otherKey); st != 403 {
+		t.Errorf("other tenant lists demo's tasks: %d %s", st, code)
+	}
+
+	// demo revokes its own lease; its key then stops working once revoked.
+	tn.call(t, "DELETE", "/v1/leases/"+l.LeaseID, demoKey, nil, nil, 204)
+	var keys api.APIKeyList
+	tn.call(t, "GET", "/v1/apikeys?tenant=demo", tn.token, nil, &keys, 200)
+	if len(keys.Keys) != 1 || keys.Keys[0].Key != "" {
+		t.Fatalf("demo's keys: %+v (the secret must never be listed)", keys)
+	}
+	tn.call(t, "DELETE", "/v1/apikeys/"+keys.Keys[0].KeyID, creds.byRole[operator], nil, nil, 204)
+	if st, code := try(t, tn, "GET", "/v1/leases/"+l.LeaseID, demoKey); st != 401 || code != api.CodeUnauthorized {
+		t.Errorf("revoked key: %d %s", st, code)
+	}
+}
+
+// TestOperatorKeysCannotMintAdmins: an operator makes and revokes keys of
+// every role but admin.
+func TestOperatorKeysCannotMintAdmins(t *testing.T) {
+	tn := startTestNode(t, Config{})
+	var op api.APIKey
+	tn.call(t, "POST", "/v1/apikeys", tn.token, api.APIKeyRequest{Role: "operator"}, &op, 201)
+	tn.call(t, "POST", "/v1/apikeys", op.Key, api.APIKeyRequest{Role: "admin"}, nil, 403)
+	var aud api.APIKey
+	tn.call(t, "POST", "/v1/apikeys", op.Key, api.APIKeyRequest{Role: "auditor"}, &aud, 201)
+	var adm api.APIKey
+	tn.call(t, "POST", "/v1/apikeys", tn.token, api.APIKeyRequest{Role: "admin"}, &adm, 201)
+	tn.call(t, "DELETE", "/v1/apikeys/"+adm.KeyID, op.Key, nil, nil, 403)
+	tn.call(t, "DELETE", "/v1/apikeys/"+aud.KeyID, op.Key, nil, nil, 204)
+	for name, req := range map[string]api.APIKeyRequest{
+		"unknown role":        {Role: "root"},
+		"tenant key, no name": {Role: "tenant"},
+		"operator, tenant":    {Role: "operator", Tenant: "demo"},
+		"negative ttl":        {Role: "auditor", TTLSeconds: -1},
+	} {
+		if st, code := try2(t, tn, "POST", "/v1/apikeys", tn.token, req); st != 400 {
+			t.Errorf("%s: %d %s", name, st, code)
+		}
+	}
+	if st, code := try2(t, tn, "POST", "/v1/apikeys", tn.token, api.APIKeyRequest{Role: "tenant", Tenant: "nobody"}); st != 400 || code != api.CodeUnknownTenant {
+		t.Errorf("unknown tenant: %d %s", st, code)
+	}
+}
+
+func try2(t *testing.T, tn *testNode, method, path, token string, in any) (int, string) {
+	t.Helper()
+	b, _ := json.Marshal(in)
+	req, _ := http.NewRequest(method, tn.url+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb struct {
+		Error api.Error `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	return resp.StatusCode, eb.Error.Code
+}
+
+// TestRouteTableIsDocumented: docs/api.md's endpoint table lists exactly
+// the routes of the table, each with the roles the table declares.
+func TestRouteTableIsDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([A-Z]+) ([^`\\[?]+)[^`]*` \\| ([^|]+) \\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]+" "+strings.TrimSuffix(m[2], "…")] = strings.TrimSpace(m[3])
+	}
+	declared := map[string]bool{}
+	for _, rt := range (&Node{}).routeTable() {
+		k := rt.method + " " + rt.path
+		declared[k] = true
+		got, ok := documented[k]
+		if !ok {
+			t.Errorf("%s is not in docs/api.md's endpoint table", k)
+			continue
+		}
+		if got != rt.roles.String() {
+			t.Errorf("%s: docs say %q, the route table %q", k, got, rt.roles)
+		}
+	}
+	for k := range documented {
+		if !declared[k] {
+			t.Errorf("docs/api.md documents %s, which the route table does not serve", k)
+		}
+	}
+}
