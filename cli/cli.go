@@ -38,6 +38,7 @@ var commands = map[string]command{
 	"members": {"list the cluster's members: state, suffrage, leader, applied index, load", runMembers},
 	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
 	"tasks":   {"tasks submit PATH | get ID | list | cancel ID: bulk tasks in the replicated queue", runTasks},
+	"keys":    {"keys create --role R [--tenant T] | list | revoke ID: API keys (shown once, revocable everywhere)", runKeys},
 	"ledger":  {"ledger keys|checkpoint|receipt N|export|proof; ledger verify receipt|export|consistency|agree (offline)", runLedger},
 	"recover": {"recover --data DIR: make a stopped node's data dir a one-voter cluster (disaster recovery)", runRecover},
 	"version": {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},

@@ -16,6 +16,7 @@ var subcommands = map[string][]string{
 	"ledger verify": {"receipt", "export", "consistency", "agree"},
 	"tasks":         {"submit", "get", "list", "cancel"},
 	"policy":        {"check"},
+	"keys":          {"create", "list", "revoke"},
 }
 
 // TestEveryCommandAnswersHelp runs every command and subcommand with -h and

@@ -26,6 +26,9 @@ func TestReadmeTour(t *testing.T) {
 	// The tour assumes the defaults; point it at the test node.
 	script = strings.ReplaceAll(script, "export LEASH_URL=http://127.0.0.1:8080", "export LEASH_URL="+n.URL())
 	script = strings.ReplaceAll(script, "export LEASH_TOKEN=$(cat leash-data/admin.token)", "export LEASH_TOKEN="+n.Token)
+	if !strings.Contains(script, "export LEASH_TOKEN=$DEMO_KEY") {
+		t.Fatal("the tour no longer hands the agent a tenant key")
+	}
 	bin := filepath.Dir(nodetest.Binary(t))
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	cmd.Dir = nodetest.RepoRoot()
