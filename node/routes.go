@@ -224,6 +224,11 @@ func (n *Node) authenticate(r *http.Request, rs roles) (*caller, error) {
 	case tokenEqual(tok, n.id.AdminToken):
 		return &caller{role: admin}, nil
 	case apikey.Looks(tok):
+		// A key, like a lease, is honoured only on caught-up state: a
+		// revoked key is refused everywhere within the freshness window.
+		if err := n.checkFresh(r.Context()); err != nil {
+			return nil, err
+		}
 		return n.checkAPIKey(r, tok)
 	case rs&leaseTok != 0:
 		// A lease is honoured only on caught-up state (fresh.go).
