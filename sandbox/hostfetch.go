@@ -81,6 +81,9 @@ func (st *taskState) fetches() *fetchState {
 // one place WASI guests reach the network, and it meters blocked time.
 func doFetch(ctx context.Context, st *taskState, req *FetchRequest) (*FetchResponse, error) {
 	if st.task.Host.Fetch == nil {
+		// The sandbox's own refusal: it counts it (a Fetcher counts
+		// its own, as the node's egress gateway does).
+		st.blocked++
 		return nil, &FetchError{Clause: "profile.default_deny", Message: "this task may not make outbound requests"}
 	}
 	if err := context.Cause(ctx); err != nil {
@@ -134,9 +137,6 @@ func hostFetch(ctx context.Context, mod api.Module, stack []uint64) {
 	if err != nil {
 		var fe *FetchError
 		if errors.As(err, &fe) && fe.Clause != "" {
-			if fe.Clause != clauseTaskEnded {
-				st.blocked++ // counted once, as for JS tasks
-			}
 			fs.setErr(fe.Clause, fe.Message)
 			ret(fetchErrBlocked)
 			return

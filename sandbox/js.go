@@ -749,10 +749,7 @@ func (e *jsEngine) deliver(ctx context.Context, st *jsTask, in *jsInstance, d js
 	if d.err != nil {
 		meta.Message = d.err.Error()
 		var fe *FetchError
-		if errors.As(d.err, &fe) && fe.Clause != "" && fe.Clause != clauseTaskEnded {
-			st.usage.Blocked++ // the one place a JS task counts a refusal
-		}
-		if fe != nil && fe.Clause == SubrequestClause {
+		if errors.As(d.err, &fe) && fe.Clause == SubrequestClause {
 			st.cancel(Terminate(ReasonSubrequests))
 		}
 	} else {
@@ -764,7 +761,6 @@ func (e *jsEngine) deliver(ctx context.Context, st *jsTask, in *jsInstance, d js
 		}
 		meta.Redirected = meta.URL != d.url
 		body = r.Body
-		st.usage.EgressBytesIn += int64(len(body))
 	}
 	mb, err := json.Marshal(meta)
 	if err != nil {

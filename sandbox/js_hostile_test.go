@@ -122,3 +122,24 @@ func TestJSMemoryReturns(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedCountedOnce: a fetch the sandbox refuses itself (no Fetcher:
+// default deny) counts once in Usage.Blocked, for JS and WASI alike; what
+// goes to a Fetcher, the Fetcher counts (the node adds the egress
+// gateway's counts), so the sandbox reports no subrequests for it.
+func TestBlockedCountedOnce(t *testing.T) {
+	res := runJS(t, `export default { async fetch() {
+  for (let i = 0; i < 3; i++) { try { await fetch("https://api.example/" + i); } catch {} }
+  return new Response("done");
+} };`, get("https://x.example/"))
+	if res.Outcome != OutcomeOK || res.Usage.Blocked != 3 || res.Usage.Subrequests != 0 {
+		t.Fatalf("js: %s, usage %+v", res.Outcome, res.Usage)
+	}
+	r := newRuntime(t)
+	lim := testLimits
+	res = r.Run(context.Background(), &Task{Module: compile(t, r, "fetch"), Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim,
+		Env: map[string]string{"FETCH_URL": "http://api.example/", "FETCH_COUNT": "2"}})
+	if res.Usage.Blocked != 2 {
+		t.Fatalf("wasi: %s (%s), usage %+v", res.Outcome, res.Error, res.Usage)
+	}
+}

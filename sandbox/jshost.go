@@ -16,9 +16,7 @@ import (
 	"fmt"
 	"hash"
 	"math"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"time"
 
@@ -54,6 +52,7 @@ type jsTask struct {
 	meter    *meter
 	lastPoll time.Time
 
+	sent     int64 // subrequests handed on, for the limit
 	nextID   int32
 	inflight int
 	done     chan jsFetchDone
@@ -278,10 +277,10 @@ func jsFetch(ctx context.Context, mod api.Module, stack []uint64) {
 		finish(jsFetchDone{url: meta.URL, err: fmt.Errorf("fetch failed: request body over %d bytes", jsMaxFetchBody)})
 		return
 	}
-	st.usage.Subrequests++
 	// subrequests means what it means for WASI guests: 0 allows none.
+	st.sent++
 	lim := st.t.Limits.Subrequests
-	if st.usage.Subrequests > lim {
+	if st.sent > lim {
 		st.cancel(Terminate(ReasonSubrequests))
 		finish(jsFetchDone{url: meta.URL, err: fmt.Errorf("too many subrequests (limit %d)", lim)})
 		return
@@ -290,26 +289,16 @@ func jsFetch(ctx context.Context, mod api.Module, stack []uint64) {
 	for _, kv := range meta.Headers {
 		req.Headers.Add(kv[0], kv[1])
 	}
-	st.usage.EgressBytesOut += int64(len(body))
 	fetcher := st.t.Host.Fetch
 	if fetcher == nil {
-		// Until a Fetcher is wired, every subrequest is refused, as the
-		// egress gateway's default deny would (deliver counts it).
+		// Without a Fetcher every subrequest is refused, as the egress
+		// gateway's default deny would; the refusal is the sandbox's
+		// own, so it counts it. What goes to a Fetcher, the Fetcher
+		// accounts for (the node adds the egress gateway's counts), so
+		// nothing is counted twice.
+		st.usage.Blocked++
 		finish(jsFetchDone{url: meta.URL, err: &FetchError{Clause: "profile.default_deny", Message: "this task may not make subrequests (no egress is granted)"}})
 		return
-	}
-	if u, err := url.Parse(meta.URL); err == nil {
-		hp := u.Host
-		if u.Port() == "" {
-			port := "443"
-			if u.Scheme == "http" {
-				port = "80"
-			}
-			hp = net.JoinHostPort(u.Hostname(), port)
-		}
-		if !slices.Contains(st.usage.Destinations, hp) {
-			st.usage.Destinations = append(st.usage.Destinations, hp)
-		}
 	}
 	fctx := st.ctx
 	go func() {
