@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/internal/nodetest"
 )
 
 // TestAPIKeysAcrossTheCluster: a tenant key made through one node works on
-// every node at once (a node that has not seen it yet catches up with the
+// every node at once, and so do the tenant's modules (for that tenant
+// only) (a node that has not seen it yet catches up with the
 // leader), and its revocation through another node is in force on every
 // node within the freshness window (docs/cluster.md): the key is refused
 // everywhere within a second of the revocation's acknowledgement.
@@ -24,6 +29,31 @@ func TestAPIKeysAcrossTheCluster(t *testing.T) {
 			t.Fatalf("lease through %s: %+v", n.ID(), l)
 		}
 	}
+	// A module demo uploads through one node runs by digest for demo on
+	// another (fetched from the peer that knows demo owns it), and is not
+	// found for another tenant anywhere.
+	var demo, limited api.Lease
+	a.JSON("POST", "/v1/leases", k.Key, api.LeaseRequest{Intent: "small_task"}, 201, &demo)
+	a.JSON("POST", "/v1/leases", a.Token, api.LeaseRequest{Tenant: "limited", Intent: "small_task"}, 201, &limited)
+	wasm, err := os.ReadFile(filepath.Join(nodetest.RepoRoot(), "build", "guests", "minimal.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref api.ModuleRef
+	if st, body := a.Do("PUT", "/v1/modules", demo.Token, wasm, "Content-Type", "application/wasm"); st != 201 || json.Unmarshal(body, &ref) != nil {
+		t.Fatalf("upload: %d %s", st, body)
+	}
+	byDigest := api.TaskRequest{Module: api.Module{Digest: &ref.Digest}}
+	if st, body := c.Nodes[2].Do("POST", "/v1/tasks", limited.Token, byDigest); st != 404 || errCode(t, body) != api.CodeModuleNotFound {
+		t.Fatalf("another tenant, another node: %d %s", st, body)
+	}
+	if st, body := b.Do("POST", "/v1/tasks", demo.Token, byDigest); st != 200 {
+		t.Fatalf("demo, another node: %d %s", st, body)
+	}
+	if st, body := b.Do("POST", "/v1/tasks", limited.Token, byDigest); st != 404 || errCode(t, body) != api.CodeModuleNotFound {
+		t.Fatalf("another tenant, on the node that fetched it for demo: %d %s", st, body)
+	}
+
 	if st, body := b.Do("DELETE", "/v1/apikeys/"+k.KeyID, b.Token, nil); st != 204 {
 		t.Fatalf("revoke: %d %s", st, body)
 	}

@@ -1153,7 +1153,7 @@ func (n *Node) replicateModule(ctx context.Context, m *api.Module, mod *sandbox.
 			code = append([]byte(nil), v[1:]...)
 			closer.Close()
 		case errors.Is(err, pebble.ErrNotFound):
-			b, err := n.fetchModule(ctx, mod.Digest)
+			b, err := n.fetchModule(ctx, mod.Digest, "") // the tenant was checked when the module was resolved
 			if err != nil {
 				return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "module %s is on no reachable node; PUT /v1/modules first", mod.Digest)
 			}

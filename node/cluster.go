@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -497,6 +498,9 @@ func (n *Node) internalModule(w http.ResponseWriter, r *http.Request) error {
 	if !api.ValidDigest(r.PathValue("digest")) {
 		return api.BadRequest(api.CodeBadRequest, "not a module digest")
 	}
+	if t := r.URL.Query().Get("tenant"); t != "" && !n.ownedLocally(r.PathValue("digest"), t) {
+		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module of that tenant here")
+	}
 	v, closer, err := n.db.Get([]byte(prefixModule + r.PathValue("digest")))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module here")
@@ -679,7 +683,10 @@ func outcomeUnknown(peer string) error {
 
 // fetchModule asks the live peers for a module this node does not have,
 // checks its digest, and stores it here.
-func (n *Node) fetchModule(ctx context.Context, digest string) ([]byte, error) {
+// fetchModule asks the peers for a module; with a tenant, only a peer
+// that knows the tenant may run it answers, and this node records that
+// too (an empty tenant: this node's own use).
+func (n *Node) fetchModule(ctx context.Context, digest, tenant string) ([]byte, error) {
 	if n.mesh == nil || n.mesh.members == nil {
 		return nil, pebble.ErrNotFound
 	}
@@ -689,7 +696,7 @@ func (n *Node) fetchModule(ctx context.Context, digest string) ([]byte, error) {
 		if m.ID == n.id.NodeID || m.State != cluster.StateAlive || m.Raft == "" {
 			continue
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/internal/modules/"+digest, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/internal/modules/"+digest+"?tenant="+url.QueryEscape(tenant), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -709,7 +716,12 @@ func (n *Node) fetchModule(ctx context.Context, digest string) ([]byte, error) {
 		if err := n.db.Set([]byte(prefixModule+digest), b, pebble.Sync); err != nil {
 			return nil, fmt.Errorf("store module: %w", err)
 		}
-		n.log.Info("module fetched from a peer", "digest", digest, "peer", m.ID, "bytes", len(b)-1)
+		if tenant != "" {
+			if err := n.addOwner(digest, tenant); err != nil {
+				return nil, fmt.Errorf("store module owner: %w", err)
+			}
+		}
+		n.log.Info("module fetched from a peer", "digest", digest, "peer", m.ID, "bytes", len(b)-1, "tenant", tenant)
 		return b, nil
 	}
 	return nil, pebble.ErrNotFound

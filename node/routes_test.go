@@ -3,6 +3,9 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -243,3 +246,63 @@ func TestRouteTableIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestModulesBelongToTheirTenants: a module uploaded under tenant demo's
+// lease runs by digest for demo only; another tenant's digest is not
+// found, and an inline module is not a way in either. A module an admin
+// uploads is every tenant's.
+func TestModulesBelongToTheirTenants(t *testing.T) {
+	tn := startTestNode(t, Config{PolicyFile: filepath.Join("..", "e2e", "testdata", "policy.yaml")})
+	var demo, limited api.Lease
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, &demo, 201)
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "limited", Intent: "small_task"}, &limited, 201)
+	put := func(token, query string, code []byte) string {
+		req, _ := http.NewRequest("PUT", tn.url+"/v1/modules"+query, bytes.NewReader(code))
+		req.Header.Set("Content-Type", "application/wasm")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ref api.ModuleRef
+		if resp.StatusCode != 201 || json.NewDecoder(resp.Body).Decode(&ref) != nil {
+			t.Fatalf("PUT module: %d", resp.StatusCode)
+		}
+		return ref.Digest
+	}
+	run := func(l api.Lease, digest string) (int, string) {
+		return try2(t, tn, "POST", "/v1/tasks", l.Token, api.TaskRequest{Module: api.Module{Digest: &digest}})
+	}
+	wasm := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "build", "guests", name+".wasm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mine := put(demo.Token, "", wasm("minimal"))
+	if st, code := run(demo, mine); st != 200 {
+		t.Fatalf("demo runs its module: %d %s", st, code)
+	}
+	if st, code := run(limited, mine); st != 404 || code != api.CodeModuleNotFound {
+		t.Fatalf("another tenant runs demo's module: %d %s", st, code)
+	}
+	// An inline module compiles into the cache, but its digest is no key.
+	echo := wasm("echo")
+	b64 := base64.StdEncoding.EncodeToString(echo)
+	var res api.TaskResult
+	tn.call(t, "POST", "/v1/tasks", demo.Token, api.TaskRequest{Module: api.Module{WASM: &b64}}, &res, 200)
+	inline := "sha256:" + sha256hex(echo)
+	if st, code := run(limited, inline); st != 404 || code != api.CodeModuleNotFound {
+		t.Fatalf("another tenant runs demo's inline module by digest: %d %s", st, code)
+	}
+	shared := put(tn.token, "", wasm("fail"))
+	for _, l := range []api.Lease{demo, limited} {
+		if st, code := run(l, shared); st != 200 { // it runs (and fails, as the guest does)
+			t.Fatalf("%s runs the admin's module: %d %s", l.Tenant, st, code)
+		}
+	}
+}
+
+func sha256hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }

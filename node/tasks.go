@@ -86,7 +86,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	if l.Class != consensus.ClassBulk && n.offload(w, r, &req) {
 		return nil
 	}
-	mod, err := n.resolveModule(r.Context(), &req.Module)
+	mod, err := n.resolveModule(r.Context(), l.Tenant, &req.Module)
 	if err != nil {
 		return err
 	}
@@ -386,7 +386,7 @@ func validateEnv(env map[string]string) error {
 }
 
 // resolveModule compiles or finds the task's module.
-func (n *Node) resolveModule(ctx context.Context, m *api.Module) (*sandbox.Module, error) {
+func (n *Node) resolveModule(ctx context.Context, tenant string, m *api.Module) (*sandbox.Module, error) {
 	set := 0
 	for _, p := range []*string{m.JS, m.WASM, m.Digest} {
 		if p != nil {
@@ -415,7 +415,7 @@ func (n *Node) resolveModule(ctx context.Context, m *api.Module) (*sandbox.Modul
 		if !api.ValidDigest(*m.Digest) {
 			return nil, api.BadRequest(api.CodeBadRequest, "module.digest must be sha256:<64 hex digits>")
 		}
-		return n.moduleByDigest(ctx, *m.Digest)
+		return n.tenantModule(ctx, tenant, *m.Digest)
 	}
 }
 
