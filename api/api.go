@@ -56,6 +56,7 @@ const (
 	CodeMalformedJSON    = "malformed_json"
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeBodyTooLarge     = "body_too_large"
+	CodeBodyTimeout      = "body_timeout"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeUnauthorized     = "unauthorized"

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,11 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 func (n *Node) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if r.ContentLength != 0 && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// A body must arrive within BodyTimeout: a client that
+			// sends headers and then trickles (or nothing) is cut off.
+			_ = http.NewResponseController(w).SetReadDeadline(start.Add(n.cfg.BodyTimeout))
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		tp := traceparent(r.Header.Get("traceparent"))
 		r = r.WithContext(events.WithScope(withTrace(r.Context(), tp), events.Scope{Traceparent: tp}))
@@ -124,6 +130,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		if errors.Is(err, io.EOF) {
 			return api.BadRequest(api.CodeMalformedJSON, "request body is empty; expected a JSON object")
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errBodyTimeout
+		}
 		return api.BadRequest(api.CodeMalformedJSON, "request body is not valid JSON for this endpoint: %v", err)
 	}
 	var extra json.RawMessage
@@ -144,4 +153,38 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
+}
+
+// stallWriter gives every write of a streamed answer a deadline of its
+// own: a client that keeps reading may take as long as the stream is, one
+// that stops is cut off after the timeout.
+type stallWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func newStallWriter(w http.ResponseWriter, timeout time.Duration) *stallWriter {
+	return &stallWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	return s.w.Write(p)
+}
+
+// errBodyTimeout answers a request whose body did not arrive within
+// Config.BodyTimeout.
+var errBodyTimeout = &api.Error{Status: http.StatusRequestTimeout, Code: api.CodeBodyTimeout, Message: "the request body did not arrive in time"}
+
+// bodyReadError maps an error reading a raw body (a module, a bundle).
+func bodyReadError(err error, limit int64, what string) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "%s is larger than %d bytes", what, limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errBodyTimeout
+	}
+	return api.BadRequest(api.CodeBadRequest, "read %s: %v", what, err)
 }

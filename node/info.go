@@ -95,7 +95,7 @@ func (n *Node) getPolicy(w http.ResponseWriter, r *http.Request) error {
 func (n *Node) putPolicy(w http.ResponseWriter, r *http.Request) error {
 	src, err := io.ReadAll(http.MaxBytesReader(w, r.Body, policy.MaxBundleBytes))
 	if err != nil {
-		return err
+		return bodyReadError(err, policy.MaxBundleBytes, "policy bundle")
 	}
 	b, err := policy.Parse(src)
 	if err != nil {

@@ -455,7 +455,7 @@ func (n *Node) getExport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	return v.Log.Export(v.Reader, w, from, to)
+	return v.Log.Export(v.Reader, newStallWriter(w, n.cfg.BodyTimeout), from, to)
 }
 
 // GET /v1/ledger/consistency?old=&new=: a consistency proof.

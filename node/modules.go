@@ -96,11 +96,7 @@ func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
 	}
 	code, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.cfg.MaxModuleBytes))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "module is larger than %d bytes", n.cfg.MaxModuleBytes)
-		}
-		return api.BadRequest(api.CodeBadRequest, "read module: %v", err)
+		return bodyReadError(err, n.cfg.MaxModuleBytes, "module")
 	}
 	m, err := n.compile(r.Context(), kind, code)
 	if err != nil {

@@ -105,7 +105,10 @@ type Config struct {
 	RetryBudgetWindow time.Duration
 	TaskRetention     time.Duration
 
-	ShutdownGrace   time.Duration
+	ShutdownGrace time.Duration
+	// BodyTimeout bounds how long a client may take to send a request
+	// body, and how long a streamed answer (a ledger export) may stall.
+	BodyTimeout     time.Duration
 	MaxModuleBytes  int64
 	MaxRequestBytes int64
 	Slots           int
@@ -126,6 +129,7 @@ func DefaultConfig() Config {
 		RaftAddr:        "127.0.0.1:8300",
 		GossipAddr:      "127.0.0.1:8301",
 		ShutdownGrace:   10 * time.Second,
+		BodyTimeout:     30 * time.Second,
 		MaxModuleBytes:  16 << 20,
 		MaxRequestBytes: 10 << 20,
 		Slots:           max(2, runtime.GOMAXPROCS(0)*2),
@@ -158,6 +162,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxModuleBytes <= 0 {
 		c.MaxModuleBytes = d.MaxModuleBytes
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = d.BodyTimeout
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = d.MaxRequestBytes

@@ -1,13 +1,16 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -306,3 +309,29 @@ func TestModulesBelongToTheirTenants(t *testing.T) {
 }
 
 func sha256hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// TestSlowBodyIsCutOff: a client that sends a request's headers and then
+// nothing gets 408 body_timeout once the body timeout passes, instead of
+// holding the request (and its connection) open for ever.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	tn := startTestNode(t, Config{BodyTimeout: 300 * time.Millisecond})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tn.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/apikeys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"role\":", tn.token)
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	defer resp.Body.Close()
+	var eb struct {
+		Error api.Error `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	if resp.StatusCode != 408 || eb.Error.Code != api.CodeBodyTimeout {
+		t.Fatalf("stalled body: %d %s", resp.StatusCode, eb.Error.Code)
+	}
+}
