@@ -351,8 +351,9 @@ func (n *Node) proposeAnywhere(ctx context.Context, c consensus.Command) (*conse
 		default:
 			err = errRetryElsewhere
 		}
-		if err == nil && c.Op() == consensus.OpRevokeLease {
-			// Acknowledged only once no node can admit under the lease.
+		if err == nil && fenced(c.Op()) {
+			// Acknowledged only once no node can still decide on the
+			// state before it (fresh.go).
 			n.fenceRevocation(ctx, res.Index)
 		}
 		if err == nil || !errors.Is(err, errRetryElsewhere) {
@@ -367,6 +368,13 @@ func (n *Node) proposeAnywhere(ctx context.Context, c consensus.Command) (*conse
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// fenced reports whether a command is acknowledged only after the
+// revocation fence: those that withdraw what a node honours on its own
+// (a lease, an API key).
+func fenced(op consensus.Op) bool {
+	return op == consensus.OpRevokeLease || op == consensus.OpRevokeAPIKey
 }
 
 func isRefused(err error) bool {
