@@ -134,7 +134,7 @@ func PrepareJSEngine(ctx context.Context, path string) error {
 
 // jsSnapshotFormat versions the cached snapshot files; change it when
 // takeJSSnapshot changes what it produces.
-const jsSnapshotFormat = "3"
+const jsSnapshotFormat = "4"
 
 // jsStopMode is how a task's end reaches code that never polls the
 // interrupt handler. Only jsStopFuel is used outside benchmarks, which

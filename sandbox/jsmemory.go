@@ -315,9 +315,14 @@ func (m *poolMemory) Reallocate(size uint64) []byte {
 
 func (m *poolMemory) Free() {
 	if m.big != nil {
-		releaseMemory(m.big, m.bigN)
+		// Unmapping tens of MiB of touched pages takes milliseconds of
+		// kernel time: not on the task's thread (its CPU meter), and
+		// nothing uses the memory after Free.
+		go func(p unsafe.Pointer, n uint64) {
+			releaseMemory(p, n)
+			jsUnmapped.Add(1)
+		}(m.big, m.bigN)
 		m.big = nil
-		jsUnmapped.Add(1)
 	}
 	m.putBack()
 }

@@ -20,7 +20,9 @@ import (
 // Wasm section ids.
 const (
 	wasmSecCustom    = 0
+	wasmSecType      = 1
 	wasmSecImport    = 2
+	wasmSecFunction  = 3
 	wasmSecMemory    = 5
 	wasmSecGlobal    = 6
 	wasmSecExport    = 7
@@ -47,8 +49,11 @@ type wasmModule struct {
 	importedGlobals uint32
 	globals         []wasmGlobal
 	// funcImports are the imported functions' "module.name", in index
-	// order.
+	// order; types and funcs count the types and the defined functions.
 	funcImports []string
+	types       uint32
+	funcs       uint32
+	hasMemory   bool
 }
 
 func parseWasm(b []byte) (*wasmModule, error) {
@@ -73,6 +78,19 @@ func parseWasm(b []byte) (*wasmModule, error) {
 		case wasmSecGlobal:
 			if err := m.parseGlobals(body); err != nil {
 				return nil, err
+			}
+		case wasmSecMemory:
+			m.hasMemory = true
+		case wasmSecType, wasmSecFunction:
+			br := &wasmReader{b: body}
+			n := br.u32()
+			if br.err != nil {
+				return nil, br.err
+			}
+			if id == wasmSecType {
+				m.types = n
+			} else {
+				m.funcs = n
 			}
 		}
 	}
@@ -178,6 +196,9 @@ func (m *wasmModule) snapshotModule(pages uint32, values []uint64, stopChecks bo
 	if stopChecks && interrupt < 0 {
 		return nil, errors.New("the engine does not import leash.interrupt")
 	}
+	// With a memory, large memory.copy and memory.fill go through checked
+	// helpers (jsstop.go); they need a type and a function section.
+	bulk := stopChecks && m.hasMemory && m.types > 0 && m.funcs > 0
 	var out bytes.Buffer
 	out.Write(wasmHeader)
 	sawCode, sawExport, sawGlobal := false, false, false
@@ -185,11 +206,39 @@ func (m *wasmModule) snapshotModule(pages uint32, values []uint64, stopChecks bo
 		switch s.id {
 		case wasmSecCustom, wasmSecData:
 			continue
+		case wasmSecType:
+			body := s.body
+			if bulk { // the bulk helpers' type: (i32, i32, i32) -> ()
+				r := &wasmReader{b: body}
+				n := r.u32()
+				if r.err != nil {
+					return nil, r.err
+				}
+				body = append(append(appendU32(nil, n+1), body[r.off:]...), 0x60, 3, 0x7f, 0x7f, 0x7f, 0)
+			}
+			writeSection(&out, s.id, body)
+		case wasmSecFunction:
+			body := s.body
+			if bulk {
+				r := &wasmReader{b: body}
+				n := r.u32()
+				if r.err != nil {
+					return nil, r.err
+				}
+				body = append(appendU32(nil, n+2), body[r.off:]...)
+				body = appendU32(appendU32(body, m.types), m.types)
+			}
+			writeSection(&out, s.id, body)
 		case wasmSecCode:
 			body := s.body
 			if stopChecks {
 				var err error
-				if body, err = instrumentCode(s.body, fuelCheck(fuel, uint32(interrupt))); err != nil {
+				var calls []bulkCalls
+				if bulk {
+					first := uint32(len(m.funcImports)) + m.funcs
+					calls = append(calls, bulkCalls{copy: first, fill: first + 1})
+				}
+				if body, err = instrumentCode(s.body, fuelCheck(fuel, uint32(interrupt)), calls...); err != nil {
 					return nil, fmt.Errorf("instrument the code: %w", err)
 				}
 			}

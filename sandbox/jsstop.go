@@ -54,12 +54,72 @@ func fuelCheck(global, interrupt uint32) []byte {
 	return append(append(b, g...), 0x0b)    // fuel end
 }
 
+// bulkCalls are the helper functions that replace memory.copy and
+// memory.fill: one bulk instruction over many MiB is never split by a
+// check, so the helpers do large ones in checked chunks of jsBulkChunk.
+type bulkCalls struct{ copy, fill uint32 }
+
+const jsBulkChunk = 1 << 20
+
+// bulkHelpers returns the bodies (with their size) of the copy and fill
+// helpers, of type (i32 dst, i32 src|value, i32 n) -> (), instrumented
+// with check. Out-of-range arguments trap before anything is written, as
+// the instructions do.
+func bulkHelpers(check []byte) [][]byte {
+	c := appendS64([]byte{0x41}, jsBulkChunk) // i32.const jsBulkChunk
+	get := func(i byte) []byte { return []byte{0x20, i} }
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	memCopy, memFill := []byte{0xfc, 0x0a, 0x00, 0x00}, []byte{0xfc, 0x0b, 0x00}
+	small := func(op []byte) []byte { // if n <= chunk: op(d, x, n); return
+		return cat(get(2), c, []byte{0x4d, 0x04, 0x40}, get(0), get(1), get(2), op, []byte{0x0f, 0x0b})
+	}
+	wrap := func(i byte) []byte { // if (p + n < p) unreachable
+		return cat(get(i), get(2), []byte{0x6a}, get(i), []byte{0x49, 0x04, 0x40, 0x00, 0x0b})
+	}
+	advance := func(i byte) []byte { return cat(get(i), c, []byte{0x6a, 0x21, i}) }
+	// n -= chunk; br_if (n > chunk)
+	step := cat(get(2), c, []byte{0x6b, 0x22, 0x02}, c, []byte{0x4b, 0x0d, 0x00})
+	loop := func(body []byte) []byte { return cat([]byte{0x03, 0x40}, check, body, []byte{0x0b}) }
+	copyBody := cat([]byte{0x00}, check, small(memCopy), wrap(0), wrap(1),
+		// a copy of nothing at the ends traps if either range is out
+		get(0), get(2), []byte{0x6a}, get(1), get(2), []byte{0x6a, 0x41, 0x00}, memCopy,
+		get(0), get(1), []byte{0x4d, 0x04, 0x40}, // if d <= s: forward
+		loop(cat(get(0), get(1), c, memCopy, advance(0), advance(1), step)),
+		get(0), get(1), get(2), memCopy,
+		[]byte{0x05}, // else backward, top chunk first
+		loop(cat(get(2), c, []byte{0x6b, 0x21, 0x02},
+			get(0), get(2), []byte{0x6a}, get(1), get(2), []byte{0x6a}, c, memCopy,
+			get(2), c, []byte{0x4b, 0x0d, 0x00})),
+		get(0), get(1), get(2), memCopy,
+		[]byte{0x0b, 0x0b})
+	fillBody := cat([]byte{0x00}, check, small(memFill), wrap(0),
+		get(0), get(2), []byte{0x6a}, get(1), []byte{0x41, 0x00}, memFill,
+		loop(cat(get(0), get(1), c, memFill, advance(0), step)),
+		get(0), get(1), get(2), memFill,
+		[]byte{0x0b})
+	return [][]byte{copyBody, fillBody}
+}
+
 // instrumentCode returns the code section body with check inserted at
-// the entry of every function and at the head of every loop.
-func instrumentCode(body []byte, check []byte) ([]byte, error) {
+// the entry of every function and at the head of every loop; with bulk,
+// memory.copy and memory.fill become calls of its helpers, which are
+// appended.
+func instrumentCode(body []byte, check []byte, bulk ...bulkCalls) ([]byte, error) {
 	r := &wasmReader{b: body}
 	n := r.u32()
-	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
+	var helpers [][]byte
+	var calls *bulkCalls
+	if len(bulk) > 0 {
+		calls = &bulk[0]
+		helpers = bulkHelpers(check)
+	}
+	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n+uint32(len(helpers)))
 	var fn []byte
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		size := r.u32()
@@ -68,7 +128,7 @@ func instrumentCode(body []byte, check []byte) ([]byte, error) {
 			break
 		}
 		var err error
-		fn, err = instrumentFunction(fn[:0], code, check)
+		fn, err = instrumentFunction(fn[:0], code, check, calls)
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
@@ -81,10 +141,14 @@ func instrumentCode(body []byte, check []byte) ([]byte, error) {
 	if r.off != len(body) {
 		return nil, errors.New("trailing bytes after the code section")
 	}
+	for _, h := range helpers {
+		out = appendU32(out, uint32(len(h)))
+		out = append(out, h...)
+	}
 	return out, nil
 }
 
-func instrumentFunction(out, code, check []byte) ([]byte, error) {
+func instrumentFunction(out, code, check []byte, calls *bulkCalls) ([]byte, error) {
 	r := &wasmReader{b: code}
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		r.u32()  // count
@@ -104,6 +168,7 @@ func instrumentFunction(out, code, check []byte) ([]byte, error) {
 		if r.off >= len(code) {
 			return nil, errors.New("function body ends inside a block")
 		}
+		pos := r.off
 		op := r.byte()
 		switch {
 		case op == 0x02 || op == 0x04: // block, if
@@ -162,10 +227,23 @@ func instrumentFunction(out, code, check []byte) ([]byte, error) {
 			case sub == 9, sub == 13, sub == 15, sub == 16, sub == 17: // data.drop, elem.drop, table.grow/size/fill
 				r.u32()
 			case sub == 10: // memory.copy
-				r.byte()
-				r.byte()
+				if r.byte() != 0 || r.byte() != 0 {
+					return nil, errors.New("memory.copy of another memory")
+				}
+				if calls != nil {
+					out = append(out, code[last:pos]...)
+					out = appendU32(append(out, 0x10), calls.copy)
+					last = r.off
+				}
 			case sub == 11: // memory.fill
-				r.byte()
+				if r.byte() != 0 {
+					return nil, errors.New("memory.fill of another memory")
+				}
+				if calls != nil {
+					out = append(out, code[last:pos]...)
+					out = appendU32(append(out, 0x10), calls.fill)
+					last = r.off
+				}
 			case sub == 12, sub == 14: // table.init, table.copy
 				r.u32()
 				r.u32()

@@ -157,3 +157,33 @@ func TestJSStopInNativeCode(t *testing.T) {
 		})
 	}
 }
+
+// TestJSBulkMemoryChunked: memory.copy and memory.fill of more than
+// jsBulkChunk go through the chunked helpers; overlapping copies in both
+// directions, fills and out-of-range copies behave as the instructions
+// do (checked against plain JS loops).
+func TestJSBulkMemoryChunked(t *testing.T) {
+	src := `export default { fetch() {
+  const n = 3 << 20, a = new Uint8Array(n), want = new Uint8Array(n);
+  for (let i = 0; i < n; i++) a[i] = want[i] = (i * 31 + 7) & 255;
+  const check = what => { for (let i = 0; i < n; i++) if (a[i] !== want[i]) throw new Error(what + " differs at " + i); };
+  a.copyWithin(5, 0, n - 5);                       // overlapping, dst > src: backward
+  for (let i = n - 1; i >= 5; i--) want[i] = want[i - 5];
+  check("copyWithin up");
+  a.copyWithin(0, 7);                              // overlapping, dst < src: forward
+  for (let i = 0; i < n - 7; i++) want[i] = want[i + 7];
+  check("copyWithin down");
+  a.fill(9, 3, n - 2);
+  for (let i = 3; i < n - 2; i++) want[i] = 9;
+  check("fill");
+  const b = a.slice(1);                            // a copy into fresh memory
+  for (let i = 0; i < n - 1; i++) if (b[i] !== a[i + 1]) throw new Error("slice differs at " + i);
+  return new Response("same");
+} };`
+	res := runJS(t, src, get("https://x.example/"), func(tk *Task) {
+		tk.Limits.CPU, tk.Limits.Wall, tk.Limits.MemoryBytes = 30*time.Second, 60*time.Second, 64<<20
+	})
+	if res.Outcome != OutcomeOK || string(res.Response.Body) != "same" {
+		t.Fatalf("%s: %s %q", res.Outcome, res.Error, res.Response.Body)
+	}
+}
