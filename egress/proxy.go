@@ -368,7 +368,7 @@ func (p *Proxy) connect(c *TaskClient, w http.ResponseWriter, r *http.Request) {
 	deadline, _ := ctx.Deadline()
 	tctx, tcancel := context.WithDeadlineCause(context.WithoutCancel(ctx), deadline, errTotalTimeout)
 	defer tcancel()
-	tn := &tunnel{client: conn, up: up}
+	tn := &tunnel{lease: c.scope.LeaseID, client: conn, up: up}
 	if !p.track(tn) {
 		tn.close()
 		c.finish(tctx, &d, failure("proxy is closing"))
@@ -411,6 +411,29 @@ func (p *Proxy) track(t *tunnel) bool {
 	return true
 }
 
+// CloseLease ends every open tunnel of a lease and forgets the lease's
+// counters: the node calls it when the lease is revoked (a new CONNECT
+// under it is refused by the lease check). It returns how many tunnels it
+// closed.
+func (p *Proxy) CloseLease(leaseID string) int {
+	p.mu.Lock()
+	var ts []*tunnel
+	for t := range p.tunnels {
+		if t.lease == leaseID {
+			ts = append(ts, t)
+		}
+	}
+	if el, ok := p.clients[leaseID]; ok {
+		p.lru.Remove(el)
+		delete(p.clients, leaseID)
+	}
+	p.mu.Unlock()
+	for _, t := range ts {
+		t.close()
+	}
+	return len(ts)
+}
+
 func (p *Proxy) untrack(t *tunnel) {
 	p.mu.Lock()
 	delete(p.tunnels, t)
@@ -436,6 +459,7 @@ func parseConnectTarget(a string) (Target, error) {
 
 // tunnel is one CONNECT tunnel.
 type tunnel struct {
+	lease      string // the lease it runs under
 	client, up net.Conn
 	once       sync.Once
 	closing    atomic.Bool

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/leash-dev/leash/consensus"
@@ -30,6 +31,7 @@ type EgressOptions struct {
 type egressState struct {
 	gw    *egress.Gateway
 	deny  *egress.DenyList
+	proxy atomic.Pointer[egress.Proxy] // when the proxy serves
 	mu    sync.Mutex
 	rules map[string]*egress.Rules // policy digest + "\x00" + profile
 }
@@ -137,6 +139,7 @@ func (n *Node) Authenticate(ctx context.Context, token string) (egress.Scope, er
 // serveProxy runs the lease-authenticated egress proxy until ctx ends.
 func (n *Node) serveProxy(ctx context.Context, ln net.Listener) {
 	proxy := egress.NewProxy(n.egress.gw, n)
+	n.egress.proxy.Store(proxy)
 	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
 	n.bg.Add(1)
 	go func() {

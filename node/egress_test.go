@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -282,4 +284,70 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestRevocationClosesProxyTunnels: a lease's open CONNECT tunnel (TLS
+// through to the upstream) is closed when the lease is revoked, well
+// within the second a revocation has to be in force everywhere; a new
+// CONNECT under the lease is refused.
+func TestRevocationClosesProxyTunnels(t *testing.T) {
+	upstream := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "through the tunnel")
+	}))
+	defer upstream.Close()
+	proxyAddr := freeAddr(t)
+	tn := startTestNode(t, Config{
+		PolicyFile:      "testdata/egress-policy.yaml",
+		EgressProxyAddr: proxyAddr,
+		Egress: EgressOptions{
+			Resolver: fakeResolver{"api.example.com": {netip.MustParseAddr("93.184.216.34")}},
+			Dialer:   &standInDialer{routes: map[string]string{"93.184.216.34:443": upstream.Listener.Addr().String()}, asked: make(chan string, 10)},
+		},
+	})
+	var l api.Lease
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "call_api"}, &l, 201)
+	connect := func() (net.Conn, *bufio.Reader, int) {
+		conn, err := net.Dial("tcp", proxyAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\nProxy-Authorization: Bearer %s\r\n\r\n", l.Token)
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn, br, resp.StatusCode
+	}
+	conn, _, st := connect()
+	defer conn.Close()
+	if st != 200 {
+		t.Fatalf("CONNECT: %d", st)
+	}
+	tc := tls.Client(conn, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true})
+	fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, int64(len("through the tunnel"))))
+	if string(b) != "through the tunnel" {
+		t.Fatalf("through the tunnel: %q", b)
+	}
+
+	tn.call(t, "DELETE", "/v1/leases/"+l.LeaseID, tn.token, nil, nil, 204)
+	revoked := time.Now()
+	_ = tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := tc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the tunnel still carries data after its lease was revoked")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the tunnel stayed open after its lease was revoked")
+	}
+	t.Logf("tunnel closed %v after the revocation was acknowledged", time.Since(revoked).Round(time.Millisecond))
+	if c2, _, st := connect(); st != http.StatusProxyAuthRequired && st != http.StatusForbidden {
+		c2.Close()
+		t.Fatalf("CONNECT under a revoked lease: %d", st)
+	} else {
+		c2.Close()
+	}
 }

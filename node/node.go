@@ -546,6 +546,13 @@ func (n *Node) onApply(a consensus.Applied) {
 		if k := n.tasks.cancelLease(c.LeaseID, sandbox.Terminate(sandbox.ReasonRevoked)); k > 0 {
 			n.log.Info("revoked lease ended running tasks", "lease", c.LeaseID, "tasks", k)
 		}
+		if n.egress != nil {
+			if p := n.egress.proxy.Load(); p != nil {
+				if k := p.CloseLease(c.LeaseID); k > 0 {
+					n.log.Info("revoked lease's proxy tunnels closed", "lease", c.LeaseID, "tunnels", k)
+				}
+			}
+		}
 	case *consensus.PutPolicy:
 		if c.Env == Env && n.egress != nil {
 			// Listeners run after the batch is committed.
