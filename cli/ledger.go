@@ -28,7 +28,7 @@ func runLedger(ctx context.Context, env *Env, args []string) error {
 	}
 	c := newClient(env)
 	get := func(path string) error {
-		return c.do(ctx, http.MethodGet, path, "", "", nil, rawOut{env.Stdout})
+		return c.do(ctx, http.MethodGet, path, c.token, "", nil, rawOut{env.Stdout})
 	}
 	switch args[0] {
 	case "keys":

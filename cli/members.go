@@ -28,7 +28,7 @@ func runMembers(ctx context.Context, env *Env, args []string) error {
 		path += "?digest=1"
 	}
 	var cl api.Cluster
-	if err := c.json(ctx, http.MethodGet, path, "", nil, &cl); err != nil {
+	if err := c.json(ctx, http.MethodGet, path, c.token, nil, &cl); err != nil {
 		return err
 	}
 	if *asJSON {

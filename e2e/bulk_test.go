@@ -210,7 +210,7 @@ func TestBulkSurvivesKill(t *testing.T) {
 // receiptsByTask counts the ledger's ok receipts per task.
 func receiptsByTask(t *testing.T, n *nodetest.Node) map[string]int {
 	t.Helper()
-	st, b := n.Do("GET", "/v1/ledger/export", "", nil)
+	st, b := n.Do("GET", "/v1/ledger/export", n.Token, nil)
 	if st != 200 {
 		t.Fatalf("export: %d", st)
 	}

@@ -554,7 +554,7 @@ type ledgerRecord struct {
 func (r *faultRun) exportLedger() []ledgerRecord {
 	t := r.t
 	n := r.c.Nodes[r.leaderIndex()]
-	st, exp, err := n.Try("GET", "/v1/ledger/export", "", nil)
+	st, exp, err := n.Try("GET", "/v1/ledger/export", n.Token, nil)
 	if err != nil || st != 200 {
 		t.Fatalf("export: %d %v", st, err)
 	}

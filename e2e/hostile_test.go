@@ -56,7 +56,7 @@ func jsTask(src string) api.TaskRequest {
 // nodeRSS reads the node's resident memory from its /metrics.
 func nodeRSS(t *testing.T, n *nodetest.Node) float64 {
 	t.Helper()
-	st, body := n.Do("GET", "/metrics", "", nil)
+	st, body := n.Do("GET", "/metrics", n.Token, nil)
 	if st != 200 {
 		t.Fatalf("metrics: %d", st)
 	}

@@ -146,7 +146,7 @@ func TestLedgerSurvivesCrash(t *testing.T) {
 	close(acks)
 	n.Restart()
 
-	st, exp := n.Do("GET", "/v1/ledger/export", "", nil)
+	st, exp := n.Do("GET", "/v1/ledger/export", n.Token, nil)
 	if st != 200 {
 		t.Fatalf("export: %d %s", st, exp)
 	}

@@ -107,7 +107,7 @@ func TestEventsMetricsTraces(t *testing.T) {
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {
-		st, m := n.Do("GET", "/metrics", "", nil)
+		st, m := n.Do("GET", "/metrics", n.Token, nil)
 		if st != 200 {
 			t.Fatalf("metrics: %d", st)
 		}

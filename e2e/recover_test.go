@@ -47,7 +47,7 @@ func TestRecoverFromOneNode(t *testing.T) {
 	if again := runTask(t, n, l.Token, wasmTask(guestB64(t, "minimal"))); again.Outcome != "ok" || again.Receipt == nil || again.Receipt.Index <= res.Receipt.Index {
 		t.Fatalf("after recovery: %+v", again)
 	}
-	st, b := n.Do("GET", "/v1/ledger/receipts/0", "", nil)
+	st, b := n.Do("GET", "/v1/ledger/receipts/0", n.Token, nil)
 	if st != 200 || !strings.Contains(string(b), `"index":0`) {
 		t.Fatalf("receipt 0: %d %s", st, b)
 	}

@@ -602,7 +602,9 @@ func (n *Node) internalTask(w http.ResponseWriter, r *http.Request) error {
 	defer n.inflight.leave()
 	started := new(atomic.Bool)
 	ctx := context.WithValue(context.WithValue(r.Context(), noOffloadKey{}, true), startedKey{}, started)
-	err := n.submitTask(w, r.WithContext(ctx))
+	// The lease is checked here as on the public route (on caught-up
+	// state): the offloading peer's check does not count.
+	err := n.authorize(leaseTok, n.submitTask)(w, r.WithContext(ctx))
 	if err != nil && !started.Load() {
 		w.Header().Set(NotStartedHeader, "1")
 	}
@@ -743,6 +745,10 @@ func (n *Node) fetchModule(ctx context.Context, digest, tenant string) ([]byte, 
 // the leader. ?digest=1 adds each member's state digest.
 func (n *Node) getCluster(w http.ResponseWriter, r *http.Request) error {
 	withDigest := r.URL.Query().Get("digest") != ""
+	if withDigest && !callerOf(r.Context()).staff() {
+		// Each member hashes all of its state: not for anyone to ask.
+		return api.Errorf(http.StatusForbidden, api.CodeForbidden, "?digest=1 needs the role admin, operator or auditor")
+	}
 	leaderID, _ := n.raft.Leader()
 	byID := map[string]*api.Member{}
 	get := func(id string) *api.Member {

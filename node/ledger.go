@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -412,6 +413,16 @@ func (n *Node) getReceipt(w http.ResponseWriter, r *http.Request) error {
 	if idx >= size {
 		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d; the ledger has %d", idx, size)
 	}
+	if c := callerOf(r.Context()); !c.staff() {
+		// A tenant reads its own receipts; another tenant's is not found.
+		rec, err := v.Log.Record(v.Reader, idx)
+		if err != nil {
+			return err
+		}
+		if t, err := receiptTenant(rec); err != nil || !c.sees(t) {
+			return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d of tenant %q", idx, c.tenant)
+		}
+	}
 	note, err := n.signedCheckpoint(v, idx+1)
 	if err != nil {
 		return err
@@ -502,4 +513,19 @@ func (n *Node) blockedAttempts(taskID string) []ledger.BlockedAttempt {
 		out = out[:ledger.MaxBlockedAttempts]
 	}
 	return out
+}
+
+// receiptTenant reads the tenant a stored receipt names.
+func receiptTenant(record []byte) (string, error) {
+	env, err := ledger.DecodeEnvelope(record)
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Tenant string `json:"tenant"`
+	}
+	if err := json.Unmarshal(env.Payload, &r); err != nil {
+		return "", err
+	}
+	return r.Tenant, nil
 }

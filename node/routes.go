@@ -63,7 +63,8 @@ func (n *Node) routeTable() []route {
 	return []route{
 		{"GET", "/healthz", anyone, n.healthz},
 		{"GET", "/readyz", anyone, n.readyz},
-		{"GET", "/metrics", anyone, func(w http.ResponseWriter, r *http.Request) error {
+		// Metrics carry tenant names (as labels): a credential reads them.
+		{"GET", "/metrics", staff, func(w http.ResponseWriter, r *http.Request) error {
 			n.metrics.Handler().ServeHTTP(w, r)
 			return nil
 		}},
@@ -89,8 +90,8 @@ func (n *Node) routeTable() []route {
 		{"DELETE", "/v1/tasks/{id}", admin | operator | tenant | leaseTok, n.cancelTask},
 
 		{"GET", "/v1/ledger/checkpoint", anyone, n.getCheckpoint},
-		{"GET", "/v1/ledger/receipts/{index}", anyone, n.getReceipt},
-		{"GET", "/v1/ledger/export", anyone, n.getExport},
+		{"GET", "/v1/ledger/receipts/{index}", staff | tenant | leaseTok, n.getReceipt},
+		{"GET", "/v1/ledger/export", staff, n.getExport},
 		{"GET", "/v1/ledger/consistency", anyone, n.getConsistency},
 
 		// Events carry tenant data.
@@ -202,10 +203,12 @@ func (n *Node) authorize(rs roles, h handlerFunc) handlerFunc {
 			}
 			return err
 		}
+		if rs&anyone != 0 {
+			// Anyone may call; a handler may still give a known caller
+			// more (GET /v1/cluster?digest=1).
+			return h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		}
 		if c.role&rs == 0 {
-			if rs&anyone != 0 {
-				return h(w, r)
-			}
 			return api.Errorf(http.StatusForbidden, api.CodeForbidden, "%s needs the role %s", r.URL.Path, rs)
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))

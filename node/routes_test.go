@@ -159,6 +159,29 @@ func TestTenantKeysSeeOnlyTheirTenant(t *testing.T) {
 		t.Errorf("other tenant lists demo's tasks: %d %s", st, code)
 	}
 
+	// Receipts: demo reads its own, the other tenant does not find it,
+	// and neither exports the ledger; metrics and state digests need staff.
+	if res.Receipt == nil {
+		t.Fatalf("task without a receipt: %+v", res)
+	}
+	rpath := fmt.Sprintf("/v1/ledger/receipts/%d", res.Receipt.Index)
+	tn.call(t, "GET", rpath, demoKey, nil, nil, 200)
+	tn.call(t, "GET", rpath, l.Token, nil, nil, 200)
+	if st, code := try(t, tn, "GET", rpath, otherKey); st != 404 {
+		t.Errorf("other tenant reads demo's receipt: %d %s", st, code)
+	}
+	for _, c := range []struct{ path, tok string }{
+		{"/v1/ledger/export", demoKey}, {"/v1/ledger/export", ""}, {"/metrics", ""}, {"/metrics", demoKey},
+		{"/v1/cluster?digest=1", ""}, {"/v1/cluster?digest=1", demoKey},
+	} {
+		if st, code := try(t, tn, "GET", c.path, c.tok); st != 401 && st != 403 {
+			t.Errorf("GET %s with %q: %d %s", c.path, c.tok, st, code)
+		}
+	}
+	tn.call(t, "GET", "/v1/ledger/export", creds.byRole[auditor], nil, nil, 200)
+	tn.call(t, "GET", "/v1/cluster?digest=1", creds.byRole[auditor], nil, nil, 200)
+	tn.call(t, "GET", "/v1/cluster", "", nil, nil, 200)
+
 	// demo revokes its own lease; its key then stops working once revoked.
 	tn.call(t, "DELETE", "/v1/leases/"+l.LeaseID, demoKey, nil, nil, 204)
 	var keys api.APIKeyList

@@ -235,7 +235,7 @@ func (c *Cluster) Live() []*Node {
 // View is GET /v1/cluster on n (digests included), or an error.
 func (n *Node) View() (api.Cluster, error) {
 	var cl api.Cluster
-	st, b, err := n.Try("GET", "/v1/cluster?digest=1", "", nil)
+	st, b, err := n.Try("GET", "/v1/cluster?digest=1", n.Token, nil)
 	if err != nil {
 		return cl, err
 	}
