@@ -84,6 +84,11 @@ func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
 	if owner == "" || strings.ContainsAny(owner, "/\x00") || len(owner) > 128 {
 		return api.BadRequest(api.CodeBadRequest, "tenant is not a tenant name")
 	}
+	release, err := n.intake.admit(r, owner, n.cfg.MaxModuleBytes)
+	if err != nil {
+		return err
+	}
+	defer release()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var kind sandbox.Kind
 	switch mt {

@@ -108,14 +108,19 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// BodyTimeout bounds how long a client may take to send a request
 	// body, and how long a streamed answer (a ledger export) may stall.
-	BodyTimeout     time.Duration
-	MaxModuleBytes  int64
-	MaxRequestBytes int64
-	Slots           int
-	MaxQueue        int
-	MaxQueueWait    time.Duration
-	Version         string
-	Logger          *slog.Logger
+	BodyTimeout time.Duration
+	// MaxIntakeBytes and MaxTenantIntakeBytes bound the request bytes a
+	// node reads, decodes and compiles at once, in all and for one
+	// tenant (intake.go).
+	MaxIntakeBytes       int64
+	MaxTenantIntakeBytes int64
+	MaxModuleBytes       int64
+	MaxRequestBytes      int64
+	Slots                int
+	MaxQueue             int
+	MaxQueueWait         time.Duration
+	Version              string
+	Logger               *slog.Logger
 	// Ready, when set, is called with the API address once the node
 	// serves and has a leader.
 	Ready func(apiAddr string)
@@ -165,6 +170,12 @@ func (c *Config) fill() {
 	}
 	if c.BodyTimeout <= 0 {
 		c.BodyTimeout = d.BodyTimeout
+	}
+	if c.MaxIntakeBytes <= 0 {
+		c.MaxIntakeBytes = DefaultMaxIntakeBytes
+	}
+	if c.MaxTenantIntakeBytes <= 0 {
+		c.MaxTenantIntakeBytes = DefaultMaxTenantIntakeBytes
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = d.MaxRequestBytes
@@ -218,6 +229,7 @@ type Node struct {
 	signer   *lease.Signer
 	leases   *lease.Verifier
 	egress   *egressState
+	intake   *intake
 	receipts *receipts
 	metrics  *obs.Metrics
 	tracer   *obs.Tracer
@@ -242,7 +254,8 @@ type Node struct {
 // terminated:shutdown; Raft and Pebble close cleanly.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.fill()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning()}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(),
+		intake: newIntake(cfg.MaxIntakeBytes, cfg.MaxTenantIntakeBytes)}
 	ln, err := n.open(ctx)
 	if err != nil {
 		n.close()

@@ -358,3 +358,65 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 		t.Fatalf("stalled body: %d %s", resp.StatusCode, eb.Error.Code)
 	}
 }
+
+// TestIntakeBounds: requests of one tenant that hold (declared) body
+// bytes past the tenant's intake bound are refused with 429 before a byte
+// of them is read, another tenant is not; past the node's bound, 503.
+func TestIntakeBounds(t *testing.T) {
+	tn := startTestNode(t, Config{PolicyFile: filepath.Join("..", "e2e", "testdata", "policy.yaml"),
+		MaxTenantIntakeBytes: 1 << 20, MaxIntakeBytes: 3 << 20, BodyTimeout: 20 * time.Second})
+	var demo, limited api.Lease
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, &demo, 201)
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "limited", Intent: "small_task"}, &limited, 201)
+	// hold starts an upload that declares size bytes and sends none of them.
+	hold := func(token string, size int) net.Conn {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(tn.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "PUT /v1/modules HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/wasm\r\nContent-Length: %d\r\n\r\n", token, size)
+		return conn
+	}
+	upload := func(token string) (int, string) {
+		req, _ := http.NewRequest("PUT", tn.url+"/v1/modules", bytes.NewReader([]byte("\x00asm\x01\x00\x00\x00")))
+		req.Header.Set("Content-Type", "application/wasm")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var eb struct {
+			Error api.Error `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&eb)
+		return resp.StatusCode, eb.Error.Code
+	}
+	wait := func(want int, token, code string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, c := upload(token)
+			if st == want && (code == "" || c == code) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("upload: %d %s, want %d %s", st, c, want, code)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	a := hold(demo.Token, 1<<20) // demo's whole bound
+	wait(429, demo.Token, CodeTenantIntakeFull)
+	if st, code := upload(limited.Token); st == 429 || st == 503 {
+		t.Fatalf("another tenant is refused: %d %s", st, code)
+	}
+	b := hold(limited.Token, 1<<20)
+	c := hold(tn.token, 1<<20) // an admin's upload counts too
+	wait(503, tn.token, CodeIntakeFull)
+	for _, conn := range []net.Conn{a, b, c} {
+		conn.Close()
+	}
+	// Closing the stalled uploads gives their bytes back.
+	wait(400, demo.Token, "") // the tiny module is then read, and refused as invalid
+}

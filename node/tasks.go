@@ -72,6 +72,13 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	// An inline wasm module is base64: allow for it on top of the request
 	// body limit.
 	limit := n.cfg.MaxModuleBytes*4/3 + n.cfg.MaxRequestBytes*4/3 + 256<<10
+	// Bound the bytes requests hold (intake.go), from before the body is
+	// read until the answer is written.
+	release, err := n.intake.admit(r, l.Tenant, limit)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var req api.TaskRequest
 	if err := decodeJSON(w, r, limit, &req); err != nil {
 		return err
@@ -113,11 +120,11 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	if l.Class == consensus.ClassBulk {
 		return n.submitBulk(w, r, l, t, &req)
 	}
-	release, err := n.pool.Acquire(r.Context(), l.Class, l.Tenant)
+	releaseSlot, err := n.pool.Acquire(r.Context(), l.Class, l.Tenant)
 	if err != nil {
 		return schedError(err)
 	}
-	defer release()
+	defer releaseSlot()
 	res := n.execute(r.Context(), l, t)
 	writeJSON(w, http.StatusOK, res)
 	return nil
