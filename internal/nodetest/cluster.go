@@ -301,10 +301,14 @@ func (c *Cluster) WaitMembers(timeout time.Duration, want int) api.Cluster {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last api.Cluster
+	lastErr := "no agreed leader"
 	for {
 		if l := c.agreedLeader(nil); l != nil {
-			if cl, err := l.View(); err == nil {
-				last = cl
+			cl, err := l.View()
+			if err != nil {
+				lastErr = err.Error()
+			} else {
+				last, lastErr = cl, ""
 				k := 0
 				for _, m := range cl.Members {
 					if m.State == "alive" && m.Suffrage != "none" {
@@ -317,7 +321,7 @@ func (c *Cluster) WaitMembers(timeout time.Duration, want int) api.Cluster {
 			}
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("cluster did not reach %d members in %v: %+v", want, timeout, last)
+			c.t.Fatalf("cluster did not reach %d members in %v: %+v %s", want, timeout, last, lastErr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
