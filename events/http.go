@@ -120,6 +120,9 @@ func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := scopeFilter(r.Context(), &f); err != nil {
+		return err
+	}
 	evs, next, err := h.store.Query(r.Context(), f)
 	if err != nil {
 		if _, ok := api.AsError(err); ok {
@@ -152,6 +155,9 @@ func (h *Handler) Stream(w http.ResponseWriter, r *http.Request) error {
 	}
 	f, err := parseFilter(q, h.cfg.Now())
 	if err != nil {
+		return err
+	}
+	if err := scopeFilter(r.Context(), &f); err != nil {
 		return err
 	}
 	if f.Desc {
@@ -319,4 +325,26 @@ func (h *Handler) Stream(w http.ResponseWriter, r *http.Request) error {
 // QueryURL is the path and query of GET /v1/events for f (for clients).
 func QueryURL(base string, f Filter) string {
 	return strings.TrimSuffix(base, "/") + "/v1/events?" + f.Values().Encode()
+}
+
+type tenantScopeKey struct{}
+
+// ForTenant makes List and Stream answer only tenant's events: the API
+// puts it in the context of a request made with a tenant's credential.
+func ForTenant(ctx context.Context, tenant string) context.Context {
+	return context.WithValue(ctx, tenantScopeKey{}, tenant)
+}
+
+// scopeFilter narrows f to the request's tenant, if it has one; naming
+// another tenant is refused.
+func scopeFilter(ctx context.Context, f *Filter) error {
+	t, ok := ctx.Value(tenantScopeKey{}).(string)
+	if !ok {
+		return nil
+	}
+	if f.Tenant != "" && f.Tenant != t {
+		return api.Errorf(http.StatusForbidden, api.CodeForbidden, "a tenant's credential reads its own tenant's events only")
+	}
+	f.Tenant = t
+	return nil
 }

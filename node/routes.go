@@ -11,6 +11,7 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/apikey"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/record"
 )
 
@@ -94,9 +95,13 @@ func (n *Node) routeTable() []route {
 		{"GET", "/v1/ledger/export", staff, n.getExport},
 		{"GET", "/v1/ledger/consistency", anyone, n.getConsistency},
 
-		// Events carry tenant data.
-		{"GET", "/v1/events", staff, func(w http.ResponseWriter, r *http.Request) error { return n.evh.List(w, r) }},
-		{"GET", "/v1/events/stream", staff, func(w http.ResponseWriter, r *http.Request) error { return n.evh.Stream(w, r) }},
+		// Events carry tenant data: a tenant's credential reads its own.
+		{"GET", "/v1/events", staff | tenant | leaseTok, func(w http.ResponseWriter, r *http.Request) error {
+			return n.evh.List(w, scopeEvents(r))
+		}},
+		{"GET", "/v1/events/stream", staff | tenant | leaseTok, func(w http.ResponseWriter, r *http.Request) error {
+			return n.evh.Stream(w, scopeEvents(r))
+		}},
 
 		{"GET", "/debug/pprof/", admin, func(w http.ResponseWriter, r *http.Request) error {
 			pprof.Index(w, r)
@@ -294,4 +299,13 @@ func (n *Node) checkAPIKey(r *http.Request, tok string) (*caller, error) {
 		return nil, unauth("unknown role")
 	}
 	return c, nil
+}
+
+// scopeEvents narrows an event query to the caller's tenant unless the
+// caller is staff.
+func scopeEvents(r *http.Request) *http.Request {
+	if c := callerOf(r.Context()); !c.staff() {
+		return r.WithContext(events.ForTenant(r.Context(), c.tenant))
+	}
+	return r
 }

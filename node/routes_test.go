@@ -178,6 +178,30 @@ func TestTenantKeysSeeOnlyTheirTenant(t *testing.T) {
 			t.Errorf("GET %s with %q: %d %s", c.path, c.tok, st, code)
 		}
 	}
+	// Events: a tenant's key reads its own tenant's events only.
+	var evs struct {
+		Events []struct {
+			Tenant string `json:"leashtenant"`
+		} `json:"events"`
+	}
+	tn.call(t, "GET", "/v1/events?limit=500", demoKey, nil, &evs, 200)
+	if len(evs.Events) == 0 {
+		t.Fatal("demo sees none of its events")
+	}
+	for _, e := range evs.Events {
+		if e.Tenant != "demo" {
+			t.Fatalf("demo's key sees an event of tenant %q", e.Tenant)
+		}
+	}
+	tn.call(t, "GET", "/v1/events?limit=500", otherKey, nil, &evs, 200)
+	for _, e := range evs.Events {
+		if e.Tenant != "limited" {
+			t.Fatalf("limited's key sees an event of tenant %q", e.Tenant)
+		}
+	}
+	if st, code := try(t, tn, "GET", "/v1/events?tenant=demo", otherKey); st != 403 {
+		t.Errorf("limited asks for demo's events: %d %s", st, code)
+	}
 	tn.call(t, "GET", "/v1/ledger/export", creds.byRole[auditor], nil, nil, 200)
 	tn.call(t, "GET", "/v1/cluster?digest=1", creds.byRole[auditor], nil, nil, 200)
 	tn.call(t, "GET", "/v1/cluster", "", nil, nil, 200)
