@@ -20,6 +20,10 @@ package sandbox
 // subtraction and a store; wazero's WithCloseOnContextDone calls a Go
 // trampoline at every loop head instead, which costs several times more
 // (docs/javascript.md, "Why a fuel counter in the engine's code?").
+//
+// One instruction is never split by a check, and memory.copy and
+// memory.fill can move many MiB: each becomes a call of an added helper
+// that does a large one in jsBulkChunk pieces, with the same checks.
 
 import (
 	"errors"
