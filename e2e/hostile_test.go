@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -202,4 +203,62 @@ func TestStopInNativeCodeOnTheBinary(t *testing.T) {
 			t.Fatalf("stop: %v\n%s", stopErr, n.Logs())
 		}
 	})
+}
+
+// TestHostileFloodKeepsFairness: while one tenant fills the node's two
+// slots with hostile tasks stuck in native code (each until cpu_ms) and
+// queues a third, another tenant's task is dispatched at the next free
+// slot, ahead of the flooder's queued task, as the scheduler's fair
+// queueing promises (docs/scheduling.md): it ends before that task. (A
+// queued task may instead be shed with queue_timeout on a loaded machine;
+// then it was never dispatched ahead of the victim either.)
+func TestHostileFloodKeepsFairness(t *testing.T) {
+	n := nodetest.Start(t, nodetest.Options{Policy: filepath.Join(nodetest.RepoRoot(), "e2e", "testdata", "hostile-policy.yaml"), Args: []string{"--slots", "2"}})
+	flooder := issue(t, n, api.LeaseRequest{Tenant: "demo", Intent: "cpu_task", TTLSeconds: 600})
+	victim := issue(t, n, api.LeaseRequest{Tenant: "other", Intent: "cpu_task", TTLSeconds: 600})
+	hostile := jsTask(hostileSource(t, "typedarray-sort"))
+	var wg sync.WaitGroup
+	type answer struct {
+		res  api.TaskResult
+		code string
+	}
+	answers := make([]answer, 3)
+	for i := range answers {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := n.Request(time.Minute, "POST", "/v1/tasks", flooder.Token, hostile)
+			switch {
+			case err != nil:
+				t.Errorf("flooder task %d: %v", i, err)
+			case resp.Status == 200:
+				if err := json.Unmarshal(resp.Body, &answers[i].res); err != nil {
+					t.Errorf("flooder task %d: %v", i, err)
+				}
+			case resp.Status == 503:
+				answers[i].code = errCode(t, resp.Body)
+			default:
+				t.Errorf("flooder task %d: %d %s", i, resp.Status, resp.Body)
+			}
+		}(i)
+		time.Sleep(50 * time.Millisecond) // in order: two run, the third waits
+	}
+	time.Sleep(150 * time.Millisecond)
+	r := runTask(t, n, victim.Token, jsTask(`export default { fetch() { return new Response("fair") } }`))
+	wg.Wait()
+	if r.Outcome != "ok" {
+		t.Fatalf("victim: %s %s", r.Outcome, r.Error)
+	}
+	for i, a := range answers {
+		switch {
+		case a.code == "queue_timeout":
+			t.Logf("flooder task %d was shed while queued", i)
+		case a.res.Outcome != "terminated:cpu":
+			t.Fatalf("flooder task %d: %q (%s) %s", i, a.res.Outcome, a.res.Error, a.code)
+		}
+	}
+	if q := answers[2]; q.code == "" && !r.EndedAt.Before(q.res.EndedAt) {
+		t.Fatalf("the victim's task ended at %v, after the flooder's queued task (%v): it was not dispatched ahead of it", r.EndedAt, q.res.EndedAt)
+	}
+	t.Logf("victim ended %v after the flooder's first task", r.EndedAt.Sub(answers[0].res.EndedAt))
 }
