@@ -429,6 +429,7 @@ func (n *Node) internalRoutes() http.Handler {
 	mux.Handle("POST /internal/apply", n.wrap(n.internalApply))
 	mux.Handle("GET /internal/status", n.wrap(n.internalStatus))
 	mux.Handle("GET /internal/modules/{digest}", n.wrap(n.internalModule))
+	mux.Handle("DELETE /internal/modules/{digest}", n.wrap(n.internalDropModule))
 	mux.Handle("POST /internal/tasks", n.wrap(n.internalTask))
 	mux.Handle("POST /internal/leave", n.wrap(n.internalLeave))
 	mux.Handle("GET /internal/readindex", n.wrap(n.internalReadIndex))
@@ -520,6 +521,55 @@ func (n *Node) internalModule(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, err = w.Write(v)
 	return err
+}
+
+// internalDropModule is a peer's DELETE /v1/modules/{digest} for a
+// tenant, passed on: this node forgets the tenant's ownership too.
+func (n *Node) internalDropModule(w http.ResponseWriter, r *http.Request) error {
+	t := r.URL.Query().Get("tenant")
+	if !api.ValidDigest(r.PathValue("digest")) || t == "" {
+		return api.BadRequest(api.CodeBadRequest, "a module digest and a tenant")
+	}
+	had, err := n.dropOwner(r.PathValue("digest"), t)
+	if err != nil {
+		return err
+	}
+	if !had {
+		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module of that tenant here")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// dropOwnerOnPeers passes a module deletion on to every live peer (best
+// effort: a peer that is down keeps its copy until it is asked again) and
+// counts the peers that held the tenant's module.
+func (n *Node) dropOwnerOnPeers(ctx context.Context, digest, tenant string) int {
+	if n.mesh == nil || n.mesh.members == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	dropped := 0
+	for _, m := range n.mesh.members.Members() {
+		if m.ID == n.id.NodeID || m.State != cluster.StateAlive || m.Raft == "" {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+m.Raft+"/internal/modules/"+digest+"?tenant="+url.QueryEscape(tenant), nil)
+		if err != nil {
+			continue
+		}
+		resp, err := n.mesh.rpc.Do(req)
+		if err != nil {
+			n.log.Warn("module deletion not passed on", "peer", m.ID, "digest", digest, "err", err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNoContent {
+			dropped++
+		}
+	}
+	return dropped
 }
 
 func (n *Node) internalLeave(w http.ResponseWriter, r *http.Request) error {
@@ -723,13 +773,13 @@ func (n *Node) fetchModule(ctx context.Context, digest, tenant string) ([]byte, 
 			n.log.Warn("peer sent a module that does not match its digest", "peer", m.ID, "digest", digest)
 			continue
 		}
-		if err := n.db.Set([]byte(prefixModule+digest), b, pebble.Sync); err != nil {
-			return nil, fmt.Errorf("store module: %w", err)
-		}
 		if tenant != "" {
-			if err := n.addOwner(digest, tenant); err != nil {
-				return nil, fmt.Errorf("store module owner: %w", err)
+			// Stored with its owner, within the tenant's quota here.
+			if err := n.addOwner(digest, tenant, b); err != nil {
+				return nil, err
 			}
+		} else if err := n.db.Set([]byte(prefixModule+digest), b, pebble.Sync); err != nil {
+			return nil, fmt.Errorf("store module: %w", err)
 		}
 		n.log.Info("module fetched from a peer", "digest", digest, "peer", m.ID, "bytes", len(b)-1, "tenant", tenant)
 		return b, nil

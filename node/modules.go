@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 )
 
@@ -22,19 +24,141 @@ import (
 // (publicOwner for a module an admin uploaded for every tenant). A digest
 // is run only for an owner: another tenant's module is not found, as a
 // missing one is.
+//
+// A tenant's stored modules are bounded on each node by its bundle's
+// modules quota (bytes and count; x/modtenant/<tenant>/<digest> = size
+// keeps the tally); an admin's modules count against no quota.
 const (
-	prefixModule      = consensus.PrefixLocal + "mod/"
-	prefixModuleOwner = consensus.PrefixLocal + "modowner/"
-	publicOwner       = "*"
+	prefixModule       = consensus.PrefixLocal + "mod/"
+	prefixModuleOwner  = consensus.PrefixLocal + "modowner/"
+	prefixModuleTenant = consensus.PrefixLocal + "modtenant/"
+	publicOwner        = "*"
 )
+
+// CodeModuleQuota: a tenant's modules on this node are at its quota.
+const CodeModuleQuota = "module_quota_exceeded"
 
 func moduleOwnerKey(digest, tenant string) []byte {
 	return []byte(prefixModuleOwner + digest + "/" + tenant)
 }
 
-// addOwner records that tenant may run the module digest.
-func (n *Node) addOwner(digest, tenant string) error {
-	return n.db.Set(moduleOwnerKey(digest, tenant), nil, pebble.Sync)
+// addOwner stores a module (its stored form: the kind byte and the code)
+// and records that tenant may run it, within the tenant's module quota on
+// this node, in one batch.
+func (n *Node) addOwner(digest, tenant string, stored []byte) error {
+	n.modMu.Lock()
+	defer n.modMu.Unlock()
+	size := int64(len(stored) - 1)
+	if _, closer, err := n.db.Get(moduleOwnerKey(digest, tenant)); err == nil {
+		closer.Close()
+		return nil // owned already; its bytes are stored with it
+	}
+	if tenant != publicOwner {
+		q := policy.ModuleQuota{}
+		if _, b, err := n.state.ActiveBundle(Env); err == nil {
+			if t, ok := b.Tenants[tenant]; ok {
+				q = t.Modules
+			}
+		}
+		count, bytes, err := n.tenantModules(tenant)
+		if err != nil {
+			return err
+		}
+		if count+1 > q.Count() || bytes+size > q.Bytes() {
+			return api.Errorf(http.StatusRequestEntityTooLarge, CodeModuleQuota,
+				"tenant %q stores %d modules (%d bytes) on this node; its quota is %d modules, %d bytes: DELETE /v1/modules/{digest} what it no longer needs", tenant, count, bytes, q.Count(), q.Bytes())
+		}
+	}
+	b := n.db.NewBatch()
+	defer b.Close()
+	_ = b.Set([]byte(prefixModule+digest), stored, nil)
+	_ = b.Set(moduleOwnerKey(digest, tenant), nil, nil)
+	var sz [8]byte
+	binary.BigEndian.PutUint64(sz[:], uint64(size))
+	_ = b.Set([]byte(prefixModuleTenant+tenant+"/"+digest), sz[:], nil)
+	return b.Commit(pebble.Sync)
+}
+
+// tenantModules is what tenant stores on this node: modules and bytes.
+func (n *Node) tenantModules(tenant string) (count, bytes int64, err error) {
+	prefix := []byte(prefixModuleTenant + tenant + "/")
+	it, err := n.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: consensus.PrefixEnd(prefix)})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		count++
+		if v := it.Value(); len(v) == 8 {
+			bytes += int64(binary.BigEndian.Uint64(v))
+		}
+	}
+	return count, bytes, it.Error()
+}
+
+// dropOwner forgets that tenant may run digest on this node, and the
+// module's bytes once no owner is left. It reports whether tenant owned it.
+func (n *Node) dropOwner(digest, tenant string) (bool, error) {
+	n.modMu.Lock()
+	defer n.modMu.Unlock()
+	if _, closer, err := n.db.Get(moduleOwnerKey(digest, tenant)); err != nil {
+		return false, nil
+	} else {
+		closer.Close()
+	}
+	b := n.db.NewBatch()
+	defer b.Close()
+	_ = b.Delete(moduleOwnerKey(digest, tenant), nil)
+	_ = b.Delete([]byte(prefixModuleTenant+tenant+"/"+digest), nil)
+	// Any other owner left?
+	prefix := []byte(prefixModuleOwner + digest + "/")
+	it, err := n.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: consensus.PrefixEnd(prefix)})
+	if err != nil {
+		return false, err
+	}
+	others := false
+	for it.First(); it.Valid(); it.Next() {
+		if string(it.Key()[len(prefix):]) != tenant {
+			others = true
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	if !others {
+		_ = b.Delete([]byte(prefixModule+digest), nil)
+	}
+	return true, b.Commit(pebble.Sync)
+}
+
+// deleteModule answers DELETE /v1/modules/{digest}: the caller's tenant
+// (an admin: every tenant's upload, or ?tenant=) no longer owns the module
+// on this node nor on the peers it reaches; a module nobody owns is
+// deleted. Another tenant's module is not found.
+func (n *Node) deleteModule(w http.ResponseWriter, r *http.Request) error {
+	digest := r.PathValue("digest")
+	owner := callerOf(r.Context()).tenant
+	if callerOf(r.Context()).staff() {
+		owner = publicOwner
+		if t := r.URL.Query().Get("tenant"); t != "" {
+			owner = t
+		}
+	}
+	if !api.ValidDigest(digest) || owner == "" || strings.ContainsAny(owner, "/\x00") {
+		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module %s", digest)
+	}
+	had, err := n.dropOwner(digest, owner)
+	if err != nil {
+		return err
+	}
+	peers := n.dropOwnerOnPeers(r.Context(), digest, owner)
+	if !had && peers == 0 {
+		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module %s of tenant %q", digest, owner)
+	}
+	n.log.Info("module deleted", "digest", digest, "owner", owner, "here", had, "peers", peers, "traceparent", traceFrom(r.Context()))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // ownedLocally reports whether this node knows tenant may run digest.
@@ -107,11 +231,8 @@ func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := n.db.Set([]byte(prefixModule+m.Digest), append([]byte{kindByte(kind)}, code...), pebble.Sync); err != nil {
-		return fmt.Errorf("store module: %w", err)
-	}
-	if err := n.addOwner(m.Digest, owner); err != nil {
-		return fmt.Errorf("store module owner: %w", err)
+	if err := n.addOwner(m.Digest, owner, append([]byte{kindByte(kind)}, code...)); err != nil {
+		return err
 	}
 	n.log.Info("module stored", "digest", m.Digest, "kind", kind, "bytes", len(code), "owner", owner)
 	writeJSON(w, http.StatusCreated, api.ModuleRef{Digest: m.Digest, Kind: string(kind), Size: len(code)})

@@ -230,6 +230,7 @@ type Node struct {
 	leases   *lease.Verifier
 	egress   *egressState
 	intake   *intake
+	modMu    sync.Mutex // module ownership and quotas (modules.go)
 	receipts *receipts
 	metrics  *obs.Metrics
 	tracer   *obs.Tracer

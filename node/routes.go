@@ -85,6 +85,7 @@ func (n *Node) routeTable() []route {
 		{"DELETE", "/v1/leases/{id}", admin | operator | tenant, n.revokeLease},
 
 		{"PUT", "/v1/modules", admin | tenant | leaseTok, n.putModule},
+		{"DELETE", "/v1/modules/{digest}", admin | tenant | leaseTok, n.deleteModule},
 		{"POST", "/v1/tasks", leaseTok, n.submitTask},
 		{"GET", "/v1/tasks", staff | tenant | leaseTok, n.listTasks},
 		{"GET", "/v1/tasks/{id}", staff | tenant | leaseTok, n.getTask},

@@ -80,7 +80,7 @@ func try(t *testing.T, tn *testNode, method, path, token string) (int, string) {
 
 // concrete fills a route's path parameters and keeps slow routes short.
 func concrete(rt route) string {
-	p := strings.NewReplacer("{id}", "aaaaaaaaaaaaaaaa", "{index}", "0").Replace(rt.path)
+	p := strings.NewReplacer("{id}", "aaaaaaaaaaaaaaaa", "{index}", "0", "{digest}", "sha256:"+strings.Repeat("0", 64)).Replace(rt.path)
 	if rt.path == "/debug/pprof/profile" {
 		p += "?seconds=1"
 	}
@@ -443,4 +443,75 @@ func TestIntakeBounds(t *testing.T) {
 	}
 	// Closing the stalled uploads gives their bytes back.
 	wait(400, demo.Token, "") // the tiny module is then read, and refused as invalid
+}
+
+// TestModuleQuota: a tenant's stored modules are bounded by its bundle's
+// modules quota on each node (413 module_quota_exceeded past it, nothing
+// stored); deleting a module frees its room, and another tenant's module
+// cannot be deleted (404).
+func TestModuleQuota(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "e2e", "testdata", "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := strings.Replace(string(src), "  limited:\n    profiles: [small]", "  limited:\n    profiles: [small]\n    modules: {max_count: 2, max_bytes: 1048576}", 1)
+	if bundle == string(src) {
+		t.Fatal("test policy: no tenant limited to give a quota")
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(bundle), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tn := startTestNode(t, Config{PolicyFile: path})
+	var limited, demo api.Lease
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "limited", Intent: "small_task"}, &limited, 201)
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, &demo, 201)
+	put := func(token, guest string) (int, string, string) {
+		b, err := os.ReadFile(filepath.Join("..", "build", "guests", guest+".wasm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("PUT", tn.url+"/v1/modules", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/wasm")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			api.ModuleRef
+			Error api.Error `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out.Digest, out.Error.Code
+	}
+	st, first, _ := put(limited.Token, "minimal")
+	if st != 201 {
+		t.Fatalf("first module: %d", st)
+	}
+	if st, _, _ := put(limited.Token, "minimal"); st != 201 {
+		t.Fatalf("the same module again (no new room needed): %d", st)
+	}
+	if st, _, _ := put(limited.Token, "echo"); st != 201 {
+		t.Fatalf("second module: %d", st)
+	}
+	st, _, code := put(limited.Token, "fail")
+	if st != 413 || code != CodeModuleQuota {
+		t.Fatalf("third module past a quota of 2: %d %s", st, code)
+	}
+	st, third, _ := put(demo.Token, "fail")
+	if st != 201 {
+		t.Fatalf("another tenant's upload: %d", st)
+	}
+	if st, code := try(t, tn, "DELETE", "/v1/modules/"+first, demo.Token); st != 404 {
+		t.Fatalf("demo deletes limited's module: %d %s", st, code)
+	}
+	tn.call(t, "DELETE", "/v1/modules/"+first, limited.Token, nil, nil, 204)
+	if st, code := try2(t, tn, "POST", "/v1/tasks", limited.Token, api.TaskRequest{Module: api.Module{Digest: &first}}); st != 404 || code != api.CodeModuleNotFound {
+		t.Fatalf("a deleted module still runs: %d %s", st, code)
+	}
+	if st, d, _ := put(limited.Token, "fail"); st != 201 || d != third {
+		t.Fatalf("after the delete: %d %s", st, d)
+	}
 }

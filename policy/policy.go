@@ -165,6 +165,38 @@ type Tenant struct {
 	Profiles []string `yaml:"profiles" json:"profiles"`
 	Weight   int      `yaml:"weight,omitempty" json:"weight"`
 	Budget   Budget   `yaml:"budget,omitempty" json:"budget"`
+	// Modules bounds what the tenant stores on each node (omitzero: a
+	// bundle without it keeps its canonical form and digest).
+	Modules ModuleQuota `yaml:"modules,omitempty" json:"modules,omitzero"`
+}
+
+// ModuleQuota bounds a tenant's stored modules on one node; a zero field
+// takes its default.
+type ModuleQuota struct {
+	MaxBytes int64 `yaml:"max_bytes,omitempty" json:"max_bytes,omitzero"`
+	MaxCount int64 `yaml:"max_count,omitempty" json:"max_count,omitzero"`
+}
+
+// Module quota defaults, per tenant per node.
+const (
+	DefaultModuleBytes = 256 << 20
+	DefaultModuleCount = 1000
+)
+
+// Bytes is the quota's byte bound, its default when unset.
+func (q ModuleQuota) Bytes() int64 {
+	if q.MaxBytes > 0 {
+		return q.MaxBytes
+	}
+	return DefaultModuleBytes
+}
+
+// Count is the quota's bound on modules, its default when unset.
+func (q ModuleQuota) Count() int64 {
+	if q.MaxCount > 0 {
+		return q.MaxCount
+	}
+	return DefaultModuleCount
 }
 
 // Budget is a tenant's daily envelope (UTC day); zero means unlimited.
