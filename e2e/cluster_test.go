@@ -51,6 +51,21 @@ func TestClusterMembership(t *testing.T) {
 	leader := c.Leader(10 * time.Second)
 
 	t.Run("view", func(t *testing.T) {
+		// A member joins as a non-voter and is promoted once caught up:
+		// wait for the promotions first.
+		waitFor(t, 20*time.Second, "three voters", func() bool {
+			cl, err := leader.View()
+			if err != nil {
+				return false
+			}
+			voters := 0
+			for _, m := range cl.Members {
+				if m.Suffrage == "voter" {
+					voters++
+				}
+			}
+			return voters == 3
+		})
 		for _, n := range c.Nodes {
 			cl, err := n.View()
 			if err != nil {
