@@ -46,6 +46,7 @@ type ToolCallBlocked struct {
 	Clause       string `json:"clause"`
 	Profile      string `json:"profile,omitempty"`
 	AddressRange string `json:"address_range,omitempty"` // the special-purpose range, for address.private
+	SNI          string `json:"sni,omitempty"`           // the ClientHello's server name, for a refused proxy tunnel
 	Message      string `json:"message,omitempty"`
 }
 

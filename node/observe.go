@@ -157,7 +157,7 @@ func (n *Node) observeDecision(ctx context.Context, d *egress.Decision) {
 	if d.Blocked() {
 		n.metrics.CallBlocked(d.Clause)
 		n.emit(ctx, events.ToolCallBlocked{Tool: "fetch", Destination: d.Destination, Method: d.Method, Clause: d.Clause,
-			Profile: d.Profile, AddressRange: d.AddressRange, Message: d.Reason})
+			Profile: d.Profile, AddressRange: d.AddressRange, SNI: d.SNI, Message: d.Reason})
 		return
 	}
 	n.tracer.RecordOutbound(ctx, d.Method, d.Host, d.Status, d.Time, d.Duration)
