@@ -310,3 +310,29 @@ func scopeEvents(r *http.Request) *http.Request {
 	}
 	return r
 }
+
+// Route is a route of the public API as the table declares it: its method,
+// path and the roles that may call it ("anyone", or role names). Tests
+// outside the package walk it (the cross-tenant matrix on a cluster).
+type Route struct {
+	Method, Path string
+	Roles        []string
+}
+
+// Routes lists the route table.
+func Routes() []Route {
+	var out []Route
+	for _, rt := range (&Node{}).routeTable() {
+		r := Route{Method: rt.method, Path: rt.path}
+		if rt.roles&anyone != 0 {
+			r.Roles = []string{"anyone"}
+		}
+		for _, rn := range roleNames {
+			if rt.roles&rn.r != 0 {
+				r.Roles = append(r.Roles, rn.name)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
