@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -37,5 +38,30 @@ func TestCodesAreDocumented(t *testing.T) {
 	})
 	if n < 30 {
 		t.Fatalf("found only %d codes", n)
+	}
+}
+
+func TestEnvVars(t *testing.T) {
+	var e Env
+	if err := json.Unmarshal([]byte(`{"S":"x","N": 42 ,"O":{"a": [1, 2]},"B":true,"Z":null}`), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e["S"].Text != "x" || e["S"].JSON != nil {
+		t.Errorf("S: %+v", e["S"])
+	}
+	for k, want := range map[string]string{"N": "42", "O": `{"a":[1,2]}`, "B": "true", "Z": "null"} {
+		if string(e[k].JSON) != want {
+			t.Errorf("%s: %q, want %q", k, e[k].JSON, want)
+		}
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"B":true,"N":42,"O":{"a":[1,2]},"S":"x","Z":null}` {
+		t.Errorf("round trip: %s", b)
+	}
+	if err := json.Unmarshal([]byte(`{"X":[1,}`), &e); err == nil {
+		t.Error("malformed value accepted")
 	}
 }

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 	"unicode/utf8"
@@ -78,10 +81,10 @@ type TaskHTTPRequest struct {
 
 // TaskRequest is the body of POST /v1/tasks.
 type TaskRequest struct {
-	Module         Module            `json:"module"`
-	Request        TaskHTTPRequest   `json:"request"`
-	Env            map[string]string `json:"env,omitempty"`
-	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	Module         Module          `json:"module"`
+	Request        TaskHTTPRequest `json:"request"`
+	Env            Env             `json:"env,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	// ModelTokens are the model tokens the agent spent on this task, when
 	// the client reports them: they go into the task's events.
 	ModelTokens *ModelTokens `json:"model_tokens,omitempty"`
@@ -331,4 +334,54 @@ type APIKey struct {
 // APIKeyList is GET /v1/apikeys.
 type APIKeyList struct {
 	Keys []APIKey `json:"keys"`
+}
+
+// Env is a task's variables, as workerd's vars: each a string, or any
+// other JSON value, which a JavaScript worker sees parsed (a WASI guest
+// sees its JSON text).
+type Env map[string]EnvVar
+
+// EnvVar is one variable: Text, or JSON when the client sent a value that
+// is not a string.
+type EnvVar struct {
+	Text string
+	JSON json.RawMessage
+}
+
+// StringEnv makes an Env of strings.
+func StringEnv(m map[string]string) Env {
+	if m == nil {
+		return nil
+	}
+	e := make(Env, len(m))
+	for k, v := range m {
+		e[k] = EnvVar{Text: v}
+	}
+	return e
+}
+
+// UnmarshalJSON takes a string as Text and any other JSON value as JSON.
+func (v *EnvVar) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		*v = EnvVar{}
+		return json.Unmarshal(b, &v.Text)
+	}
+	if !json.Valid(b) {
+		return errors.New("env value is not JSON")
+	}
+	var c bytes.Buffer
+	if err := json.Compact(&c, b); err != nil {
+		return err
+	}
+	*v = EnvVar{JSON: c.Bytes()}
+	return nil
+}
+
+// MarshalJSON writes the value as the client sent it.
+func (v EnvVar) MarshalJSON() ([]byte, error) {
+	if v.JSON != nil {
+		return v.JSON, nil
+	}
+	return json.Marshal(v.Text)
 }

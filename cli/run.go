@@ -55,9 +55,9 @@ func (tf *taskFlags) request(ctx context.Context, env *Env, path string) (api.Ta
 			return req, &exitError{code: 2, msg: fmt.Sprintf("--env %q: want K=V", kv)}
 		}
 		if req.Env == nil {
-			req.Env = map[string]string{}
+			req.Env = api.Env{}
 		}
-		req.Env[k] = v
+		req.Env[k] = api.EnvVar{Text: v}
 	}
 	if *tf.data != "" {
 		body := []byte(*tf.data)

@@ -152,6 +152,8 @@ type TaskSpec struct {
 	Headers      []Pair `msgpack:"headers,omitempty"`
 	Body         []byte `msgpack:"body,omitempty"`
 	Env          []Pair `msgpack:"env,omitempty"`
+	// EnvJSON names the vars of Env whose value is JSON text.
+	EnvJSON []string `msgpack:"env_json,omitempty"`
 	Traceparent  string `msgpack:"traceparent,omitempty"`
 }
 

@@ -38,7 +38,7 @@ func submitBulk(t *testing.T, node *nodetest.Node, token, keyPrefix string, n in
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				req := api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: env, IdempotencyKey: fmt.Sprint(keyPrefix, i)}
+				req := api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: api.StringEnv(env), IdempotencyKey: fmt.Sprint(keyPrefix, i)}
 				var acc api.Accepted
 				if err := node.TryJSON("POST", "/v1/tasks", token, req, 202, &acc); err != nil {
 					errs <- err

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -25,6 +27,17 @@ func TestBinaryCarriesItsEngine(t *testing.T) {
 	res := runTask(t, n, l.Token, api.TaskRequest{Module: api.Module{JS: &src}})
 	if res.Outcome != "ok" || res.Response == nil || res.Response.Body.Body == nil || *res.Response.Body.Body != "carried" {
 		t.Fatalf("JS task on the carried engine: %+v", res)
+	}
+	// env through the API: a string var stays a string, a JSON var arrives
+	// parsed, as workerd's vars.
+	envSrc := `export default { fetch(r, env) { return Response.json({ keys: Object.keys(env).sort(), s: env.S, o: env.O }) } }`
+	st, body := n.Do("POST", "/v1/tasks", l.Token, `{"module":{"js":`+strconv.Quote(envSrc)+`},"env":{"S":"{\"not\":\"parsed\"}","O":{"a":[1,true]}}}`, "Content-Type", "application/json")
+	var er api.TaskResult
+	if st != 200 || json.Unmarshal(body, &er) != nil || er.Response == nil || er.Response.Body.Body == nil {
+		t.Fatalf("env task: %d %s", st, body)
+	}
+	if got, want := *er.Response.Body.Body, `{"keys":["O","S"],"s":"{\"not\":\"parsed\"}","o":{"a":[1,true]}}`; got != want {
+		t.Fatalf("env as the worker saw it: %s, want %s", got, want)
 	}
 	installed, _ := filepath.Glob(filepath.Join(n.DataDir, "engine", "engine-*.wasm"))
 	if len(installed) != 1 {

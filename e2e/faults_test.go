@@ -214,7 +214,7 @@ func (r *faultRun) load(clients int, seed uint64, stop <-chan struct{}) *sync.Wa
 				_, bl = r.issue(100, i, "bulk")
 				continue
 			}
-			req := api.TaskRequest{Module: api.Module{WASM: &r.bulkB64}, Env: map[string]string{"SLEEP_MS": "300"}, IdempotencyKey: fmt.Sprintf("k%d", k)}
+			req := api.TaskRequest{Module: api.Module{WASM: &r.bulkB64}, Env: api.StringEnv(map[string]string{"SLEEP_MS": "300"}), IdempotencyKey: fmt.Sprintf("k%d", k)}
 			if o, _ := r.do(100, "bulk", i, bl.LeaseID, "POST", "/v1/tasks", bl.Token, req); o.status == 202 {
 				r.mu.Lock()
 				r.bulkIDs = append(r.bulkIDs, o.task)
@@ -776,7 +776,7 @@ func TestFaultsRestartUnderOffload(t *testing.T) {
 	c.Nodes[0].JSON("POST", "/v1/leases", c.Nodes[0].Token, api.LeaseRequest{Tenant: "demo", Intent: "small_task", TTLSeconds: 600}, 201, &l)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	req := api.TaskRequest{Module: api.Module{WASM: &r.bulkB64}, Env: map[string]string{"SLEEP_MS": "150"}}
+	req := api.TaskRequest{Module: api.Module{WASM: &r.bulkB64}, Env: api.StringEnv(map[string]string{"SLEEP_MS": "150"})}
 	for ci := range 6 {
 		wg.Add(1)
 		go func() {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -511,11 +512,19 @@ func (b *bulkQueue) sandboxTask(ctx context.Context, t *consensus.QueueTask, l *
 			env[p.K] = p.V
 		}
 	}
+	var envJSON map[string]bool
+	for _, k := range t.Spec.EnvJSON {
+		if envJSON == nil {
+			envJSON = map[string]bool{}
+		}
+		envJSON[k] = true
+	}
 	st := &sandbox.Task{
 		ID:             t.ID,
 		Module:         &sandbox.Module{Digest: t.Spec.ModuleDigest, Kind: sandbox.Kind(t.Spec.Kind)},
 		Request:        sandbox.Request{Method: t.Spec.Method, URL: t.Spec.URL, Headers: hdr, Body: t.Spec.Body},
 		Env:            env,
+		EnvJSON:        envJSON,
 		Attempt:        t.Attempts,
 		IdempotencyKey: t.IdempotencyKey,
 		Traceparent:    t.Spec.Traceparent,
@@ -1100,7 +1109,11 @@ func (n *Node) submitBulk(w http.ResponseWriter, r *http.Request, l *consensus.L
 	}
 	for k, v := range t.Env {
 		spec.Env = append(spec.Env, consensus.Pair{K: k, V: v})
+		if t.EnvJSON[k] {
+			spec.EnvJSON = append(spec.EnvJSON, k)
+		}
 	}
+	slices.Sort(spec.EnvJSON)
 	consensus.SortPairs(spec.Headers)
 	consensus.SortPairs(spec.Env)
 	qt := consensus.QueueTask{ID: t.ID, Tenant: l.Tenant, LeaseID: l.ID, Profile: l.Profile, PolicyDigest: l.PolicyDigest, Class: l.Class,

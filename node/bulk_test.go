@@ -166,7 +166,7 @@ func (h *bulkHarness) submit(token, key string, env map[string]string) string {
 	h.t.Helper()
 	wasm := guestWasm(h.t, "bulk")
 	var acc api.Accepted
-	h.tn.call(h.t, "POST", "/v1/tasks", token, api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: env, IdempotencyKey: key}, &acc, 202)
+	h.tn.call(h.t, "POST", "/v1/tasks", token, api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: api.StringEnv(env), IdempotencyKey: key}, &acc, 202)
 	return acc.TaskID
 }
 
@@ -390,7 +390,7 @@ func TestInteractiveDisconnectLeavesQueue(t *testing.T) {
 	l := h.lease("alpha", "work", "interactive")
 	wasm := guestWasm(t, "bulk")
 	post := func(ctx context.Context, env map[string]string) error {
-		b, _ := json.Marshal(api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: env})
+		b, _ := json.Marshal(api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: api.StringEnv(env)})
 		req, _ := http.NewRequestWithContext(ctx, "POST", tn.url+"/v1/tasks", strings.NewReader(string(b)))
 		req.Header.Set("Authorization", "Bearer "+l.Token)
 		resp, err := http.DefaultClient.Do(req)

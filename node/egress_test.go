@@ -161,7 +161,7 @@ func TestGuestFetchThroughGateway(t *testing.T) {
 		wasm := guestWasm(t, "fetch")
 		var res api.TaskResult
 		tn.call(t, "POST", "/v1/tasks", l.Token, api.TaskRequest{Module: api.Module{WASM: &wasm},
-			Env: map[string]string{"FETCH_URL": u, "FETCH_COUNT": fmt.Sprint(count)}}, &res, 200)
+			Env: api.StringEnv(map[string]string{"FETCH_URL": u, "FETCH_COUNT": fmt.Sprint(count)})}, &res, 200)
 		return res
 	}
 	body := func(res api.TaskResult) string { b, _ := res.Response.Bytes(); return string(b) }
@@ -209,7 +209,7 @@ func TestGuestFetchThroughGateway(t *testing.T) {
 			"http://db.internal.example/": "refused: address.private",
 		} {
 			var res api.TaskResult
-			tn.call(t, "POST", "/v1/tasks", l.Token, api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: map[string]string{"FETCH_URL": u}}, &res, 200)
+			tn.call(t, "POST", "/v1/tasks", l.Token, api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: api.StringEnv(map[string]string{"FETCH_URL": u})}, &res, 200)
 			if !strings.Contains(body(res), want) {
 				t.Errorf("%s: %s %s: %q", u, res.Outcome, res.Error, body(res))
 			}

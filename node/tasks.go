@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -90,6 +91,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := validateEnv(req.Env); err != nil {
 		return err
 	}
+	env, envJSON := splitEnv(req.Env)
 	if l.Class != consensus.ClassBulk && n.offload(w, r, &req) {
 		return nil
 	}
@@ -101,7 +103,8 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 		ID:          "tsk_" + randomID(16),
 		Module:      mod,
 		Request:     *sreq,
-		Env:         req.Env,
+		Env:         env,
+		EnvJSON:     envJSON,
 		Limits:      limitsOf(profile),
 		Attempt:     1,
 		Traceparent: traceFrom(r.Context()),
@@ -375,14 +378,14 @@ func (n *Node) taskRequest(in *api.TaskHTTPRequest) (*sandbox.Request, error) {
 	return &sandbox.Request{Method: method, URL: u.Href, Headers: hdr, Body: body}, nil
 }
 
-func validateEnv(env map[string]string) error {
+func validateEnv(env api.Env) error {
 	if len(env) > 256 {
 		return api.BadRequest(api.CodeBadRequest, "env has more than 256 entries")
 	}
 	size := 0
 	for k, v := range env {
-		size += len(k) + len(v)
-		if k == "" || len(k) > 128 || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+		size += len(k) + len(v.Text) + len(v.JSON)
+		if k == "" || len(k) > 128 || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v.Text, 0) || bytes.IndexByte(v.JSON, 0) >= 0 {
 			return api.BadRequest(api.CodeBadRequest, "env: invalid variable %q", k)
 		}
 	}
@@ -434,4 +437,26 @@ func (n *Node) tenantWeight(class, tenant string) float64 {
 		}
 	}
 	return 1
+}
+
+// splitEnv turns a client's env into the sandbox's: every value as text,
+// and which of them are JSON.
+func splitEnv(e api.Env) (map[string]string, map[string]bool) {
+	if len(e) == 0 {
+		return nil, nil
+	}
+	env := make(map[string]string, len(e))
+	var js map[string]bool
+	for k, v := range e {
+		if v.JSON != nil {
+			env[k] = string(v.JSON)
+			if js == nil {
+				js = map[string]bool{}
+			}
+			js[k] = true
+			continue
+		}
+		env[k] = v.Text
+	}
+	return env, js
 }

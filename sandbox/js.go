@@ -451,10 +451,10 @@ func (e *jsEngine) prepare(ctx context.Context, m *Module, source []byte) error 
 
 // jsRequestMeta is the request as the prelude's dispatch reads it.
 type jsRequestMeta struct {
-	Method  string            `json:"method"`
-	URL     string            `json:"url"`
-	Headers [][2]string       `json:"headers"`
-	Env     map[string]string `json:"env"`
+	Method  string                     `json:"method"`
+	URL     string                     `json:"url"`
+	Headers [][2]string                `json:"headers"`
+	Env     map[string]json.RawMessage `json:"env"`
 	// leash's own values: ctx.leash in the worker, never env
 	Attempt        int    `json:"attempt"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
@@ -630,13 +630,23 @@ func (e *jsEngine) execIn(ctx context.Context, st *jsTask, t *Task, memLimit uin
 	// env holds exactly the client's variables, as workerd's vars; the
 	// attempt number and idempotency key (bulk delivery is at least once)
 	// are ctx.leash.attempt and ctx.leash.idempotencyKey.
-	meta := jsRequestMeta{Method: t.Request.Method, URL: u.Href, Headers: headerPairs(t.Request.Headers), Env: t.Env,
+	meta := jsRequestMeta{Method: t.Request.Method, URL: u.Href, Headers: headerPairs(t.Request.Headers), Env: make(map[string]json.RawMessage, len(t.Env)),
 		Attempt: max(t.Attempt, 1), IdempotencyKey: t.IdempotencyKey, OutputLimit: st.outLimit}
 	if meta.Method == "" {
 		meta.Method = http.MethodGet
 	}
-	if meta.Env == nil {
-		meta.Env = map[string]string{}
+	for k, v := range t.Env {
+		// A string var is a string; a JSON var is its value, parsed by
+		// the prelude with the rest of the request.
+		if t.EnvJSON[k] && json.Valid([]byte(v)) {
+			meta.Env[k] = json.RawMessage(v)
+			continue
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		meta.Env[k] = b
 	}
 	mb, err := json.Marshal(meta)
 	if err != nil {

@@ -650,3 +650,24 @@ func TestJSAttemptAndIdempotencyKey(t *testing.T) {
 		t.Fatalf("%s %q", res.Outcome, got)
 	}
 }
+
+// TestJSEnvJSONVars: env holds exactly the client's vars, as workerd's
+// vars: strings stay strings (even one that looks like JSON), JSON vars
+// arrive parsed; nothing of leash's own is among them.
+func TestJSEnvJSONVars(t *testing.T) {
+	res := runJS(t, `export default {
+  fetch(request, env, ctx) {
+    return Response.json({ keys: Object.keys(env).sort(), s: env.S, looks: env.LOOKS, n: env.N, o: env.O, attempt: ctx.leash.attempt });
+  },
+};`, get("https://x.test/"), func(task *Task) {
+		task.Env = map[string]string{"S": "text", "LOOKS": "42", "N": "42", "O": `{"a":[1,2],"b":null}`}
+		task.EnvJSON = map[string]bool{"N": true, "O": true}
+	})
+	if res.Outcome != OutcomeOK {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Error)
+	}
+	want := `{"keys":["LOOKS","N","O","S"],"s":"text","looks":"42","n":42,"o":{"a":[1,2],"b":null},"attempt":1}`
+	if got := string(res.Response.Body); got != want {
+		t.Fatalf("body %s\nwant %s", got, want)
+	}
+}
