@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
+	"golang.org/x/sync/singleflight"
 )
 
 // Errors of Compile.
@@ -50,8 +51,18 @@ type Runtime struct {
 	js    *jsEngine
 	jsErr error
 
-	mu       sync.Mutex
-	modules  map[string]*cacheEntry
+	// compiling makes concurrent compiles of the same bytes one compile:
+	// wazero keeps one engine entry per module content, shared by every
+	// CompiledModule of those bytes, so closing a duplicate would free
+	// the code a running instance of the kept one uses.
+	compiling singleflight.Group
+
+	mu      sync.Mutex
+	modules map[string]*cacheEntry
+	// evicted are modules out of the cache that runs still use: a compile
+	// of the same bytes takes one back rather than compiling anew (wazero
+	// would share its code, which the last run's release then frees).
+	evicted  map[string]*Module
 	maxMods  int
 	maxBytes int64
 	bytes    int64 // cached bytes, as cacheBytes counts them
@@ -111,6 +122,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		wasi:     wr,
 		cache:    cache,
 		modules:  map[string]*cacheEntry{},
+		evicted:  map[string]*Module{},
 		maxMods:  cfg.MaxCachedModules,
 		maxBytes: cfg.MaxCachedBytes,
 	}
@@ -164,6 +176,23 @@ func (r *Runtime) Compile(ctx context.Context, kind Kind, code []byte) (*Module,
 	if m, ok := r.Cached(digest); ok && m.Kind == kind {
 		return m, nil
 	}
+	v, err, _ := r.compiling.Do(string(kind)+" "+digest, func() (any, error) {
+		if m, ok := r.Cached(digest); ok && m.Kind == kind {
+			return m, nil
+		}
+		if m := r.revive(digest, kind); m != nil {
+			return m, nil
+		}
+		return r.compile(context.WithoutCancel(ctx), kind, digest, code)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Module), nil
+}
+
+// compile does Compile's work, once per digest at a time.
+func (r *Runtime) compile(ctx context.Context, kind Kind, digest string, code []byte) (*Module, error) {
 	m := &Module{Digest: digest, Kind: kind, Size: len(code)}
 	switch kind {
 	case KindWASI:
@@ -195,10 +224,10 @@ func (r *Runtime) store(ctx context.Context, m *Module) *Module {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old, ok := r.modules[m.Digest]; ok && old.mod.Kind == m.Kind {
-		// Lost a race with another compile of the same bytes: keep one.
-		if cm, ok := m.compiled.(wazero.CompiledModule); ok {
-			_ = cm.Close(ctx)
-		}
+		// Another compile of the same bytes stored first (compiles are
+		// one per digest at a time, so only across kinds or after an
+		// eviction race): keep that one, and do not close m's code, which
+		// wazero shares with it (see compiling).
 		return old.mod
 	}
 	r.tick++
@@ -218,9 +247,25 @@ func (r *Runtime) store(ctx context.Context, m *Module) *Module {
 		ev.evicted = true
 		if ev.refs == 0 {
 			r.closeLocked(ctx, ev)
+		} else {
+			r.evicted[oldest] = ev
 		}
 	}
 	return m
+}
+
+// revive puts back in the cache an evicted module that runs still use.
+func (r *Runtime) revive(digest string, kind Kind) *Module {
+	r.mu.Lock()
+	m, ok := r.evicted[digest]
+	if !ok || m.Kind != kind || m.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	delete(r.evicted, digest)
+	m.evicted = false
+	r.mu.Unlock()
+	return r.store(context.Background(), m)
 }
 
 // acquire marks m in use by a run; it fails only for a module evicted
@@ -242,6 +287,9 @@ func (r *Runtime) release(ctx context.Context, m *Module) {
 	m.refs--
 	if m.refs == 0 && m.evicted {
 		r.closeLocked(ctx, m)
+		if r.evicted[m.Digest] == m {
+			delete(r.evicted, m.Digest)
+		}
 	}
 }
 

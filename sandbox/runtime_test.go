@@ -417,3 +417,43 @@ func TestCacheBoundInBytes(t *testing.T) {
 		t.Errorf("cache counts %d bytes, want %d", r.bytes, len(b))
 	}
 }
+
+// TestRecompileWhileEvictedRuns: a module evicted while a task runs it and
+// compiled again meanwhile is the same module taken back, not a second
+// compile of the same bytes (wazero shares their code, so the first one's
+// release would free what the second's tasks run); tasks of both run, and
+// the module stays usable after the first task ends.
+func TestRecompileWhileEvictedRuns(t *testing.T) {
+	r, err := New(context.Background(), Config{MaxCachedModules: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	a := compile(t, r, "sleep")
+	lim := testLimits
+	lim.Wall = 300 * time.Millisecond
+	done := make(chan *Result)
+	go func() {
+		done <- r.Run(context.Background(), &Task{Module: a, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
+	}()
+	for {
+		r.mu.Lock()
+		refs := a.refs
+		r.mu.Unlock()
+		if refs == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	compile(t, r, "minimal") // evicts a while it runs
+	again := compile(t, r, "sleep")
+	if again != a {
+		t.Fatal("compiling an evicted, running module's bytes compiled them anew")
+	}
+	if res := <-done; res.Outcome != Terminated(ReasonWall) {
+		t.Fatalf("first task: %s (%s)", res.Outcome, res.Error)
+	}
+	if res := r.Run(context.Background(), &Task{Module: again, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim}); res.Outcome != Terminated(ReasonWall) {
+		t.Fatalf("a task after the first one ended: %s (%s)", res.Outcome, res.Error)
+	}
+}
