@@ -430,14 +430,35 @@ func TestIntakeBounds(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	a := hold(demo.Token, 1<<20) // demo's whole bound
-	wait(429, demo.Token, CodeTenantIntakeFull)
+	// holdUntil holds an upload until probing with probe's token gets
+	// want; on a loaded machine the held request may be answered (a
+	// freshness blip: 503 not_caught_up) instead of holding, so it is
+	// held anew then.
+	holdUntil := func(token string, probe string, want int, code string) net.Conn {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			conn := hold(token, 1<<20)
+			for i := 0; i < 50; i++ {
+				if st, c := upload(probe); st == want && c == code {
+					return conn
+				}
+				_ = conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				if n, _ := conn.Read(make([]byte, 1)); n > 0 {
+					break // answered: it holds nothing
+				}
+			}
+			conn.Close()
+		}
+		t.Fatalf("never saw %d %s", want, code)
+		return nil
+	}
+	a := holdUntil(demo.Token, demo.Token, 429, CodeTenantIntakeFull) // demo's whole bound
 	if st, code := upload(limited.Token); st == 429 || st == 503 {
 		t.Fatalf("another tenant is refused: %d %s", st, code)
 	}
-	b := hold(limited.Token, 1<<20)
-	c := hold(tn.token, 1<<20) // an admin's upload counts too
-	wait(503, tn.token, CodeIntakeFull)
+	b := holdUntil(limited.Token, limited.Token, 429, CodeTenantIntakeFull)
+	c := holdUntil(tn.token, tn.token, 503, CodeIntakeFull) // an admin's upload counts too
 	for _, conn := range []net.Conn{a, b, c} {
 		conn.Close()
 	}
