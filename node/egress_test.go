@@ -237,17 +237,7 @@ func TestEgressProxy(t *testing.T) {
 		io.WriteString(w, "via proxy")
 	}))
 	defer upstream.Close()
-	proxyAddr := freeAddr(t)
-	tn := startTestNode(t, Config{
-		PolicyFile:      "testdata/egress-policy.yaml",
-		EgressProxyAddr: proxyAddr,
-		Egress: EgressOptions{
-			Resolver: fakeResolver{"api.example.com": {netip.MustParseAddr("93.184.216.34")}},
-			Dialer:   &standInDialer{routes: map[string]string{"93.184.216.34:80": upstream.Listener.Addr().String()}, asked: make(chan string, 10)},
-		},
-	})
-	var l api.Lease
-	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "call_api"}, &l, 201)
+	_, proxyAddr, l := startProxyNode(t, "93.184.216.34:80", upstream.Listener.Addr().String())
 	get := func(token, target string) (int, string) {
 		pu, _ := url.Parse("http://" + proxyAddr)
 		c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), ProxyConnectHeader: http.Header{}}}
@@ -295,17 +285,7 @@ func TestRevocationClosesProxyTunnels(t *testing.T) {
 		io.WriteString(w, "through the tunnel")
 	}))
 	defer upstream.Close()
-	proxyAddr := freeAddr(t)
-	tn := startTestNode(t, Config{
-		PolicyFile:      "testdata/egress-policy.yaml",
-		EgressProxyAddr: proxyAddr,
-		Egress: EgressOptions{
-			Resolver: fakeResolver{"api.example.com": {netip.MustParseAddr("93.184.216.34")}},
-			Dialer:   &standInDialer{routes: map[string]string{"93.184.216.34:443": upstream.Listener.Addr().String()}, asked: make(chan string, 10)},
-		},
-	})
-	var l api.Lease
-	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "call_api"}, &l, 201)
+	tn, proxyAddr, l := startProxyNode(t, "93.184.216.34:443", upstream.Listener.Addr().String())
 	connect := func() (net.Conn, *bufio.Reader, int) {
 		conn, err := net.Dial("tcp", proxyAddr)
 		if err != nil {
@@ -350,4 +330,23 @@ func TestRevocationClosesProxyTunnels(t *testing.T) {
 	} else {
 		c2.Close()
 	}
+}
+
+// startProxyNode starts a node serving the egress proxy, with
+// api.example.com resolving to a public test address whose port route
+// dials upstream, and a call_api lease of tenant demo.
+func startProxyNode(t *testing.T, route, upstream string) (*testNode, string, api.Lease) {
+	t.Helper()
+	proxyAddr := freeAddr(t)
+	tn := startTestNode(t, Config{
+		PolicyFile:      "testdata/egress-policy.yaml",
+		EgressProxyAddr: proxyAddr,
+		Egress: EgressOptions{
+			Resolver: fakeResolver{"api.example.com": {netip.MustParseAddr("93.184.216.34")}},
+			Dialer:   &standInDialer{routes: map[string]string{route: upstream}, asked: make(chan string, 10)},
+		},
+	})
+	var l api.Lease
+	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "call_api"}, &l, 201)
+	return tn, proxyAddr, l
 }

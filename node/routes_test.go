@@ -250,19 +250,28 @@ func TestOperatorKeysCannotMintAdmins(t *testing.T) {
 func try2(t *testing.T, tn *testNode, method, path, token string, in any) (int, string) {
 	t.Helper()
 	b, _ := json.Marshal(in)
-	req, _ := http.NewRequest(method, tn.url+path, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
+	st, _, code := send(t, tn, method, path, token, "application/json", b)
+	return st, code
+}
+
+// send makes one request and returns the status, the module digest of a
+// module upload's answer, and the error code of an error answer.
+func send(t *testing.T, tn *testNode, method, path, token, contentType string, body []byte) (status int, digest, code string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, tn.url+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var eb struct {
+	var out struct {
+		api.ModuleRef
 		Error api.Error `json:"error"`
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&eb)
-	return resp.StatusCode, eb.Error.Code
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.Digest, out.Error.Code
 }
 
 // TestRouteTableIsDocumented: docs/api.md's endpoint table lists exactly
@@ -307,19 +316,11 @@ func TestModulesBelongToTheirTenants(t *testing.T) {
 	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, &demo, 201)
 	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "limited", Intent: "small_task"}, &limited, 201)
 	put := func(token, query string, code []byte) string {
-		req, _ := http.NewRequest("PUT", tn.url+"/v1/modules"+query, bytes.NewReader(code))
-		req.Header.Set("Content-Type", "application/wasm")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		st, digest, c := send(t, tn, "PUT", "/v1/modules"+query, token, "application/wasm", code)
+		if st != 201 {
+			t.Fatalf("PUT module: %d %s", st, c)
 		}
-		defer resp.Body.Close()
-		var ref api.ModuleRef
-		if resp.StatusCode != 201 || json.NewDecoder(resp.Body).Decode(&ref) != nil {
-			t.Fatalf("PUT module: %d", resp.StatusCode)
-		}
-		return ref.Digest
+		return digest
 	}
 	run := func(l api.Lease, digest string) (int, string) {
 		return try2(t, tn, "POST", "/v1/tasks", l.Token, api.TaskRequest{Module: api.Module{Digest: &digest}})
@@ -402,19 +403,8 @@ func TestIntakeBounds(t *testing.T) {
 		return conn
 	}
 	upload := func(token string) (int, string) {
-		req, _ := http.NewRequest("PUT", tn.url+"/v1/modules", bytes.NewReader([]byte("\x00asm\x01\x00\x00\x00")))
-		req.Header.Set("Content-Type", "application/wasm")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var eb struct {
-			Error api.Error `json:"error"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&eb)
-		return resp.StatusCode, eb.Error.Code
+		st, _, code := send(t, tn, "PUT", "/v1/modules", token, "application/wasm", []byte("\x00asm\x01\x00\x00\x00"))
+		return st, code
 	}
 	wait := func(want int, token, code string) {
 		t.Helper()
@@ -492,20 +482,7 @@ func TestModuleQuota(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest("PUT", tn.url+"/v1/modules", bytes.NewReader(b))
-		req.Header.Set("Content-Type", "application/wasm")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out struct {
-			api.ModuleRef
-			Error api.Error `json:"error"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out.Digest, out.Error.Code
+		return send(t, tn, "PUT", "/v1/modules", token, "application/wasm", b)
 	}
 	st, first, _ := put(limited.Token, "minimal")
 	if st != 201 {

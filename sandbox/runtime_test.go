@@ -347,19 +347,7 @@ func TestCacheEvictionKeepsRunningModules(t *testing.T) {
 	a := compile(t, r, "sleep")
 	lim := testLimits
 	lim.Wall = 300 * time.Millisecond
-	done := make(chan *Result)
-	go func() {
-		done <- r.Run(context.Background(), &Task{Module: a, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
-	}()
-	for {
-		r.mu.Lock()
-		refs := a.refs
-		r.mu.Unlock()
-		if refs == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	done := runHeld(r, a, lim)
 	compile(t, r, "minimal") // evicts a while it runs
 	if res := <-done; res.Outcome != Terminated(ReasonWall) {
 		t.Fatalf("running task of an evicted module: %s (%s)", res.Outcome, res.Error)
@@ -432,19 +420,7 @@ func TestRecompileWhileEvictedRuns(t *testing.T) {
 	a := compile(t, r, "sleep")
 	lim := testLimits
 	lim.Wall = 300 * time.Millisecond
-	done := make(chan *Result)
-	go func() {
-		done <- r.Run(context.Background(), &Task{Module: a, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
-	}()
-	for {
-		r.mu.Lock()
-		refs := a.refs
-		r.mu.Unlock()
-		if refs == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	done := runHeld(r, a, lim)
 	compile(t, r, "minimal") // evicts a while it runs
 	again := compile(t, r, "sleep")
 	if again != a {
@@ -455,5 +431,23 @@ func TestRecompileWhileEvictedRuns(t *testing.T) {
 	}
 	if res := r.Run(context.Background(), &Task{Module: again, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim}); res.Outcome != Terminated(ReasonWall) {
 		t.Fatalf("a task after the first one ended: %s (%s)", res.Outcome, res.Error)
+	}
+}
+
+// runHeld starts a task of m and returns once the run holds m; the
+// task's result arrives on the channel.
+func runHeld(r *Runtime, m *Module, lim Limits) <-chan *Result {
+	done := make(chan *Result, 1)
+	go func() {
+		done <- r.Run(context.Background(), &Task{Module: m, Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: lim})
+	}()
+	for {
+		r.mu.Lock()
+		refs := m.refs
+		r.mu.Unlock()
+		if refs == 1 {
+			return done
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
