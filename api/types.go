@@ -385,3 +385,21 @@ func (v EnvVar) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(v.Text)
 }
+
+// Tenant is a tenant of the active bundle as GET /v1/tenants shows it: the
+// bundle's settings, with the module quota's defaults filled in, and how
+// many API keys it holds.
+type Tenant struct {
+	Name           string   `json:"name"`
+	Profiles       []string `json:"profiles"`
+	Weight         int      `json:"weight"`
+	ModuleMaxBytes int64    `json:"module_max_bytes"`
+	ModuleMaxCount int64    `json:"module_max_count"`
+	APIKeys        int      `json:"api_keys"`
+}
+
+// TenantList is GET /v1/tenants.
+type TenantList struct {
+	PolicyDigest string   `json:"policy_digest"`
+	Tenants      []Tenant `json:"tenants"`
+}

@@ -39,6 +39,7 @@ var commands = map[string]command{
 	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
 	"tasks":   {"tasks submit PATH | get ID | list | cancel ID: bulk tasks in the replicated queue", runTasks},
 	"keys":    {"keys create --role R [--tenant T] | list | revoke ID: API keys (shown once, revocable everywhere)", runKeys},
+	"tenants": {"tenants list: the active bundle's tenants, their quotas and how many API keys each holds", runTenants},
 	"ledger":  {"ledger keys|checkpoint|receipt N|export|proof; ledger verify receipt|export|consistency|agree (offline)", runLedger},
 	"recover": {"recover --data DIR: make a stopped node's data dir a one-voter cluster (disaster recovery)", runRecover},
 	"version": {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},

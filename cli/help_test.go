@@ -17,6 +17,7 @@ var subcommands = map[string][]string{
 	"tasks":         {"submit", "get", "list", "cancel"},
 	"policy":        {"check"},
 	"keys":          {"create", "list", "revoke"},
+	"tenants":       {"list"},
 }
 
 // TestEveryCommandAnswersHelp runs every command and subcommand with -h and

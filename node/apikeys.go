@@ -2,7 +2,9 @@ package node
 
 import (
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/leash-dev/leash/api"
@@ -120,4 +122,28 @@ func apiKeyView(k *record.APIKey) api.APIKey {
 		v.ExpiresAt = &t
 	}
 	return v
+}
+
+// listTenants answers GET /v1/tenants: the active bundle's tenants, with
+// the number of API keys each holds.
+func (n *Node) listTenants(w http.ResponseWriter, r *http.Request) error {
+	digest, bundle, err := n.state.ActiveBundle(Env)
+	if errors.Is(err, consensus.ErrNotFound) {
+		return api.Errorf(http.StatusServiceUnavailable, api.CodeNoPolicy, "no policy bundle is active")
+	}
+	if err != nil {
+		return err
+	}
+	out := api.TenantList{PolicyDigest: digest, Tenants: []api.Tenant{}}
+	for _, name := range slices.Sorted(maps.Keys(bundle.Tenants)) {
+		t := bundle.Tenants[name]
+		keys, err := n.state.APIKeys(name)
+		if err != nil {
+			return err
+		}
+		out.Tenants = append(out.Tenants, api.Tenant{Name: name, Profiles: t.Profiles, Weight: max(t.Weight, 1),
+			ModuleMaxBytes: t.Modules.Bytes(), ModuleMaxCount: t.Modules.Count(), APIKeys: len(keys)})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

@@ -76,6 +76,8 @@ func (n *Node) routeTable() []route {
 		{"GET", "/v1/policy", staff, n.getPolicy},
 		{"PUT", "/v1/policy", admin | operator, n.putPolicy},
 
+		{"GET", "/v1/tenants", staff, n.listTenants},
+
 		{"POST", "/v1/apikeys", admin | operator, n.createAPIKey},
 		{"GET", "/v1/apikeys", admin | operator, n.listAPIKeys},
 		{"DELETE", "/v1/apikeys/{id}", admin | operator, n.revokeAPIKey},

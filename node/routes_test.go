@@ -206,6 +206,17 @@ func TestTenantKeysSeeOnlyTheirTenant(t *testing.T) {
 	tn.call(t, "GET", "/v1/cluster?digest=1", creds.byRole[auditor], nil, nil, 200)
 	tn.call(t, "GET", "/v1/cluster", "", nil, nil, 200)
 
+	// Staff see the tenants and how many keys each holds.
+	var tl api.TenantList
+	tn.call(t, "GET", "/v1/tenants", creds.byRole[auditor], nil, &tl, 200)
+	keysOf := map[string]int{}
+	for _, tt := range tl.Tenants {
+		keysOf[tt.Name] = tt.APIKeys
+	}
+	if keysOf["demo"] != 1 || keysOf["limited"] != 1 || len(tl.Tenants) != 2 {
+		t.Fatalf("tenants: %+v", tl)
+	}
+
 	// demo revokes its own lease; its key then stops working once revoked.
 	tn.call(t, "DELETE", "/v1/leases/"+l.LeaseID, demoKey, nil, nil, 204)
 	var keys api.APIKeyList
