@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -110,4 +111,62 @@ func auditCost(b *testing.B, conc int) {
 	b.ReportMetric(on.Rate()/off.Rate(), "ratio")
 	b.ReportMetric(float64(on.P50.Microseconds()), "audited_p50_µs")
 	b.ReportMetric(float64(off.P50.Microseconds()), "unaudited_p50_µs")
+}
+
+// BenchmarkCredentialCost issues leases (a Raft write each) and reads a
+// lease record (no write: the credential check is most of the work) on one
+// node with the admin token and with a tenant's API key, alternating
+// rounds in one run, and reports the key/admin throughput ratio.
+func BenchmarkCredentialCost(b *testing.B) {
+	n := startNode(b)
+	var k api.APIKey
+	n.JSON("POST", "/v1/apikeys", n.Token, api.APIKeyRequest{Role: "tenant", Tenant: "demo"}, 201, &k)
+	var l api.Lease
+	n.JSON("POST", "/v1/leases", n.Token, api.LeaseRequest{Tenant: "demo", Intent: "read_docs"}, 201, &l)
+	req, _ := json.Marshal(api.LeaseRequest{Tenant: "demo", Intent: "read_docs"})
+	get := func(token string) error {
+		r, _ := http.NewRequest("GET", n.URL()+"/v1/leases/"+l.LeaseID, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(r)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	for _, op := range []struct {
+		name string
+		fn   func(token string) error
+		n    int
+	}{
+		{"issue", func(tok string) error { return post(n.URL()+"/v1/leases", tok, req, 201) }, 1000},
+		{"read", get, 5000},
+	} {
+		b.Run(op.name, func(b *testing.B) {
+			var rates [2][]float64
+			for round := 0; round < 3; round++ {
+				for i, tok := range []string{n.Token, k.Key} {
+					lat := Load(op.n, 8, func(int) error { return op.fn(tok) })
+					if lat.Errors > 0 {
+						b.Fatalf("%d errors", lat.Errors)
+					}
+					rates[i] = append(rates[i], lat.Rate())
+				}
+			}
+			admin, key := median(rates[0]), median(rates[1])
+			b.ReportMetric(admin, "admin_per_s")
+			b.ReportMetric(key, "key_per_s")
+			b.ReportMetric(key/admin, "key/admin")
+		})
+	}
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
