@@ -8,9 +8,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -31,6 +36,10 @@ type Config struct {
 	// CacheDir keeps compiled machine code across restarts (wazero's
 	// compilation cache). Empty: in memory only.
 	CacheDir string
+	// MaxDiskCacheBytes bounds CacheDir (default 1 GiB): past it the
+	// oldest compiled code is deleted (a module whose code is gone is
+	// compiled again when next needed).
+	MaxDiskCacheBytes int64
 	// EnginePath is the JS engine (engine.wasm). Empty or missing: JS
 	// modules are refused with ErrJSEngineUnavailable.
 	EnginePath string
@@ -56,6 +65,11 @@ type Runtime struct {
 	// CompiledModule of those bytes, so closing a duplicate would free
 	// the code a running instance of the kept one uses.
 	compiling singleflight.Group
+
+	cacheDir  string
+	maxDisk   int64
+	trimming  atomic.Bool
+	sinceTrim atomic.Int64
 
 	mu      sync.Mutex
 	modules map[string]*cacheEntry
@@ -94,6 +108,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.MaxCachedBytes <= 0 {
 		cfg.MaxCachedBytes = 256 << 20
 	}
+	if cfg.MaxDiskCacheBytes <= 0 {
+		cfg.MaxDiskCacheBytes = 1 << 30
+	}
 	var cache wazero.CompilationCache
 	if cfg.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
@@ -125,7 +142,10 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		evicted:  map[string]*Module{},
 		maxMods:  cfg.MaxCachedModules,
 		maxBytes: cfg.MaxCachedBytes,
+		cacheDir: cfg.CacheDir,
+		maxDisk:  cfg.MaxDiskCacheBytes,
 	}
+	r.trimDiskCache()
 	if cfg.EnginePath != "" {
 		r.js, r.jsErr = newJSEngine(ctx, cfg.EnginePath, r.log)
 	} else {
@@ -205,6 +225,9 @@ func (r *Runtime) compile(ctx context.Context, kind Kind, digest string, code []
 			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 		}
 		m.compiled = cm
+		if r.sinceTrim.Add(1)%32 == 0 {
+			go r.trimDiskCache()
+		}
 	case KindJS:
 		if r.js == nil {
 			return nil, r.jsErr
@@ -527,4 +550,46 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func (u *Usage) finish() {
 	u.CPUMs = float64(u.CPU.Microseconds()) / 1000
 	u.WallMs = float64(u.Wall.Microseconds()) / 1000
+}
+
+// trimDiskCache keeps the on-disk compilation cache within its bound:
+// past it, the oldest files go until it is at three quarters of the
+// bound. It runs at start and after every 32 WASI compiles, one at a time.
+func (r *Runtime) trimDiskCache() {
+	if r.cacheDir == "" || !r.trimming.CompareAndSwap(false, true) {
+		return
+	}
+	defer r.trimming.Store(false)
+	type file struct {
+		path string
+		size int64
+		mod  time.Time
+	}
+	var files []file
+	var total int64
+	_ = filepath.WalkDir(r.cacheDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			files = append(files, file{path, info.Size(), info.ModTime()})
+			total += info.Size()
+		}
+		return nil
+	})
+	if total <= r.maxDisk {
+		return
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod.Before(files[j].mod) })
+	removed := 0
+	for _, f := range files {
+		if total <= r.maxDisk*3/4 {
+			break
+		}
+		if os.Remove(f.path) == nil {
+			total -= f.size
+			removed++
+		}
+	}
+	r.log.Info("compilation cache trimmed", "dir", r.cacheDir, "files_removed", removed, "bytes", total, "bound", r.maxDisk)
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -449,5 +450,42 @@ func runHeld(r *Runtime, m *Module, lim Limits) <-chan *Result {
 			return done
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestDiskCacheBounded: the on-disk compilation cache is trimmed to its
+// bound, oldest first, and modules whose code was trimmed still run (their
+// code is in memory, or is compiled again).
+func TestDiskCacheBounded(t *testing.T) {
+	dir := t.TempDir()
+	size := func() (total int64) {
+		_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if info, err := d.Info(); err == nil {
+					total += info.Size()
+				}
+			}
+			return nil
+		})
+		return total
+	}
+	r, err := New(context.Background(), Config{CacheDir: dir, MaxDiskCacheBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	var mods []*Module
+	for _, g := range []string{"minimal", "echo", "fail"} {
+		mods = append(mods, compile(t, r, g))
+	}
+	if size() == 0 {
+		t.Skip("wazero wrote no compiled code to the cache dir")
+	}
+	r.trimDiskCache()
+	if got := size(); got > 1 {
+		t.Fatalf("cache dir holds %d bytes after a trim to 1", got)
+	}
+	if res := r.Run(context.Background(), &Task{Module: mods[0], Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: testLimits}); res.Outcome != OutcomeOK {
+		t.Fatalf("a module whose cached code was trimmed: %s (%s)", res.Outcome, res.Error)
 	}
 }
