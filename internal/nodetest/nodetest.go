@@ -6,6 +6,7 @@ package nodetest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -205,6 +207,7 @@ func (n *Node) Stop(timeout time.Duration) error {
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-n.done:
+		n.reportRace()
 		return n.exitErr
 	case <-time.After(timeout):
 		_ = n.cmd.Process.Kill()
@@ -290,4 +293,22 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// raceExitCode is the status a race-built binary exits with when the race
+// detector found a race.
+const raceExitCode = 66
+
+// reportRace puts the race detector's report in the test log when the
+// node exited because of a race, so that a CI failure says where.
+func (n *Node) reportRace() {
+	var ee *exec.ExitError
+	if !errors.As(n.exitErr, &ee) || ee.ExitCode() != raceExitCode {
+		return
+	}
+	logs := n.logs.String()
+	if i := strings.Index(logs, "WARNING: DATA RACE"); i >= 0 {
+		end := min(len(logs), i+16<<10)
+		n.t.Logf("the node exited with a data race:\n%s", logs[i:end])
+	}
 }
