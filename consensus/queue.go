@@ -153,8 +153,8 @@ type TaskSpec struct {
 	Body         []byte `msgpack:"body,omitempty"`
 	Env          []Pair `msgpack:"env,omitempty"`
 	// EnvJSON names the vars of Env whose value is JSON text.
-	EnvJSON []string `msgpack:"env_json,omitempty"`
-	Traceparent  string `msgpack:"traceparent,omitempty"`
+	EnvJSON     []string `msgpack:"env_json,omitempty"`
+	Traceparent string   `msgpack:"traceparent,omitempty"`
 }
 
 // Attempt is one run of a task, as the queue knows it.

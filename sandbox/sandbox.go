@@ -150,14 +150,14 @@ func (e *FetchError) Error() string {
 
 // Task is one execution request.
 type Task struct {
-	ID          string
-	Module      *Module
-	Request     Request
-	Env         map[string]string // guest-visible variables (the Workers env, or extra WAGI variables)
+	ID      string
+	Module  *Module
+	Request Request
+	Env     map[string]string // guest-visible variables (the Workers env, or extra WAGI variables)
 	// EnvJSON names the variables of Env whose value is JSON text (a
 	// client's non-string var): a JS worker sees them parsed, a WASI guest
 	// as text.
-	EnvJSON map[string]bool
+	EnvJSON     map[string]bool
 	Limits      Limits
 	Host        Host
 	Attempt     int
