@@ -52,6 +52,8 @@ func (n *Node) wrap(h handlerFunc) http.Handler {
 		if r.ContentLength != 0 && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			// A body must arrive within BodyTimeout: a client that
 			// sends headers and then trickles (or nothing) is cut off.
+			// (net/http clears the deadline when it starts its background
+			// read after the body, so a long task is not cut off by it.)
 			_ = http.NewResponseController(w).SetReadDeadline(start.Add(n.cfg.BodyTimeout))
 		}
 		sw := &statusWriter{ResponseWriter: w}

@@ -524,3 +524,4 @@ func TestModuleQuota(t *testing.T) {
 		t.Fatalf("after the delete: %d %s", st, d)
 	}
 }
+
