@@ -524,4 +524,3 @@ func TestModuleQuota(t *testing.T) {
 		t.Fatalf("after the delete: %d %s", st, d)
 	}
 }
-
