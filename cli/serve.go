@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/leash-dev/leash/engine/image"
+	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/node"
 )
 
@@ -36,8 +37,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&cfg.EnginePath, "engine", "", "JS engine file (default: the engine this binary carries; make build embeds it)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", d.ShutdownGrace, "how long running tasks may finish at shutdown")
 	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", d.BodyTimeout, "a request body must arrive, and a streamed answer may stall, at most this long")
-	fs.Int64Var(&cfg.MaxIntakeBytes, "max-intake-bytes", node.DefaultMaxIntakeBytes, "request bytes the node reads, decodes and compiles at once (past it: 503 intake_full)")
-	fs.Int64Var(&cfg.MaxTenantIntakeBytes, "max-tenant-intake-bytes", node.DefaultMaxTenantIntakeBytes, "the same, for one tenant (past it: 429 tenant_intake_full)")
+	fs.Int64Var(&cfg.MaxIntakeBytes, "max-intake-bytes", httpapi.DefaultMaxIntakeBytes, "request bytes the node reads, decodes and compiles at once (past it: 503 intake_full)")
+	fs.Int64Var(&cfg.MaxTenantIntakeBytes, "max-tenant-intake-bytes", httpapi.DefaultMaxTenantIntakeBytes, "the same, for one tenant (past it: 429 tenant_intake_full)")
 	fs.IntVar(&cfg.Slots, "slots", d.Slots, "sandboxes running at once")
 	fs.IntVar(&cfg.BulkSlots, "bulk-slots", 0, "slots bulk tasks may hold at once (0: every slot, lent back as interactive work arrives)")
 	fs.DurationVar(&cfg.ClaimTTL, "claim-ttl", node.DefaultClaimTTL, "how long a node's claim on a bulk task lasts unrenewed; a dead node's tasks run elsewhere after it")

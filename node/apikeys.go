@@ -10,6 +10,8 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/apikey"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/record"
 )
 
@@ -21,14 +23,14 @@ const MaxAPIKeyTTL = 366 * 24 * time.Hour
 // A tenant key's tenant must be in the active bundle.
 func (n *Node) createAPIKey(w http.ResponseWriter, r *http.Request) error {
 	var req api.APIKeyRequest
-	if err := decodeJSON(w, r, 16<<10, &req); err != nil {
+	if err := httpapi.DecodeJSON(w, r, 16<<10, &req); err != nil {
 		return err
 	}
-	c := callerOf(r.Context())
+	c := httpapi.CallerOf(r.Context())
 	switch {
 	case !record.ValidRole(req.Role):
 		return api.BadRequest(api.CodeBadRequest, "role must be admin, operator, auditor or tenant")
-	case req.Role == record.RoleAdmin && c.role != admin:
+	case req.Role == record.RoleAdmin && c.Role != httpapi.Admin:
 		return api.Errorf(http.StatusForbidden, api.CodeForbidden, "only an admin makes admin keys")
 	case (req.Role == record.RoleTenant) != (req.Tenant != ""):
 		return api.BadRequest(api.CodeBadRequest, "a tenant key names its tenant; keys of other roles name none")
@@ -55,7 +57,7 @@ func (n *Node) createAPIKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := n.now()
 	k := record.APIKey{ID: id, Role: req.Role, Tenant: req.Tenant, Name: req.Name, Hash: hash,
-		CreatedAt: now.UnixNano(), CreatedBy: c.name()}
+		CreatedAt: now.UnixNano(), CreatedBy: c.Name()}
 	if req.TTLSeconds > 0 {
 		k.ExpiresAt = now.Add(time.Duration(req.TTLSeconds) * time.Second).UnixNano()
 	}
@@ -64,10 +66,10 @@ func (n *Node) createAPIKey(w http.ResponseWriter, r *http.Request) error {
 		return n.proposeError(err)
 	}
 	setIndex(w, res)
-	n.log.Info("api key created", "key", id, "role", k.Role, "tenant", k.Tenant, "by", k.CreatedBy, "traceparent", traceFrom(r.Context()))
+	n.log.Info("api key created", "key", id, "role", k.Role, "tenant", k.Tenant, "by", k.CreatedBy, "traceparent", obs.RequestTraceparent(r.Context()))
 	out := apiKeyView(&k)
 	out.Key = token
-	writeJSON(w, http.StatusCreated, out)
+	httpapi.WriteJSON(w, http.StatusCreated, out)
 	return nil
 }
 
@@ -82,7 +84,7 @@ func (n *Node) listAPIKeys(w http.ResponseWriter, r *http.Request) error {
 	for i := range ks {
 		out.Keys = append(out.Keys, apiKeyView(&ks[i]))
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -90,7 +92,7 @@ func (n *Node) listAPIKeys(w http.ResponseWriter, r *http.Request) error {
 // admin key.
 func (n *Node) revokeAPIKey(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	c := callerOf(r.Context())
+	c := httpapi.CallerOf(r.Context())
 	if !apikey.ValidID(id) {
 		return api.Errorf(http.StatusNotFound, api.CodeAPIKeyNotFound, "no API key %q", id)
 	}
@@ -101,15 +103,15 @@ func (n *Node) revokeAPIKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if k.Role == record.RoleAdmin && c.role != admin {
+	if k.Role == record.RoleAdmin && c.Role != httpapi.Admin {
 		return api.Errorf(http.StatusForbidden, api.CodeForbidden, "only an admin revokes admin keys")
 	}
-	res, err := n.propose(r.Context(), &consensus.RevokeAPIKey{ID: id, By: c.name(), At: n.now().UnixNano()})
+	res, err := n.propose(r.Context(), &consensus.RevokeAPIKey{ID: id, By: c.Name(), At: n.now().UnixNano()})
 	if err != nil {
 		return n.proposeError(err)
 	}
 	setIndex(w, res)
-	n.log.Info("api key revoked", "key", id, "role", k.Role, "tenant", k.Tenant, "by", c.name(), "traceparent", traceFrom(r.Context()))
+	n.log.Info("api key revoked", "key", id, "role", k.Role, "tenant", k.Tenant, "by", c.Name(), "traceparent", obs.RequestTraceparent(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -144,6 +146,6 @@ func (n *Node) listTenants(w http.ResponseWriter, r *http.Request) error {
 		out.Tenants = append(out.Tenants, api.Tenant{Name: name, Profiles: t.Profiles, Weight: max(t.Weight, 1),
 			ModuleMaxBytes: t.Modules.Bytes(), ModuleMaxCount: t.Modules.Count(), APIKeys: len(keys)})
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
+	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
@@ -431,7 +433,7 @@ func (b *bulkQueue) run(t *consensus.QueueTask, until time.Time, release func())
 	}
 	b.observeQueueWait(n.now().Sub(time.Unix(0, t.DueAt)))
 
-	ctx, cancel := context.WithCancelCause(withSandboxDone(withTrace(context.Background(), t.Spec.Traceparent), release))
+	ctx, cancel := context.WithCancelCause(withSandboxDone(obs.WithRequestTraceparent(context.Background(), t.Spec.Traceparent), release))
 	defer cancel(nil)
 	b.mu.Lock()
 	b.running[t.ID] = &bulkRun{attempt: t.Attempts, until: until, cancel: cancel}
@@ -1141,7 +1143,7 @@ func (n *Node) submitBulk(w http.ResponseWriter, r *http.Request, l *consensus.L
 		n.log.Info("bulk task enqueued", "task", er.ID, "tenant", l.Tenant, "lease", l.ID, "idempotency_key", key != "", "traceparent", t.Traceparent)
 	}
 	setIndex(w, res)
-	writeJSON(w, http.StatusAccepted, api.Accepted{TaskID: er.ID})
+	httpapi.WriteJSON(w, http.StatusAccepted, api.Accepted{TaskID: er.ID})
 	return nil
 }
 
@@ -1294,11 +1296,11 @@ func (n *Node) findTask(ctx context.Context, id string) (*api.Task, string, erro
 // taskAuth is the caller of a task endpoint: staff (every tenant), or a
 // tenant's key or lease.
 func (n *Node) taskAuth(r *http.Request) (admin bool, tenant string, leaseID string, err error) {
-	c := callerOf(r.Context())
-	if c.lease != nil {
-		leaseID = c.lease.ID
+	c := httpapi.CallerOf(r.Context())
+	if c.Lease != nil {
+		leaseID = c.Lease.ID
 	}
-	return c.staff(), c.tenant, leaseID, nil
+	return c.Staff(), c.Tenant, leaseID, nil
 }
 
 // listTasks answers GET /v1/tasks?state=&tenant=&limit=&cursor=: bulk
@@ -1348,7 +1350,7 @@ func (n *Node) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if next > 0 {
 		out.NextCursor = strconv.FormatUint(next, 10)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -1372,7 +1374,7 @@ func (n *Node) cancelTask(w http.ResponseWriter, r *http.Request) error {
 		if lid, ok := n.tasks.leaseOf(id); ok {
 			if l, lerr := n.state.Lease(lid); admin || (lerr == nil && l.Tenant == tenant) {
 				n.tasks.cancelTask(id, sandbox.Terminate(sandbox.ReasonCancelled))
-				writeJSON(w, http.StatusAccepted, api.Task{TaskID: id, State: api.TaskRunning, Class: consensus.ClassInteractive, CancelRequested: true})
+				httpapi.WriteJSON(w, http.StatusAccepted, api.Task{TaskID: id, State: api.TaskRunning, Class: consensus.ClassInteractive, CancelRequested: true})
 				return nil
 			}
 		}
@@ -1393,11 +1395,11 @@ func (n *Node) cancelTask(w http.ResponseWriter, r *http.Request) error {
 		return n.queueError(err)
 	}
 	setIndex(w, res)
-	n.log.Info("bulk task cancel", "task", id, "by", by, "traceparent", traceFrom(r.Context()))
+	n.log.Info("bulk task cancel", "task", id, "by", by, "traceparent", obs.RequestTraceparent(r.Context()))
 	if qt, err = n.state.QueueTask(id); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, n.bulkView(qt, true))
+	httpapi.WriteJSON(w, http.StatusOK, n.bulkView(qt, true))
 	return nil
 }
 

@@ -25,6 +25,8 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/cluster"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/sandbox"
 )
 
@@ -499,7 +501,7 @@ func (n *Node) status(withDigest bool) api.NodeStatus {
 }
 
 func (n *Node) internalStatus(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, n.status(r.URL.Query().Get("digest") != ""))
+	httpapi.WriteJSON(w, http.StatusOK, n.status(r.URL.Query().Get("digest") != ""))
 	return nil
 }
 
@@ -576,7 +578,7 @@ func (n *Node) internalLeave(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		ID string `json:"id"`
 	}
-	if err := decodeJSON(w, r, 4<<10, &req); err != nil {
+	if err := httpapi.DecodeJSON(w, r, 4<<10, &req); err != nil {
 		return err
 	}
 	if !n.raft.IsLeader() {
@@ -654,7 +656,7 @@ func (n *Node) internalTask(w http.ResponseWriter, r *http.Request) error {
 	ctx := context.WithValue(context.WithValue(r.Context(), noOffloadKey{}, true), startedKey{}, started)
 	// The lease is checked here as on the public route (on caught-up
 	// state): the offloading peer's check does not count.
-	err := n.authorize(leaseTok, n.submitTask)(w, r.WithContext(ctx))
+	err := httpapi.Authorize(n.auth, httpapi.LeaseHolder, n.submitTask)(w, r.WithContext(ctx))
 	if err != nil && !started.Load() {
 		w.Header().Set(NotStartedHeader, "1")
 	}
@@ -699,7 +701,7 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 	}
 	preq.Header.Set("Content-Type", "application/json")
 	preq.Header.Set("Authorization", r.Header.Get("Authorization"))
-	preq.Header.Set("traceparent", traceFrom(r.Context()))
+	preq.Header.Set("traceparent", obs.RequestTraceparent(r.Context()))
 	resp, err := n.mesh.rpc.Do(preq)
 	if err != nil {
 		var de *cluster.DialError
@@ -707,8 +709,8 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 			n.log.Warn("offload: peer unreachable, nothing sent; running here", "peer", best.ID, "err", err)
 			return false
 		}
-		n.log.Warn("offload: peer failed after the task was sent; outcome unknown", "peer", best.ID, "err", err, "traceparent", traceFrom(r.Context()))
-		n.writeError(w, r, outcomeUnknown(best.ID))
+		n.log.Warn("offload: peer failed after the task was sent; outcome unknown", "peer", best.ID, "err", err, "traceparent", obs.RequestTraceparent(r.Context()))
+		httpapi.WriteError(n.log, w, r, outcomeUnknown(best.ID))
 		return true
 	}
 	defer resp.Body.Close()
@@ -719,11 +721,11 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 			n.log.Info("offload refused by the peer before it started; running here", "peer", best.ID, "status", resp.StatusCode)
 			return false
 		}
-		n.log.Warn("offload: peer failed; outcome unknown", "peer", best.ID, "status", resp.StatusCode, "traceparent", traceFrom(r.Context()))
-		n.writeError(w, r, outcomeUnknown(best.ID))
+		n.log.Warn("offload: peer failed; outcome unknown", "peer", best.ID, "status", resp.StatusCode, "traceparent", obs.RequestTraceparent(r.Context()))
+		httpapi.WriteError(n.log, w, r, outcomeUnknown(best.ID))
 		return true
 	}
-	n.log.Info("task offloaded", "peer", best.ID, "status", resp.StatusCode, "traceparent", traceFrom(r.Context()))
+	n.log.Info("task offloaded", "peer", best.ID, "status", resp.StatusCode, "traceparent", obs.RequestTraceparent(r.Context()))
 	for _, h := range []string{"Content-Type", "Retry-After", "X-Content-Type-Options"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
@@ -795,7 +797,7 @@ func (n *Node) fetchModule(ctx context.Context, digest, tenant string) ([]byte, 
 // the leader. ?digest=1 adds each member's state digest.
 func (n *Node) getCluster(w http.ResponseWriter, r *http.Request) error {
 	withDigest := r.URL.Query().Get("digest") != ""
-	if withDigest && !callerOf(r.Context()).staff() {
+	if withDigest && !httpapi.CallerOf(r.Context()).Staff() {
 		// Each member hashes all of its state: not for anyone to ask.
 		return api.Errorf(http.StatusForbidden, api.CodeForbidden, "?digest=1 needs the role admin, operator or auditor")
 	}
@@ -894,7 +896,7 @@ func (n *Node) getCluster(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].ID < out.Members[j].ID })
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -931,7 +933,7 @@ func (n *Node) postSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if err := n.raft.Snapshot(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"node": n.id.NodeID, "applied_index": n.raft.AppliedIndex()})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"node": n.id.NodeID, "applied_index": n.raft.AppliedIndex()})
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/httpapi"
 )
 
 // FuzzDecodeTaskRequest feeds arbitrary bodies through the task request
@@ -38,7 +39,7 @@ func FuzzDecodeTaskRequest(f *testing.F) {
 			}
 			return false
 		}
-		if !check(decodeJSON(w, r, 1<<20, &req)) {
+		if !check(httpapi.DecodeJSON(w, r, 1<<20, &req)) {
 			return
 		}
 		if !check(validateEnv(req.Env)) {

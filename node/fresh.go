@@ -11,6 +11,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/httpapi"
 )
 
 // Freshness: decisions that a guarantee rests on (admitting a task,
@@ -290,7 +291,7 @@ func (n *Node) internalReadIndex(w http.ResponseWriter, r *http.Request) error {
 	if err := n.raft.Raw().VerifyLeader().Error(); err != nil {
 		return api.Errorf(http.StatusConflict, "not_leader", "leadership not confirmed: %v", err)
 	}
-	writeJSON(w, http.StatusOK, readIndex{Index: n.raft.Raw().LastIndex(), Leader: n.id.NodeID})
+	httpapi.WriteJSON(w, http.StatusOK, readIndex{Index: n.raft.Raw().LastIndex(), Leader: n.id.NodeID})
 	return nil
 }
 

@@ -9,13 +9,14 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
+	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/policy"
 )
 
 func (n *Node) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node_id": n.id.NodeID})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "node_id": n.id.NodeID})
 	return nil
 }
 
@@ -45,7 +46,7 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) error {
 	if !ready.Ready {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, ready)
+	httpapi.WriteJSON(w, status, ready)
 	return nil
 }
 
@@ -69,7 +70,7 @@ func (n *Node) getKeys(w http.ResponseWriter, r *http.Request) error {
 		out.Origin, out.Nodes = v.Keys.Origin, v.Keys.Nodes
 		v.Close()
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -87,7 +88,7 @@ func (n *Node) getPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.PolicyInfo{Env: Env, Digest: d, Source: string(rec.Source)})
+	httpapi.WriteJSON(w, http.StatusOK, api.PolicyInfo{Env: Env, Digest: d, Source: string(rec.Source)})
 	return nil
 }
 
@@ -95,7 +96,7 @@ func (n *Node) getPolicy(w http.ResponseWriter, r *http.Request) error {
 func (n *Node) putPolicy(w http.ResponseWriter, r *http.Request) error {
 	src, err := io.ReadAll(http.MaxBytesReader(w, r.Body, policy.MaxBundleBytes))
 	if err != nil {
-		return bodyReadError(err, policy.MaxBundleBytes, "policy bundle")
+		return httpapi.BodyReadError(err, policy.MaxBundleBytes, "policy bundle")
 	}
 	b, err := policy.Parse(src)
 	if err != nil {
@@ -105,7 +106,7 @@ func (n *Node) putPolicy(w http.ResponseWriter, r *http.Request) error {
 			for _, fe := range ve.Errors {
 				out.Fields = append(out.Fields, api.FieldError{Line: fe.Line, Field: fe.Field, Message: fe.Message})
 			}
-			writeJSON(w, http.StatusBadRequest, out)
+			httpapi.WriteJSON(w, http.StatusBadRequest, out)
 			return nil
 		}
 		return err
@@ -120,7 +121,7 @@ func (n *Node) putPolicy(w http.ResponseWriter, r *http.Request) error {
 	if d != prev {
 		n.emit(r.Context(), events.PolicyPromoted{Env: Env, Digest: d, PreviousDigest: prev, By: "admin"})
 	}
-	writeJSON(w, http.StatusOK, api.PolicyInfo{Env: Env, Digest: d})
+	httpapi.WriteJSON(w, http.StatusOK, api.PolicyInfo{Env: Env, Digest: d})
 	return nil
 }
 

@@ -10,7 +10,9 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
+	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 )
 
@@ -30,17 +32,17 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 		}
 	}()
 	var req api.LeaseRequest
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	if err := httpapi.DecodeJSON(w, r, 64<<10, &req); err != nil {
 		return err
 	}
-	c := callerOf(r.Context())
-	if c.role == tenant {
+	c := httpapi.CallerOf(r.Context())
+	if c.Role == httpapi.Tenant {
 		// A tenant's key issues leases for its own tenant only.
 		if req.Tenant == "" {
-			req.Tenant = c.tenant
+			req.Tenant = c.Tenant
 		}
-		if req.Tenant != c.tenant {
-			return api.Errorf(http.StatusForbidden, api.CodeForbidden, "this key is tenant %q's; it issues leases for that tenant only", c.tenant)
+		if req.Tenant != c.Tenant {
+			return api.Errorf(http.StatusForbidden, api.CodeForbidden, "this key is tenant %q's; it issues leases for that tenant only", c.Tenant)
 		}
 	}
 	digest, bundle, err := n.state.ActiveBundle(Env)
@@ -115,14 +117,14 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	n.log.Info("lease issued", "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile, "policy_digest", digest,
-		"class", class, "ttl_s", int(ttl.Seconds()), "traceparent", traceFrom(r.Context()))
+		"class", class, "ttl_s", int(ttl.Seconds()), "traceparent", obs.RequestTraceparent(r.Context()))
 	n.metrics.LeaseIssued(l.Profile, class)
 	n.emit(events.WithScope(r.Context(), events.Scope{Tenant: l.Tenant, Lease: l.ID}), events.SandboxIssued{
 		PolicyID: Env, PolicyDigest: digest, Profile: l.Profile, Intent: l.Intent, Class: class, Session: l.Session,
 		TTLSeconds: int64(ttl.Seconds()), ExpiresAt: l.Expires()})
 	out := leaseView(&l)
 	out.Token = tok
-	writeJSON(w, http.StatusCreated, out)
+	httpapi.WriteJSON(w, http.StatusCreated, out)
 	return nil
 }
 
@@ -138,7 +140,7 @@ func (n *Node) getLease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, leaseView(l))
+	httpapi.WriteJSON(w, http.StatusOK, leaseView(l))
 	return nil
 }
 
@@ -148,7 +150,7 @@ func (n *Node) getLease(w http.ResponseWriter, r *http.Request) error {
 func (n *Node) callersLease(r *http.Request) (*consensus.Lease, error) {
 	id := r.PathValue("id")
 	l, err := n.state.Lease(id)
-	if errors.Is(err, consensus.ErrNotFound) || (err == nil && !callerOf(r.Context()).sees(l.Tenant)) {
+	if errors.Is(err, consensus.ErrNotFound) || (err == nil && !httpapi.CallerOf(r.Context()).Sees(l.Tenant)) {
 		return nil, api.Errorf(http.StatusNotFound, api.CodeLeaseNotFound, "no lease %q", id)
 	}
 	return l, err
@@ -157,8 +159,8 @@ func (n *Node) callersLease(r *http.Request) (*consensus.Lease, error) {
 // revokeLease revokes one lease on every node (through Raft); tasks
 // running under it end as terminated:revoked.
 func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
-	c := callerOf(r.Context())
-	if !c.staff() {
+	c := httpapi.CallerOf(r.Context())
+	if !c.Staff() {
 		if _, err := n.callersLease(r); err != nil {
 			return err
 		}
@@ -168,17 +170,17 @@ func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
 	if len(reason) > 256 {
 		return api.BadRequest(api.CodeBadRequest, "reason is longer than 256 bytes")
 	}
-	res, err := n.propose(r.Context(), &consensus.RevokeLease{LeaseID: id, Reason: reason, By: c.name(), At: n.now().UnixNano()})
+	res, err := n.propose(r.Context(), &consensus.RevokeLease{LeaseID: id, Reason: reason, By: c.Name(), At: n.now().UnixNano()})
 	if err != nil {
 		return n.proposeError(err)
 	}
 	setIndex(w, res)
-	n.log.Info("lease revoked", "lease", id, "reason", reason, "traceparent", traceFrom(r.Context()))
+	n.log.Info("lease revoked", "lease", id, "reason", reason, "traceparent", obs.RequestTraceparent(r.Context()))
 	scope := events.Scope{Lease: id}
 	if lr, err := n.state.Lease(id); err == nil {
 		scope.Tenant = lr.Tenant
 	}
-	n.emit(events.WithScope(r.Context(), scope), events.LeaseRevoked{Scope: "lease", Count: 1, Reason: reason, By: c.name()})
+	n.emit(events.WithScope(r.Context(), scope), events.LeaseRevoked{Scope: "lease", Count: 1, Reason: reason, By: c.Name()})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -187,7 +189,7 @@ func (n *Node) revokeLease(w http.ResponseWriter, r *http.Request) error {
 // API: 401 for a token that proves nothing, 403 for a valid but revoked
 // lease.
 func (n *Node) verifyLease(r *http.Request) (*consensus.Lease, error) {
-	l, _, err := n.leases.Verify(bearer(r), n.now())
+	l, _, err := n.leases.Verify(httpapi.Bearer(r), n.now())
 	if le := (*lease.Error)(nil); errors.As(err, &le) && (le.Code == api.CodeLeaseUnknown || le.Code == api.CodeLeaseUnknownKey) {
 		// A lease issued a moment ago through another node may not have
 		// reached this one: catch up with the leader once, then look
@@ -196,7 +198,7 @@ func (n *Node) verifyLease(r *http.Request) (*consensus.Lease, error) {
 			return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, RetryAfter: 1, Err: serr,
 				Message: "this node does not know the lease yet and cannot reach the leader to catch up; retry"}
 		}
-		l, _, err = lease.Verify(bearer(r), n.state, n.now())
+		l, _, err = lease.Verify(httpapi.Bearer(r), n.state, n.now())
 	}
 	if err != nil {
 		var le *lease.Error
@@ -206,7 +208,7 @@ func (n *Node) verifyLease(r *http.Request) (*consensus.Lease, error) {
 				status = http.StatusForbidden
 			}
 			n.metrics.LeaseRefused(le.Code)
-			n.log.Info("lease refused", "code", le.Code, "reason", le.Message, "path", r.URL.Path, "traceparent", traceFrom(r.Context()))
+			n.log.Info("lease refused", "code", le.Code, "reason", le.Message, "path", r.URL.Path, "traceparent", obs.RequestTraceparent(r.Context()))
 			return nil, &api.Error{Status: status, Code: le.Code, Message: le.Message}
 		}
 		return nil, err

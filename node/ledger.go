@@ -19,6 +19,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/sandbox"
 )
@@ -413,14 +414,14 @@ func (n *Node) getReceipt(w http.ResponseWriter, r *http.Request) error {
 	if idx >= size {
 		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d; the ledger has %d", idx, size)
 	}
-	if c := callerOf(r.Context()); !c.staff() {
+	if c := httpapi.CallerOf(r.Context()); !c.Staff() {
 		// A tenant reads its own receipts; another tenant's is not found.
 		rec, err := v.Log.Record(v.Reader, idx)
 		if err != nil {
 			return err
 		}
-		if t, err := receiptTenant(rec); err != nil || !c.sees(t) {
-			return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d of tenant %q", idx, c.tenant)
+		if t, err := receiptTenant(rec); err != nil || !c.Sees(t) {
+			return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d of tenant %q", idx, c.Tenant)
 		}
 	}
 	note, err := n.signedCheckpoint(v, idx+1)
@@ -431,7 +432,7 @@ func (n *Node) getReceipt(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, proof)
+	httpapi.WriteJSON(w, http.StatusOK, proof)
 	return nil
 }
 
@@ -466,7 +467,7 @@ func (n *Node) getExport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	return v.Log.Export(v.Reader, newStallWriter(w, n.cfg.BodyTimeout), from, to)
+	return v.Log.Export(v.Reader, httpapi.NewStallWriter(w, n.cfg.BodyTimeout), from, to)
 }
 
 // GET /v1/ledger/consistency?old=&new=: a consistency proof.
@@ -484,7 +485,7 @@ func (n *Node) getConsistency(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, p)
+	httpapi.WriteJSON(w, http.StatusOK, p)
 	return nil
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 )
@@ -138,8 +140,8 @@ func (n *Node) dropOwner(digest, tenant string) (bool, error) {
 // deleted. Another tenant's module is not found.
 func (n *Node) deleteModule(w http.ResponseWriter, r *http.Request) error {
 	digest := r.PathValue("digest")
-	owner := callerOf(r.Context()).tenant
-	if callerOf(r.Context()).staff() {
+	owner := httpapi.CallerOf(r.Context()).Tenant
+	if httpapi.CallerOf(r.Context()).Staff() {
 		owner = publicOwner
 		if t := r.URL.Query().Get("tenant"); t != "" {
 			owner = t
@@ -156,7 +158,7 @@ func (n *Node) deleteModule(w http.ResponseWriter, r *http.Request) error {
 	if !had && peers == 0 {
 		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module %s of tenant %q", digest, owner)
 	}
-	n.log.Info("module deleted", "digest", digest, "owner", owner, "here", had, "peers", peers, "traceparent", traceFrom(r.Context()))
+	n.log.Info("module deleted", "digest", digest, "owner", owner, "here", had, "peers", peers, "traceparent", obs.RequestTraceparent(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -198,8 +200,8 @@ func kindByte(k sandbox.Kind) byte {
 // does not compile is refused). It belongs to the caller's tenant; a
 // module an admin uploads is every tenant's (or, with ?tenant=, one's).
 func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
-	owner := callerOf(r.Context()).tenant
-	if callerOf(r.Context()).staff() {
+	owner := httpapi.CallerOf(r.Context()).Tenant
+	if httpapi.CallerOf(r.Context()).Staff() {
 		owner = publicOwner
 		if t := r.URL.Query().Get("tenant"); t != "" {
 			owner = t
@@ -208,7 +210,7 @@ func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
 	if owner == "" || strings.ContainsAny(owner, "/\x00") || len(owner) > 128 {
 		return api.BadRequest(api.CodeBadRequest, "tenant is not a tenant name")
 	}
-	release, err := n.intake.admit(r, owner, n.cfg.MaxModuleBytes)
+	release, err := n.intake.Admit(r, owner, n.cfg.MaxModuleBytes)
 	if err != nil {
 		return err
 	}
@@ -225,7 +227,7 @@ func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
 	}
 	code, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.cfg.MaxModuleBytes))
 	if err != nil {
-		return bodyReadError(err, n.cfg.MaxModuleBytes, "module")
+		return httpapi.BodyReadError(err, n.cfg.MaxModuleBytes, "module")
 	}
 	m, err := n.compile(r.Context(), kind, code)
 	if err != nil {
@@ -235,7 +237,7 @@ func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	n.log.Info("module stored", "digest", m.Digest, "kind", kind, "bytes", len(code), "owner", owner)
-	writeJSON(w, http.StatusCreated, api.ModuleRef{Digest: m.Digest, Kind: string(kind), Size: len(code)})
+	httpapi.WriteJSON(w, http.StatusCreated, api.ModuleRef{Digest: m.Digest, Kind: string(kind), Size: len(code)})
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
+	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/obs"
@@ -111,7 +112,7 @@ type Config struct {
 	BodyTimeout time.Duration
 	// MaxIntakeBytes and MaxTenantIntakeBytes bound the request bytes a
 	// node reads, decodes and compiles at once, in all and for one
-	// tenant (intake.go).
+	// tenant (httpapi.Intake).
 	MaxIntakeBytes       int64
 	MaxTenantIntakeBytes int64
 	MaxModuleBytes       int64
@@ -172,10 +173,10 @@ func (c *Config) fill() {
 		c.BodyTimeout = d.BodyTimeout
 	}
 	if c.MaxIntakeBytes <= 0 {
-		c.MaxIntakeBytes = DefaultMaxIntakeBytes
+		c.MaxIntakeBytes = httpapi.DefaultMaxIntakeBytes
 	}
 	if c.MaxTenantIntakeBytes <= 0 {
-		c.MaxTenantIntakeBytes = DefaultMaxTenantIntakeBytes
+		c.MaxTenantIntakeBytes = httpapi.DefaultMaxTenantIntakeBytes
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = d.MaxRequestBytes
@@ -229,7 +230,8 @@ type Node struct {
 	signer   *lease.Signer
 	leases   *lease.Verifier
 	egress   *egressState
-	intake   *intake
+	intake   *httpapi.Intake
+	auth     *httpapi.Auth
 	modMu    sync.Mutex // module ownership and quotas (modules.go)
 	receipts *receipts
 	metrics  *obs.Metrics
@@ -256,7 +258,7 @@ type Node struct {
 func Run(ctx context.Context, cfg Config) error {
 	cfg.fill()
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(),
-		intake: newIntake(cfg.MaxIntakeBytes, cfg.MaxTenantIntakeBytes)}
+		intake: httpapi.NewIntake(cfg.MaxIntakeBytes, cfg.MaxTenantIntakeBytes)}
 	ln, err := n.open(ctx)
 	if err != nil {
 		n.close()
@@ -279,6 +281,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.id = id
+	n.auth = &httpapi.Auth{AdminToken: id.AdminToken, Creds: credentials{n}, Now: func() time.Time { return n.now() }, Log: n.log}
 	n.log = n.log.With("node", id.NodeID)
 	if err := n.openObservability(ctx); err != nil {
 		return nil, err
@@ -431,8 +434,12 @@ func (n *Node) propose(ctx context.Context, c consensus.Command) (*consensus.Res
 }
 
 func (n *Node) serve(ctx context.Context, ln net.Listener) error {
+	routes, err := n.routes()
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           n.routes(),
+		Handler:           routes,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

@@ -14,21 +14,21 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/httpapi"
 )
 
 // credentials of every kind the route matrix tries, made on a real node.
-type credentials struct {
-	byRole map[roles]string // a credential of each role
-	other  string           // a tenant key of tenant "limited"
+type matrixCreds struct {
+	byRole map[httpapi.Roles]string // a credential of each role
+	other  string                   // a tenant key of tenant "limited"
 }
 
-func makeCredentials(t *testing.T, tn *testNode) credentials {
+func makeCredentials(t *testing.T, tn *testNode) matrixCreds {
 	t.Helper()
 	key := func(role, tenantName string) string {
 		var k api.APIKey
@@ -38,15 +38,15 @@ func makeCredentials(t *testing.T, tn *testNode) credentials {
 		}
 		return k.Key
 	}
-	c := credentials{byRole: map[roles]string{
-		admin:    key("admin", ""),
-		operator: key("operator", ""),
-		auditor:  key("auditor", ""),
-		tenant:   key("tenant", "demo"),
+	c := matrixCreds{byRole: map[httpapi.Roles]string{
+		httpapi.Admin:    key("admin", ""),
+		httpapi.Operator: key("operator", ""),
+		httpapi.Auditor:  key("auditor", ""),
+		httpapi.Tenant:   key("tenant", "demo"),
 	}, other: key("tenant", "limited")}
 	var l api.Lease
 	tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, &l, 201)
-	c.byRole[leaseTok] = l.Token
+	c.byRole[httpapi.LeaseHolder] = l.Token
 	return c
 }
 
@@ -79,9 +79,9 @@ func try(t *testing.T, tn *testNode, method, path, token string) (int, string) {
 }
 
 // concrete fills a route's path parameters and keeps slow routes short.
-func concrete(rt route) string {
-	p := strings.NewReplacer("{id}", "aaaaaaaaaaaaaaaa", "{index}", "0", "{digest}", "sha256:"+strings.Repeat("0", 64)).Replace(rt.path)
-	if rt.path == "/debug/pprof/profile" {
+func concrete(rt httpapi.Route) string {
+	p := strings.NewReplacer("{id}", "aaaaaaaaaaaaaaaa", "{index}", "0", "{digest}", "sha256:"+strings.Repeat("0", 64)).Replace(rt.Path)
+	if rt.Path == "/debug/pprof/profile" {
 		p += "?seconds=1"
 	}
 	return p
@@ -96,27 +96,27 @@ func concrete(rt route) string {
 func TestRouteMatrix(t *testing.T) {
 	tn := startTestNode(t, Config{PolicyFile: filepath.Join("..", "e2e", "testdata", "policy.yaml")})
 	creds := makeCredentials(t, tn)
-	creds.byRole[admin] = tn.token // the bootstrap token is an admin too
-	for _, rt := range (&Node{}).routeTable() {
-		if rt.roles&anyone != 0 {
+	creds.byRole[httpapi.Admin] = tn.token // the bootstrap token is an admin too
+	for _, rt := range httpapi.Table {
+		if rt.Roles&httpapi.Anyone != 0 {
 			continue
 		}
 		path := concrete(rt)
-		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
 			for name, tok := range map[string]string{"no credential": "", "garbage": "not-a-credential",
 				"unknown key": "lsk_aaaaaaaaaaaaaaaa_" + strings.Repeat("A", 43)} {
-				if st, code := try(t, tn, rt.method, path, tok); st != 401 && st != 403 {
+				if st, code := try(t, tn, rt.Method, path, tok); st != 401 && st != 403 {
 					t.Errorf("%s: %d %s, want 401 or 403", name, st, code)
 				}
 			}
-			for _, rn := range roleNames {
-				st, code := try(t, tn, rt.method, path, creds.byRole[rn.r])
+			for _, rn := range []httpapi.Roles{httpapi.Admin, httpapi.Operator, httpapi.Auditor, httpapi.Tenant, httpapi.LeaseHolder} {
+				st, code := try(t, tn, rt.Method, path, creds.byRole[rn])
 				denied := st == 401 || st == 403 && code == api.CodeForbidden
-				if rt.roles&rn.r == 0 && st != 403 {
-					t.Errorf("role %s, not declared: %d %s, want 403", rn.name, st, code)
+				if rt.Roles&rn == 0 && st != 403 {
+					t.Errorf("role %s, not declared: %d %s, want 403", rn, st, code)
 				}
-				if rt.roles&rn.r != 0 && denied {
-					t.Errorf("role %s, declared: refused %d %s", rn.name, st, code)
+				if rt.Roles&rn != 0 && denied {
+					t.Errorf("role %s, declared: refused %d %s", rn, st, code)
 				}
 			}
 		})
@@ -128,7 +128,7 @@ func TestRouteMatrix(t *testing.T) {
 func TestTenantKeysSeeOnlyTheirTenant(t *testing.T) {
 	tn := startTestNode(t, Config{PolicyFile: filepath.Join("..", "e2e", "testdata", "policy.yaml")})
 	creds := makeCredentials(t, tn)
-	demoKey, otherKey := creds.byRole[tenant], creds.other
+	demoKey, otherKey := creds.byRole[httpapi.Tenant], creds.other
 
 	// demo's key issues a lease for demo (naming it or not), never for another tenant.
 	var l api.Lease
@@ -202,13 +202,13 @@ func TestTenantKeysSeeOnlyTheirTenant(t *testing.T) {
 	if st, code := try(t, tn, "GET", "/v1/events?tenant=demo", otherKey); st != 403 {
 		t.Errorf("limited asks for demo's events: %d %s", st, code)
 	}
-	tn.call(t, "GET", "/v1/ledger/export", creds.byRole[auditor], nil, nil, 200)
-	tn.call(t, "GET", "/v1/cluster?digest=1", creds.byRole[auditor], nil, nil, 200)
+	tn.call(t, "GET", "/v1/ledger/export", creds.byRole[httpapi.Auditor], nil, nil, 200)
+	tn.call(t, "GET", "/v1/cluster?digest=1", creds.byRole[httpapi.Auditor], nil, nil, 200)
 	tn.call(t, "GET", "/v1/cluster", "", nil, nil, 200)
 
 	// Staff see the tenants and how many keys each holds.
 	var tl api.TenantList
-	tn.call(t, "GET", "/v1/tenants", creds.byRole[auditor], nil, &tl, 200)
+	tn.call(t, "GET", "/v1/tenants", creds.byRole[httpapi.Auditor], nil, &tl, 200)
 	keysOf := map[string]int{}
 	for _, tt := range tl.Tenants {
 		keysOf[tt.Name] = tt.APIKeys
@@ -224,7 +224,7 @@ func TestTenantKeysSeeOnlyTheirTenant(t *testing.T) {
 	if len(keys.Keys) != 1 || keys.Keys[0].Key != "" {
 		t.Fatalf("demo's keys: %+v (the secret must never be listed)", keys)
 	}
-	tn.call(t, "DELETE", "/v1/apikeys/"+keys.Keys[0].KeyID, creds.byRole[operator], nil, nil, 204)
+	tn.call(t, "DELETE", "/v1/apikeys/"+keys.Keys[0].KeyID, creds.byRole[httpapi.Operator], nil, nil, 204)
 	if st, code := try(t, tn, "GET", "/v1/leases/"+l.LeaseID, demoKey); st != 401 || code != api.CodeUnauthorized {
 		t.Errorf("revoked key: %d %s", st, code)
 	}
@@ -283,38 +283,6 @@ func send(t *testing.T, tn *testNode, method, path, token, contentType string, b
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out.Digest, out.Error.Code
-}
-
-// TestRouteTableIsDocumented: docs/api.md's endpoint table lists exactly
-// the routes of the table, each with the roles the table declares.
-func TestRouteTableIsDocumented(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	row := regexp.MustCompile("(?m)^\\| `([A-Z]+) ([^`\\[?]+)[^`]*` \\| ([^|]+) \\|")
-	documented := map[string]string{}
-	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
-		documented[m[1]+" "+strings.TrimSuffix(m[2], "…")] = strings.TrimSpace(m[3])
-	}
-	declared := map[string]bool{}
-	for _, rt := range (&Node{}).routeTable() {
-		k := rt.method + " " + rt.path
-		declared[k] = true
-		got, ok := documented[k]
-		if !ok {
-			t.Errorf("%s is not in docs/api.md's endpoint table", k)
-			continue
-		}
-		if got != rt.roles.String() {
-			t.Errorf("%s: docs say %q, the route table %q", k, got, rt.roles)
-		}
-	}
-	for k := range documented {
-		if !declared[k] {
-			t.Errorf("docs/api.md documents %s, which the route table does not serve", k)
-		}
-	}
 }
 
 // TestModulesBelongToTheirTenants: a module uploaded under tenant demo's
@@ -454,12 +422,12 @@ func TestIntakeBounds(t *testing.T) {
 		t.Fatalf("never saw %d %s", want, code)
 		return nil
 	}
-	a := holdUntil(demo.Token, demo.Token, 429, CodeTenantIntakeFull) // demo's whole bound
+	a := holdUntil(demo.Token, demo.Token, 429, httpapi.CodeTenantIntakeFull) // demo's whole bound
 	if st, code := upload(limited.Token); st == 429 || st == 503 {
 		t.Fatalf("another tenant is refused: %d %s", st, code)
 	}
-	b := holdUntil(limited.Token, limited.Token, 429, CodeTenantIntakeFull)
-	c := holdUntil(tn.token, tn.token, 503, CodeIntakeFull) // an admin's upload counts too
+	b := holdUntil(limited.Token, limited.Token, 429, httpapi.CodeTenantIntakeFull)
+	c := holdUntil(tn.token, tn.token, 503, httpapi.CodeIntakeFull) // an admin's upload counts too
 	for _, conn := range []net.Conn{a, b, c} {
 		conn.Close()
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
@@ -48,7 +49,7 @@ const (
 // answer with the result; bulk leases answer 202 and run it in the
 // background.
 func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
-	ctx, span := n.tracer.StartAdmission(r.Context(), traceFrom(r.Context()))
+	ctx, span := n.tracer.StartAdmission(r.Context(), obs.RequestTraceparent(r.Context()))
 	defer func() { obs.End(span, err) }()
 	r = r.WithContext(ctx)
 	if n.draining.Load() {
@@ -61,7 +62,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := n.checkFresh(r.Context()); err != nil {
 		return err
 	}
-	l := callerOf(r.Context()).lease // verified by authorize, on caught-up state
+	l := httpapi.CallerOf(r.Context()).Lease // verified by authorize, on caught-up state
 	bundle, err := n.state.Bundle(l.PolicyDigest)
 	if err != nil {
 		return fmt.Errorf("bundle %s of lease %s: %w", l.PolicyDigest, l.ID, err)
@@ -73,15 +74,15 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	// An inline wasm module is base64: allow for it on top of the request
 	// body limit.
 	limit := n.cfg.MaxModuleBytes*4/3 + n.cfg.MaxRequestBytes*4/3 + 256<<10
-	// Bound the bytes requests hold (intake.go), from before the body is
+	// Bound the bytes requests hold (httpapi.Intake), from before the body is
 	// read until the answer is written.
-	release, err := n.intake.admit(r, l.Tenant, limit)
+	release, err := n.intake.Admit(r, l.Tenant, limit)
 	if err != nil {
 		return err
 	}
 	defer release()
 	var req api.TaskRequest
-	if err := decodeJSON(w, r, limit, &req); err != nil {
+	if err := httpapi.DecodeJSON(w, r, limit, &req); err != nil {
 		return err
 	}
 	sreq, err := n.taskRequest(&req.Request)
@@ -107,7 +108,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 		EnvJSON:     envJSON,
 		Limits:      limitsOf(profile),
 		Attempt:     1,
-		Traceparent: traceFrom(r.Context()),
+		Traceparent: obs.RequestTraceparent(r.Context()),
 	}
 	if mt := req.ModelTokens; mt != nil {
 		if mt.Input < 0 || mt.Output < 0 || len(mt.Model) > 128 {
@@ -129,7 +130,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 	}
 	defer releaseSlot()
 	res := n.execute(r.Context(), l, t)
-	writeJSON(w, http.StatusOK, res)
+	httpapi.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
@@ -316,17 +317,17 @@ func (n *Node) loadTask(id string) (*api.Task, error) {
 // getTask returns a task record to staff, or to a key or lease of the
 // task's tenant.
 func (n *Node) getTask(w http.ResponseWriter, r *http.Request) error {
-	c := callerOf(r.Context())
+	c := httpapi.CallerOf(r.Context())
 	// Bulk tasks are replicated (any node answers); interactive ones
 	// are this node's history (bulk.go).
 	t, tenant, err := n.findTask(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if !c.staff() && tenant != c.tenant {
+	if !c.Staff() && tenant != c.Tenant {
 		return api.Errorf(http.StatusNotFound, api.CodeTaskNotFound, "no task %q on this node", r.PathValue("id"))
 	}
-	writeJSON(w, http.StatusOK, t)
+	httpapi.WriteJSON(w, http.StatusOK, t)
 	return nil
 }
 

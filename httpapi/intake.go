@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"net/http"
@@ -7,14 +7,14 @@ import (
 	"github.com/leash-dev/leash/api"
 )
 
-// intake bounds the work a node does for requests before they wait for a
+// Intake bounds the work a node does for requests before they wait for a
 // sandbox slot: the bytes of the bodies being read, decoded and compiled
 // (a task request, a module upload), on the node and per tenant. A
 // request reserves its body's declared length (or the endpoint's limit
 // when it declares none) before it reads a byte, and releases it when the
 // handler is done; past a bound it is refused at once, so a flood of big
 // requests costs the node a constant amount of work each.
-type intake struct {
+type Intake struct {
 	maxNode, maxTenant int64
 
 	mu       sync.Mutex
@@ -22,7 +22,7 @@ type intake struct {
 	byTenant map[string]int64
 }
 
-// Intake bounds (Config.MaxIntakeBytes, MaxTenantIntakeBytes) by default.
+// Intake bounds by default (node.Config.MaxIntakeBytes, MaxTenantIntakeBytes).
 const (
 	DefaultMaxIntakeBytes       = 256 << 20
 	DefaultMaxTenantIntakeBytes = 64 << 20
@@ -34,12 +34,14 @@ const (
 	CodeTenantIntakeFull = "tenant_intake_full" // the tenant is
 )
 
-func newIntake(maxNode, maxTenant int64) *intake {
-	return &intake{maxNode: maxNode, maxTenant: maxTenant, byTenant: map[string]int64{}}
+// NewIntake bounds the bytes held on the node and by one tenant.
+func NewIntake(maxNode, maxTenant int64) *Intake {
+	return &Intake{maxNode: maxNode, maxTenant: maxTenant, byTenant: map[string]int64{}}
 }
 
-// admit reserves the bytes r's body may hold, up to limit, for tenant.
-func (in *intake) admit(r *http.Request, tenant string, limit int64) (release func(), err error) {
+// Admit reserves the bytes r's body may hold, up to limit, for tenant;
+// past a bound it answers 503 intake_full or 429 tenant_intake_full.
+func (in *Intake) Admit(r *http.Request, tenant string, limit int64) (release func(), err error) {
 	size := limit
 	if r.ContentLength >= 0 && r.ContentLength < limit {
 		size = r.ContentLength

@@ -1,4 +1,7 @@
-package node
+// The request's own traceparent, carried in ctx whether tracing is on
+// or off: every log line of a request names it.
+
+package obs
 
 import (
 	"context"
@@ -7,9 +10,9 @@ import (
 	"strings"
 )
 
-// traceparent returns a valid W3C traceparent from the client, or a new
-// one. Only version 00 is accepted; all-zero ids are invalid.
-func traceparent(h string) string {
+// ParseTraceparent returns a valid W3C traceparent from the client, or a
+// new one. Only version 00 is accepted; all-zero ids are invalid.
+func ParseTraceparent(h string) string {
 	if validTraceparent(h) {
 		return strings.ToLower(h)
 	}
@@ -42,12 +45,15 @@ func newTraceparent() string {
 
 type traceKey struct{}
 
-func withTrace(ctx context.Context, tp string) context.Context {
+// WithRequestTraceparent puts a request's traceparent in ctx (the API does it
+// for every request, the bulk worker for every attempt).
+func WithRequestTraceparent(ctx context.Context, tp string) context.Context {
 	return context.WithValue(ctx, traceKey{}, tp)
 }
 
-// traceFrom returns the request's traceparent.
-func traceFrom(ctx context.Context) string {
+// RequestTraceparent returns the traceparent WithRequestTraceparent put
+// in ctx, or "".
+func RequestTraceparent(ctx context.Context) string {
 	tp, _ := ctx.Value(traceKey{}).(string)
 	return tp
 }

@@ -1,0 +1,57 @@
+package httpapi
+
+// Route is one row of the route table: the operation's name (its
+// OpenAPI operationId, and the key its handler is bound by), its method
+// and path, and who may call it.
+type Route struct {
+	Op, Method, Path string
+	Roles            Roles
+}
+
+// Table is every route of the public API, each with the callers it
+// accepts. New serves exactly these and enforces the roles before a
+// handler runs; docs/api.md's endpoint table is checked against it
+// (TestRouteTableIsDocumented), and tests outside walk it for the
+// cross-tenant matrix. A route added here without roles, or without a
+// handler, stops the node at start.
+var Table = []Route{
+	{"healthz", "GET", "/healthz", Anyone},
+	{"readyz", "GET", "/readyz", Anyone},
+	// Metrics carry tenant names (as labels): a credential reads them.
+	{"metrics", "GET", "/metrics", Staff},
+	{"getKeys", "GET", "/v1/keys", Anyone},
+	{"getCluster", "GET", "/v1/cluster", Anyone},
+	{"postSnapshot", "POST", "/v1/cluster/snapshot", Admin},
+
+	{"getPolicy", "GET", "/v1/policy", Staff},
+	{"putPolicy", "PUT", "/v1/policy", Admin | Operator},
+
+	{"listTenants", "GET", "/v1/tenants", Staff},
+
+	{"createAPIKey", "POST", "/v1/apikeys", Admin | Operator},
+	{"listAPIKeys", "GET", "/v1/apikeys", Admin | Operator},
+	{"revokeAPIKey", "DELETE", "/v1/apikeys/{id}", Admin | Operator},
+
+	{"issueLease", "POST", "/v1/leases", Admin | Operator | Tenant},
+	{"getLease", "GET", "/v1/leases/{id}", Staff | Tenant},
+	{"revokeLease", "DELETE", "/v1/leases/{id}", Admin | Operator | Tenant},
+
+	{"putModule", "PUT", "/v1/modules", Admin | Tenant | LeaseHolder},
+	{"deleteModule", "DELETE", "/v1/modules/{digest}", Admin | Tenant | LeaseHolder},
+	{"submitTask", "POST", "/v1/tasks", LeaseHolder},
+	{"listTasks", "GET", "/v1/tasks", Staff | Tenant | LeaseHolder},
+	{"getTask", "GET", "/v1/tasks/{id}", Staff | Tenant | LeaseHolder},
+	{"cancelTask", "DELETE", "/v1/tasks/{id}", Admin | Operator | Tenant | LeaseHolder},
+
+	{"getCheckpoint", "GET", "/v1/ledger/checkpoint", Anyone},
+	{"getReceipt", "GET", "/v1/ledger/receipts/{index}", Staff | Tenant | LeaseHolder},
+	{"getExport", "GET", "/v1/ledger/export", Staff},
+	{"getConsistency", "GET", "/v1/ledger/consistency", Anyone},
+
+	// Events carry tenant data: a tenant's credential reads its own.
+	{"listEvents", "GET", "/v1/events", Staff | Tenant | LeaseHolder},
+	{"streamEvents", "GET", "/v1/events/stream", Staff | Tenant | LeaseHolder},
+
+	{"pprofIndex", "GET", "/debug/pprof/", Admin},
+	{"pprofProfile", "GET", "/debug/pprof/profile", Admin},
+}
