@@ -11,7 +11,7 @@ import (
 // The FSM command set. This file is the one place that lists every change
 // replicated state can undergo: the ops below and the table commands,
 // which names each op's body type and its applier (in the file of its
-// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go). Commands are msgpack, wrapped in a versioned
+// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go, apikeys.go). Commands are msgpack, wrapped in a versioned
 // envelope; an unknown version or op is refused, never guessed.
 
 // CommandVersion is the envelope version this build writes and reads.
@@ -51,6 +51,13 @@ const (
 	// API keys (apikeys.go).
 	OpCreateAPIKey Op = 40 // record a new API key (its secret's hash)
 	OpRevokeAPIKey Op = 41 // revoke an API key
+
+	// The policy lifecycle (policy.go).
+	OpPushPolicy     Op = 50 // store a bundle and point dev (or, overridden, stage or prod) at it
+	OpPromotePolicy  Op = 51 // copy a digest forward: dev → stage → prod
+	OpRollbackPolicy Op = 52 // return an environment to its previous digest
+	OpSetCanary      Op = 53 // start prod's canary or change its percentage
+	OpEndCanary      Op = 54 // promote or abort prod's canary
 )
 
 // commands is the command set as a table: for every op, its name, its
@@ -80,6 +87,12 @@ var commands = map[Op]spec{
 
 	OpCreateAPIKey: def("create_api_key", applyCreateAPIKey),
 	OpRevokeAPIKey: def("revoke_api_key", applyRevokeAPIKey),
+
+	OpPushPolicy:     def("push_policy", applyPushPolicy),
+	OpPromotePolicy:  def("promote_policy", applyPromotePolicy),
+	OpRollbackPolicy: def("rollback_policy", applyRollbackPolicy),
+	OpSetCanary:      def("set_canary", applySetCanary),
+	OpEndCanary:      def("end_canary", applyEndCanary),
 }
 
 // spec is one command's row in the table.

@@ -70,6 +70,17 @@ func applyIssueLease(tx *Tx, c *IssueLease) (*Lease, error) {
 	if !t.Allows(l.Profile) {
 		return nil, refuse(CodeNotAllowed, "tenant %q may not use profile %q", l.Tenant, l.Profile)
 	}
+	if env := l.Env; env != "" || !t.MayUse(policy.EnvProd) {
+		if env == "" {
+			env = policy.EnvProd
+		}
+		if !policy.ValidEnv(env) {
+			return nil, refuse(CodeUnknownEnv, "unknown environment %q (dev, stage, prod)", l.Env)
+		}
+		if !t.MayUse(env) {
+			return nil, refuse(CodeEnvNotAllowed, "tenant %q may not issue leases in %s", l.Tenant, env)
+		}
+	}
 	if l.ExpiresAt-l.IssuedAt > int64(p.MaxLeaseTTL) {
 		return nil, refuse(CodeTTLTooLong, "ttl is above the profile's max_lease_ttl of %s", p.MaxLeaseTTL.D())
 	}

@@ -265,6 +265,11 @@ func (b *Bundle) validate(lines map[string]int) []FieldError {
 				v.add(fmt.Sprintf("%s.profiles[%d]", f, i), "names unknown profile %q", p)
 			}
 		}
+		for i, e := range t.Environments {
+			if !ValidEnv(e) {
+				v.add(fmt.Sprintf("%s.environments[%d]", f, i), "unknown environment %q (dev, stage, prod)", e)
+			}
+		}
 		v.rangeCheck(f+".weight", int64(t.Weight), 0, 1000)
 		v.rangeCheck(f+".modules.max_bytes", t.Modules.MaxBytes, 0, 16<<30)
 		v.rangeCheck(f+".modules.max_count", t.Modules.MaxCount, 0, 100000)
@@ -425,6 +430,10 @@ func (b *Bundle) normalize() {
 	for _, t := range b.Tenants {
 		sort.Strings(t.Profiles)
 		t.Profiles = dedupe(t.Profiles)
+		if len(t.Environments) > 0 {
+			sort.Strings(t.Environments)
+			t.Environments = dedupe(t.Environments)
+		}
 		if t.Weight == 0 {
 			t.Weight = DefaultTenantWeight
 		}

@@ -168,6 +168,38 @@ type Tenant struct {
 	// Modules bounds what the tenant stores on each node (omitzero: a
 	// bundle without it keeps its canonical form and digest).
 	Modules ModuleQuota `yaml:"modules,omitempty" json:"modules,omitzero"`
+	// Environments are the policy environments (dev, stage, prod) the
+	// tenant may issue leases in; unset means prod only. Left out of the
+	// canonical form when unset, so bundles written before it keep their
+	// digest.
+	Environments []string `yaml:"environments,omitempty" json:"environments,omitempty"`
+}
+
+// Policy environments, in promotion order.
+const (
+	EnvDev   = "dev"
+	EnvStage = "stage"
+	EnvProd  = "prod"
+)
+
+// Environments lists the environments in promotion order.
+var Environments = []string{EnvDev, EnvStage, EnvProd}
+
+// ValidEnv reports whether e names an environment.
+func ValidEnv(e string) bool { return e == EnvDev || e == EnvStage || e == EnvProd }
+
+// MayUse reports whether the tenant may issue leases in env: the
+// environments it lists, or prod alone when it lists none.
+func (t *Tenant) MayUse(env string) bool {
+	if len(t.Environments) == 0 {
+		return env == EnvProd
+	}
+	for _, e := range t.Environments {
+		if e == env {
+			return true
+		}
+	}
+	return false
 }
 
 // ModuleQuota bounds a tenant's stored modules on one node; a zero field

@@ -15,6 +15,9 @@ type Lease struct {
 	Profile      string `msgpack:"profile" json:"profile"`
 	Intent       string `msgpack:"intent,omitempty" json:"intent,omitempty"`
 	PolicyDigest string `msgpack:"policy_digest" json:"policy_digest"`
+	// Env is the policy environment the lease was issued in (empty in
+	// leases issued before environments: prod).
+	Env          string `msgpack:"env,omitempty" json:"env,omitempty"`
 	Class        string `msgpack:"class" json:"class"`
 	Session      string `msgpack:"session,omitempty" json:"session,omitempty"`
 	IssuedAt     int64  `msgpack:"issued_at" json:"-"`
