@@ -36,7 +36,7 @@ var commands = map[string]command{
 	"lease":   {"issue a lease and print its token", runLease},
 	"revoke":  {"revoke a lease on every node", runRevoke},
 	"members": {"list the cluster's members: state, suffrage, leader, applied index, load", runMembers},
-	"policy":  {"policy check FILE: validate a bundle and print its digest", runPolicy},
+	"policy":  {"policy check|lint|diff|push|promote|canary|rollback|history|envs: bundles and their lifecycle (dev → stage → prod)", runPolicy},
 	"tasks":   {"tasks submit PATH | get ID | list | cancel ID: bulk tasks in the replicated queue", runTasks},
 	"keys":    {"keys create --role R [--tenant T] | list | revoke ID: API keys (shown once, revocable everywhere)", runKeys},
 	"tenants": {"tenants list: the active bundle's tenants, their quotas and how many API keys each holds", runTenants},

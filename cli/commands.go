@@ -3,14 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 
 	"github.com/leash-dev/leash/api"
-	"github.com/leash-dev/leash/policy"
 )
 
 func runLease(ctx context.Context, env *Env, args []string) error {
@@ -59,37 +56,6 @@ func runRevoke(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "revoked", pos[0])
-	return nil
-}
-
-// runPolicy: `leash policy check FILE` validates offline.
-func runPolicy(ctx context.Context, env *Env, args []string) error {
-	fs := flags(env, "policy", "policy check FILE")
-	pos, err := parseN(fs, args, 2)
-	if err != nil {
-		return err
-	}
-	if pos[0] != "check" {
-		fs.Usage()
-		return &exitError{code: 2}
-	}
-	f, err := os.Open(pos[1])
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	b, err := policy.Read(f)
-	if err != nil {
-		var ve *policy.ValidationError
-		if errors.As(err, &ve) {
-			for _, fe := range ve.Errors {
-				fmt.Fprintf(env.Stderr, "%s:%s\n", pos[1], fe.String())
-			}
-			return &exitError{code: 1, msg: fmt.Sprintf("%s: %d error(s)", pos[1], len(ve.Errors))}
-		}
-		return err
-	}
-	fmt.Fprintln(env.Stdout, b.Digest())
 	return nil
 }
 

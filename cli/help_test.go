@@ -15,7 +15,8 @@ var subcommands = map[string][]string{
 	"ledger":        {"keys", "checkpoint", "receipt", "export", "proof", "verify"},
 	"ledger verify": {"receipt", "export", "consistency", "agree"},
 	"tasks":         {"submit", "get", "list", "cancel"},
-	"policy":        {"check"},
+	"policy":        {"check", "lint", "diff", "push", "promote", "canary", "rollback", "history", "envs"},
+	"policy canary": {"set", "promote", "abort", "status"},
 	"keys":          {"create", "list", "revoke"},
 	"tenants":       {"list"},
 }
