@@ -20,7 +20,7 @@ func TestDiff(t *testing.T) {
 		edit func(string) string
 		want []string // "op section path"
 	}{
-		"same bundle": {func(s string) string { return s }, nil},
+		"same bundle":                         {func(s string) string { return s }, nil},
 		"reordered and commented is the same": {func(s string) string { return "# a comment\n" + s }, nil},
 		"a limit": {func(s string) string { return strings.Replace(s, "cpu_ms: 500", "cpu_ms: 400", 1) },
 			[]string{"changed limits profiles.docs-reader.limits.cpu_ms"}},
