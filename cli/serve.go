@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/leash-dev/leash/bulk"
 	"github.com/leash-dev/leash/engine/image"
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/node"
@@ -41,11 +42,11 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.Int64Var(&cfg.MaxTenantIntakeBytes, "max-tenant-intake-bytes", httpapi.DefaultMaxTenantIntakeBytes, "the same, for one tenant (past it: 429 tenant_intake_full)")
 	fs.IntVar(&cfg.Slots, "slots", d.Slots, "sandboxes running at once")
 	fs.IntVar(&cfg.BulkSlots, "bulk-slots", 0, "slots bulk tasks may hold at once (0: every slot, lent back as interactive work arrives)")
-	fs.DurationVar(&cfg.ClaimTTL, "claim-ttl", node.DefaultClaimTTL, "how long a node's claim on a bulk task lasts unrenewed; a dead node's tasks run elsewhere after it")
-	fs.Float64Var(&cfg.RetryBudgetRatio, "retry-budget", node.DefaultRetryBudgetRatio, "bulk retries per node at most this fraction of first attempts over --retry-budget-window")
-	fs.IntVar(&cfg.RetryBudgetMin, "retry-budget-min", node.DefaultRetryBudgetMin, "retries always allowed per window, whatever the fraction (-1: none)")
-	fs.DurationVar(&cfg.RetryBudgetWindow, "retry-budget-window", node.DefaultRetryBudgetWindow, "the retry budget's sliding window")
-	fs.DurationVar(&cfg.TaskRetention, "task-retention", node.DefaultTaskRetention, "finished bulk tasks are forgotten after this long")
+	fs.DurationVar(&cfg.ClaimTTL, "claim-ttl", bulk.DefaultClaimTTL, "how long a node's claim on a bulk task lasts unrenewed; a dead node's tasks run elsewhere after it")
+	fs.Float64Var(&cfg.RetryBudgetRatio, "retry-budget", bulk.DefaultRetryBudgetRatio, "bulk retries per node at most this fraction of first attempts over --retry-budget-window")
+	fs.IntVar(&cfg.RetryBudgetMin, "retry-budget-min", bulk.DefaultRetryBudgetMin, "retries always allowed per window, whatever the fraction (-1: none)")
+	fs.DurationVar(&cfg.RetryBudgetWindow, "retry-budget-window", bulk.DefaultRetryBudgetWindow, "the retry budget's sliding window")
+	fs.DurationVar(&cfg.TaskRetention, "task-retention", bulk.DefaultTaskRetention, "finished bulk tasks are forgotten after this long")
 	fs.BoolVar(&cfg.EventsStdout, "events-stdout", false, "also write every event as a JSON line to stdout")
 	fs.StringVar(&cfg.EventsFile, "events-file", "", "also append every event as a JSON line to this file")
 	fs.StringVar(&cfg.EventsHTTP, "events-http", "", "also POST events in batches to this URL (retried; a dead endpoint never blocks tasks)")

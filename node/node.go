@@ -21,6 +21,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/leash-dev/leash/bulk"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/httpapi"
@@ -248,7 +249,7 @@ type Node struct {
 	fresh    *freshness
 	inflight gate // offloaded tasks: open only while the node serves
 	tasks    *running
-	bulk     atomic.Pointer[bulkQueue]
+	bulk     atomic.Pointer[bulk.Worker]
 	bg       sync.WaitGroup
 }
 
@@ -507,7 +508,7 @@ func (n *Node) shutdown(srv *http.Server) {
 	case <-done:
 	case <-graceCtx.Done():
 	}
-	n.bulk.Load().drain(graceCtx)
+	n.bulk.Load().Drain(graceCtx)
 	if k := n.tasks.cancelAll(sandbox.Terminate(sandbox.ReasonShutdown)); k > 0 {
 		n.log.Warn("grace period over; terminating running tasks", "tasks", k)
 	}
@@ -527,7 +528,7 @@ func (n *Node) shutdown(srv *http.Server) {
 // close stops what open started, in reverse order.
 func (n *Node) close() error {
 	var errs []error
-	n.bulk.Load().stop()
+	n.bulk.Load().Stop()
 	if n.receipts != nil {
 		n.receipts.close()
 	}
@@ -561,7 +562,7 @@ func (n *Node) onApply(a consensus.Applied) {
 	if a.Result.Err() != nil {
 		return
 	}
-	n.bulkApplied(a)
+	n.bulk.Load().Applied(a)
 	switch c := a.Command.(type) {
 	case *consensus.RevokeLease:
 		if k := n.tasks.cancelLease(c.LeaseID, sandbox.Terminate(sandbox.ReasonRevoked)); k > 0 {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/bulk"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/obs"
@@ -178,7 +179,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	} else {
 		res = n.box.Run(ctx, t)
 	}
-	sandboxDone(parent)
+	bulk.SandboxDone(parent)
 	obs.End(span, nil)
 	addEgressUsage(t, &res.Usage)
 	out := n.resultView(l, t, res)

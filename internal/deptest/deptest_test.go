@@ -63,6 +63,7 @@ var banned = map[string][]string{
 	"policy":    {"api", "consensus", "sandbox", "egress"},
 	"weburl":    {"api", "consensus", "sandbox", "egress", "policy"},
 	"api":       {"consensus", "sandbox", "egress", "lease", "ledger"},
+	"bulk":      {"httpapi", "egress", "lease", "ledger"},
 	"httpapi":   {"consensus", "sandbox", "egress", "lease", "ledger", "scheduler"},
 }
 
