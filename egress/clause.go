@@ -6,11 +6,11 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/leash-dev/leash/sandbox"
+	"github.com/leash-dev/leash/fetch"
 )
 
 // Clauses name the policy clause behind a refusal. They appear in
-// *sandbox.FetchError, in every Decision and in the canonical log line;
+// *fetch.Error, in every Decision and in the canonical log line;
 // docs/egress.md lists them. The strings are part of the API.
 const (
 	// ClauseURLInvalid: the URL or authority is malformed, ambiguous or
@@ -83,18 +83,18 @@ var Clauses = []string{
 }
 
 // refuse builds the refusal error for a clause.
-func refuse(clause, format string, args ...any) *sandbox.FetchError {
-	return &sandbox.FetchError{Clause: clause, Message: fmt.Sprintf(format, args...)}
+func refuse(clause, format string, args ...any) *fetch.Error {
+	return &fetch.Error{Clause: clause, Message: fmt.Sprintf(format, args...)}
 }
 
 // failure builds the error for a network failure (no clause).
-func failure(format string, args ...any) *sandbox.FetchError {
-	return &sandbox.FetchError{Message: fmt.Sprintf(format, args...)}
+func failure(format string, args ...any) *fetch.Error {
+	return &fetch.Error{Message: fmt.Sprintf(format, args...)}
 }
 
 // ClauseOf returns the clause of a refusal, or "" for any other error.
 func ClauseOf(err error) string {
-	var fe *sandbox.FetchError
+	var fe *fetch.Error
 	if errors.As(err, &fe) {
 		return fe.Clause
 	}

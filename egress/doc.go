@@ -1,6 +1,6 @@
 // Package egress is the one gateway for outbound requests of sandboxed
 // code: the fetch host call of WASI guests and of the JS engine
-// (TaskClient, a sandbox.Fetcher), and agent runners outside leash (Proxy,
+// (TaskClient, the sandbox's Fetcher), and agent runners outside leash (Proxy,
 // an HTTP and CONNECT proxy authenticated by a lease). docs/egress.md is
 // the operator's reference; this comment is the map for developers.
 //

@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/leash-dev/leash/fetch"
 	"github.com/leash-dev/leash/policy"
-	"github.com/leash-dev/leash/sandbox"
 )
 
 // Resolver looks up a host's addresses. *net.Resolver meets it; tests
@@ -140,7 +140,7 @@ type Scope struct {
 	Expires time.Time
 }
 
-// TaskClient is a task's egress: a sandbox.Fetcher bound to one Scope,
+// TaskClient is a task's egress: the sandbox's Fetcher, bound to one Scope,
 // metering what the task does. It is safe for concurrent use.
 type TaskClient struct {
 	g     *Gateway
@@ -156,9 +156,8 @@ type TaskClient struct {
 }
 
 var (
-	_ sandbox.Fetcher = (*TaskClient)(nil)
-	_ Resolver        = (*net.Resolver)(nil)
-	_ Dialer          = (*net.Dialer)(nil)
+	_ Resolver = (*net.Resolver)(nil)
+	_ Dialer   = (*net.Dialer)(nil)
 )
 
 // ForTask returns the client a task fetches through.
@@ -181,20 +180,6 @@ type Stats struct {
 	Destinations []string
 	// Blocked counts refused (or cut) requests.
 	Blocked int64
-}
-
-// AddTo adds the stats to a task's usage.
-func (s Stats) AddTo(u *sandbox.Usage) {
-	u.EgressBytesOut += s.BytesOut
-	u.EgressBytesIn += s.BytesIn
-	u.Subrequests += s.Subrequests
-	u.Blocked += s.Blocked
-	for _, d := range s.Destinations {
-		if !slices.Contains(u.Destinations, d) {
-			u.Destinations = append(u.Destinations, d)
-		}
-	}
-	slices.Sort(u.Destinations)
 }
 
 // Stats returns what the task used so far.
@@ -235,10 +220,10 @@ func (d *Decision) setTarget(t Target) {
 }
 
 // finish completes d with err (nil: allowed and completed) and emits it.
-// It returns err as a *sandbox.FetchError.
+// It returns err as a *fetch.Error.
 func (c *TaskClient) finish(ctx context.Context, d *Decision, err error) error {
 	d.Duration = c.g.now().Sub(d.Time)
-	var fe *sandbox.FetchError
+	var fe *fetch.Error
 	switch {
 	case err == nil:
 		d.Outcome = OutcomeAllow
@@ -260,9 +245,9 @@ func (c *TaskClient) finish(ctx context.Context, d *Decision, err error) error {
 
 // Fetch performs one outbound request for the task, following
 // redirects (each hop checked again), and returns the response with its
-// body read and bounded. Refusals are *sandbox.FetchError naming the
-// clause; network failures are *sandbox.FetchError without one.
-func (c *TaskClient) Fetch(ctx context.Context, fr *sandbox.FetchRequest) (*sandbox.FetchResponse, error) {
+// body read and bounded. Refusals are *fetch.Error naming the
+// clause; network failures are *fetch.Error without one.
+func (c *TaskClient) Fetch(ctx context.Context, fr *fetch.Request) (*fetch.Response, error) {
 	d := c.decision(ModeFetch)
 	if fr == nil {
 		return nil, c.finish(ctx, &d, refuse(ClauseRequestInvalid, "no request"))
@@ -306,7 +291,7 @@ func (c *TaskClient) Fetch(ctx context.Context, fr *sandbox.FetchRequest) (*sand
 			if err != nil {
 				return nil, asFetchError(err)
 			}
-			return &sandbox.FetchResponse{Status: resp.StatusCode, Headers: resp.Header, Body: data, URL: t.String()}, nil
+			return &fetch.Response{Status: resp.StatusCode, Headers: resp.Header, Body: data, URL: t.String()}, nil
 		}
 		// A redirect: read a little of its body so the connection may be
 		// reused, and close it (this emits the hop's decision).
@@ -361,7 +346,7 @@ func isRedirect(code int) bool {
 }
 
 func asFetchError(err error) error {
-	var fe *sandbox.FetchError
+	var fe *fetch.Error
 	if errors.As(err, &fe) {
 		return fe
 	}

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/fetch"
 	"github.com/leash-dev/leash/policy"
-	"github.com/leash-dev/leash/sandbox"
 )
 
 // echo answers with what it received.
@@ -45,7 +45,7 @@ func TestFetchEndToEnd(t *testing.T) {
 	e := newEnv(t, echo())
 	e.host("api.example.com", pub1)
 	c := e.client(allow("api.example.com"), 10)
-	resp, err := c.Fetch(context.Background(), &sandbox.FetchRequest{
+	resp, err := c.Fetch(context.Background(), &fetch.Request{
 		Method: "post",
 		URL:    "http://API.example.com./v1/items?q=1#frag",
 		Headers: http.Header{
@@ -114,10 +114,8 @@ func TestFetchEndToEnd(t *testing.T) {
 	if strings.Contains(e.rec.logs.String(), "q=1") {
 		t.Error("the log line carries the query")
 	}
-	usage := sandbox.Usage{}
-	st.AddTo(&usage)
-	if usage.EgressBytesOut != 7 || usage.Subrequests != 1 || len(usage.Destinations) != 1 {
-		t.Errorf("usage %+v", usage)
+	if st.BytesOut != 7 || st.Subrequests != 1 || len(st.Destinations) != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
@@ -296,11 +294,11 @@ func TestRedirects(t *testing.T) {
 	eg := allow("api.example.com", "other.example.com", "private.example.com")
 	three := 3
 	eg.MaxRedirects = &three
-	fetch := func(req *sandbox.FetchRequest) (*sandbox.FetchResponse, error) {
+	do := func(req *fetch.Request) (*fetch.Response, error) {
 		return e.client(eg, 20).Fetch(context.Background(), req)
 	}
 	t.Run("same origin keeps credentials", func(t *testing.T) {
-		resp, err := fetch(&sandbox.FetchRequest{URL: "http://api.example.com/go?to=/final", Headers: http.Header{"Authorization": {"Bearer a"}, "Cookie": {"c=1"}}})
+		resp, err := do(&fetch.Request{URL: "http://api.example.com/go?to=/final", Headers: http.Header{"Authorization": {"Bearer a"}, "Cookie": {"c=1"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,7 +313,7 @@ func TestRedirects(t *testing.T) {
 		}
 	})
 	t.Run("cross origin drops credentials", func(t *testing.T) {
-		resp, err := fetch(&sandbox.FetchRequest{URL: "http://api.example.com/go?to=http://other.example.com/x", Headers: http.Header{"Authorization": {"Bearer a"}, "Cookie": {"c=1"}, "X-Custom": {"kept"}}})
+		resp, err := do(&fetch.Request{URL: "http://api.example.com/go?to=http://other.example.com/x", Headers: http.Header{"Authorization": {"Bearer a"}, "Cookie": {"c=1"}, "X-Custom": {"kept"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +328,7 @@ func TestRedirects(t *testing.T) {
 		}
 	})
 	t.Run("scheme or port change is another origin", func(t *testing.T) {
-		_, err := fetch(&sandbox.FetchRequest{URL: "http://api.example.com/go?to=http://api.example.com:8080/y", Headers: http.Header{"Authorization": {"Bearer a"}}})
+		_, err := do(&fetch.Request{URL: "http://api.example.com/go?to=http://api.example.com:8080/y", Headers: http.Header{"Authorization": {"Bearer a"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +340,7 @@ func TestRedirects(t *testing.T) {
 		}
 	})
 	t.Run("303 turns POST into GET without body", func(t *testing.T) {
-		resp, err := fetch(&sandbox.FetchRequest{Method: "POST", URL: "http://api.example.com/go?code=303&to=/after", Body: []byte("data"), Headers: http.Header{"Content-Type": {"text/plain"}}})
+		resp, err := do(&fetch.Request{Method: "POST", URL: "http://api.example.com/go?code=303&to=/after", Body: []byte("data"), Headers: http.Header{"Content-Type": {"text/plain"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,7 +349,7 @@ func TestRedirects(t *testing.T) {
 		}
 	})
 	t.Run("307 keeps method and body", func(t *testing.T) {
-		resp, err := fetch(&sandbox.FetchRequest{Method: "POST", URL: "http://api.example.com/go?code=307&to=/after", Body: []byte("data")})
+		resp, err := do(&fetch.Request{Method: "POST", URL: "http://api.example.com/go?code=307&to=/after", Body: []byte("data")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,7 +377,7 @@ func TestRedirects(t *testing.T) {
 	}
 	for name, u := range refusals {
 		t.Run(name, func(t *testing.T) {
-			_, err := fetch(get(u))
+			_, err := do(get(u))
 			wantClause(t, err, clauses[name])
 			if d := e.rec.last(t); d.Hop == 0 || d.Clause != clauses[name] {
 				t.Errorf("decision %+v", d)
@@ -455,9 +453,9 @@ func TestLimits(t *testing.T) {
 		_, err = c.Fetch(context.Background(), get("http://api.example.com/?n=1"))
 		wantClause(t, err, ClauseBytes) // the bucket is empty: refused up front
 		e.clock.Advance(time.Minute)
-		_, err = c.Fetch(context.Background(), &sandbox.FetchRequest{Method: "POST", URL: "http://api.example.com/?n=0", Body: make([]byte, 2000)})
+		_, err = c.Fetch(context.Background(), &fetch.Request{Method: "POST", URL: "http://api.example.com/?n=0", Body: make([]byte, 2000)})
 		wantClause(t, err, ClauseBytes) // a body over the bucket
-		mustFetch(t, c, &sandbox.FetchRequest{Method: "POST", URL: "http://api.example.com/?n=100", Body: make([]byte, 800)})
+		mustFetch(t, c, &fetch.Request{Method: "POST", URL: "http://api.example.com/?n=100", Body: make([]byte, 800)})
 	})
 	t.Run("response size", func(t *testing.T) {
 		eg := allow("api.example.com")
@@ -552,15 +550,15 @@ func TestRequestHeaders(t *testing.T) {
 	c := e.client(allow("api.example.com"), 20)
 	ok := []string{"api.example.com", "API.example.com", "api.example.com:80", "api.example.com.", "api.example.com.:80"}
 	for _, h := range ok {
-		if _, err := c.Fetch(context.Background(), &sandbox.FetchRequest{URL: "http://api.example.com/", Headers: http.Header{"Host": {h}}}); err != nil {
+		if _, err := c.Fetch(context.Background(), &fetch.Request{URL: "http://api.example.com/", Headers: http.Header{"Host": {h}}}); err != nil {
 			t.Errorf("Host %q: %v", h, err)
 		}
 	}
 	for _, h := range []string{"evil.com", "api.example.com:8080", "api.example.com@evil.com", "127.0.0.1", "api.example.com/x", ""} {
-		_, err := c.Fetch(context.Background(), &sandbox.FetchRequest{URL: "http://api.example.com/", Headers: http.Header{"Host": {h}}})
+		_, err := c.Fetch(context.Background(), &fetch.Request{URL: "http://api.example.com/", Headers: http.Header{"Host": {h}}})
 		wantClause(t, err, ClauseRequestHost)
 	}
-	_, err := c.Fetch(context.Background(), &sandbox.FetchRequest{URL: "http://api.example.com/", Headers: http.Header{"Host": {"api.example.com", "evil.com"}}})
+	_, err := c.Fetch(context.Background(), &fetch.Request{URL: "http://api.example.com/", Headers: http.Header{"Host": {"api.example.com", "evil.com"}}})
 	wantClause(t, err, ClauseRequestHost)
 	for name, h := range map[string]http.Header{
 		"CRLF in value": {"X-A": {"a\r\nX-Injected: 1"}},
@@ -570,7 +568,7 @@ func TestRequestHeaders(t *testing.T) {
 		"huge":          {"X-A": {strings.Repeat("a", 70<<10)}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := c.Fetch(context.Background(), &sandbox.FetchRequest{URL: "http://api.example.com/", Headers: h})
+			_, err := c.Fetch(context.Background(), &fetch.Request{URL: "http://api.example.com/", Headers: h})
 			wantClause(t, err, ClauseRequestInvalid)
 		})
 	}
@@ -604,7 +602,7 @@ func TestNetworkFailure(t *testing.T) {
 	e.host("api.example.com", pub1)
 	c := e.client(allow("api.example.com", "nxdomain.example.com", "unrouted.example.com"), 20)
 	_, err := c.Fetch(context.Background(), get("http://nxdomain.example.com/"))
-	var fe *sandbox.FetchError
+	var fe *fetch.Error
 	if !asFE(err, &fe) || fe.Clause != "" {
 		t.Fatalf("nxdomain: %v", err)
 	}
@@ -628,11 +626,11 @@ func TestNetworkFailure(t *testing.T) {
 	}
 }
 
-func asFE(err error, fe **sandbox.FetchError) bool {
+func asFE(err error, fe **fetch.Error) bool {
 	if err == nil {
 		return false
 	}
-	v, ok := err.(*sandbox.FetchError)
+	v, ok := err.(*fetch.Error)
 	*fe = v
 	return ok
 }

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/fetch"
 	"github.com/leash-dev/leash/policy"
-	"github.com/leash-dev/leash/sandbox"
 )
 
 // Public addresses the fake resolver hands out; the test dialer sends
@@ -258,8 +258,8 @@ func allow(hosts ...string) policy.Egress {
 	return eg
 }
 
-func get(url string) *sandbox.FetchRequest {
-	return &sandbox.FetchRequest{Method: "GET", URL: url}
+func get(url string) *fetch.Request {
+	return &fetch.Request{Method: "GET", URL: url}
 }
 
 // wantClause checks a fetch error's clause.
@@ -268,16 +268,16 @@ func wantClause(t *testing.T, err error, clause string) {
 	if err == nil {
 		t.Fatalf("fetch succeeded, want clause %q", clause)
 	}
-	var fe *sandbox.FetchError
+	var fe *fetch.Error
 	if !errors.As(err, &fe) {
-		t.Fatalf("error %T %v is not a *sandbox.FetchError", err, err)
+		t.Fatalf("error %T %v is not a *fetch.Error", err, err)
 	}
 	if fe.Clause != clause {
 		t.Fatalf("clause %q (%v), want %q", fe.Clause, err, clause)
 	}
 }
 
-func mustFetch(t *testing.T, c *TaskClient, req *sandbox.FetchRequest) *sandbox.FetchResponse {
+func mustFetch(t *testing.T, c *TaskClient, req *fetch.Request) *fetch.Response {
 	t.Helper()
 	resp, err := c.Fetch(context.Background(), req)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 
-	"github.com/leash-dev/leash/sandbox"
+	"github.com/leash-dev/leash/fetch"
 )
 
 // Causes of a cancelled hop, told apart to name the timeout.
@@ -261,7 +261,7 @@ type sent struct {
 	c   *TaskClient
 	lim *rate.Limiter // nil: not metered here (a fetch body is charged up front)
 	n   atomic.Int64
-	err atomic.Pointer[sandbox.FetchError]
+	err atomic.Pointer[fetch.Error]
 }
 
 // countingReader reads a request body for one try.
@@ -388,7 +388,7 @@ func (b *hopBody) Close() error {
 // timeout (connect, header, total, or the task's deadline) is clause
 // timeout, anything else is a network failure.
 func classifyErr(ctx context.Context, err error) error {
-	var fe *sandbox.FetchError
+	var fe *fetch.Error
 	if errors.As(err, &fe) {
 		return fe
 	}

@@ -248,7 +248,7 @@ func (s *seenRules) try(list []*rule, port int, method string) *rule {
 // the URL (url.invalid, scheme), the method (request.invalid), the deny
 // list by name and literal address (global.deny), then the allow rules
 // (profile.default_deny, profile.port, profile.method). A nil deny list
-// denies nothing. Refusals are *sandbox.FetchError.
+// denies nothing. Refusals are *fetch.Error.
 func (r *Rules) Check(deny *DenyList, method, rawURL string) (Match, error) {
 	m, err := normalizeMethod(method)
 	if err != nil {

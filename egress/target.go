@@ -94,7 +94,7 @@ func defaultPort(scheme string) int {
 // ParseTarget parses an absolute http or https URL the way the gateway
 // does before any decision: with weburl (the WHATWG parser the JS engine
 // uses) and, on top of it, strict rules that refuse what other parsers
-// could read differently. Refusals are *sandbox.FetchError with clause
+// could read differently. Refusals are *fetch.Error with clause
 // url.invalid or scheme.
 func ParseTarget(rawURL string) (Target, error) {
 	return parseTarget(rawURL, nil)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/leash-dev/leash/api"
-	"github.com/leash-dev/leash/sandbox"
+	"github.com/leash-dev/leash/fetch"
 )
 
 // checkTunnelStart reads the start of a CONNECT tunnel and checks it
@@ -117,7 +117,7 @@ const rstAvoidance = 500 * time.Millisecond
 // writeTunnelRefusal answers a tunnel that does not speak TLS with an
 // HTTP refusal (what a client sending plain HTTP expects), then ends the
 // connection: write side first, a bounded drain, then the caller closes.
-func writeTunnelRefusal(conn net.Conn, fe *sandbox.FetchError) {
+func writeTunnelRefusal(conn net.Conn, fe *fetch.Error) {
 	body, _ := json.Marshal(api.ErrorBody{Error: &api.Error{Code: ErrorCode(fe.Clause), Message: fe.Error()}})
 	body = append(body, '\n')
 	status := StatusFor(fe.Clause)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,9 +161,24 @@ func (n *Node) serveProxy(ctx context.Context, ln net.Listener) {
 	n.log.Info("egress proxy serving", "addr", ln.Addr().String())
 }
 
+// The gateway's task client is what sandboxes fetch through.
+var _ sandbox.Fetcher = (*egress.TaskClient)(nil)
+
 // addEgressUsage folds the gateway's counters into a task's usage.
 func addEgressUsage(t *sandbox.Task, u *sandbox.Usage) {
-	if tc, ok := t.Host.Fetch.(*egress.TaskClient); ok {
-		tc.Stats().AddTo(u)
+	tc, ok := t.Host.Fetch.(*egress.TaskClient)
+	if !ok {
+		return
 	}
+	s := tc.Stats()
+	u.EgressBytesOut += s.BytesOut
+	u.EgressBytesIn += s.BytesIn
+	u.Subrequests += s.Subrequests
+	u.Blocked += s.Blocked
+	for _, d := range s.Destinations {
+		if !slices.Contains(u.Destinations, d) {
+			u.Destinations = append(u.Destinations, d)
+		}
+	}
+	slices.Sort(u.Destinations)
 }

@@ -13,6 +13,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/leash-dev/leash/fetch"
 )
 
 // Kind says how a module runs.
@@ -116,37 +118,13 @@ type Fetcher interface {
 	Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, error)
 }
 
-// FetchRequest is an outbound request from a guest.
-type FetchRequest struct {
-	Method  string
-	URL     string
-	Headers http.Header
-	Body    []byte
-}
-
-// FetchResponse is the answer to an outbound request. Body is already
-// bounded by the profile's max_response_bytes.
-type FetchResponse struct {
-	Status  int
-	Headers http.Header
-	Body    []byte
-	URL     string // final URL after redirects
-}
-
-// FetchError is a refused or failed outbound request. Clause names the
-// policy clause for refusals (profile.default_deny, address.private, …);
-// it is empty for network failures.
-type FetchError struct {
-	Clause  string
-	Message string
-}
-
-func (e *FetchError) Error() string {
-	if e.Clause != "" {
-		return "fetch blocked by " + e.Clause + ": " + e.Message
-	}
-	return "fetch failed: " + e.Message
-}
+// The outbound request types are the leaf package fetch's, shared with
+// the egress gateway that implements Fetcher.
+type (
+	FetchRequest  = fetch.Request
+	FetchResponse = fetch.Response
+	FetchError    = fetch.Error
+)
 
 // Task is one execution request.
 type Task struct {
