@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/hashicorp/memberlist"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -161,22 +162,26 @@ func (m *Membership) Addr() string { return m.addr }
 // member that does not hold the same secret never answers.
 func (m *Membership) Join(ctx context.Context, addrs []string) error {
 	var last error
-	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		n, err := m.ml.Join(addrs)
 		if n > 0 {
-			m.log.Info("joined the cluster", "via", addrs, "members", m.ml.NumMembers())
-			return nil
+			return struct{}{}, nil
 		}
 		if err != nil {
 			// memberlist's multi-errors span lines; keep one.
 			last = errors.New(strings.Join(strings.Fields(err.Error()), " "))
+		} else {
+			last = errors.New("no member answered")
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("join %v: no member answered (is the cluster secret the same on both nodes?): %w", addrs, errors.Join(last, ctx.Err()))
-		case <-time.After(delay):
-		}
+		return struct{}{}, last
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{
+		InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 2 * time.Second,
+	}), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return fmt.Errorf("join %v: no member answered (is the cluster secret the same on both nodes?): %w", addrs, errors.Join(last, ctx.Err()))
 	}
+	m.log.Info("joined the cluster", "via", addrs, "members", m.ml.NumMembers())
+	return nil
 }
 
 // SetMeta changes this node's metadata; Broadcast spreads it.
