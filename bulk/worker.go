@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
@@ -663,13 +665,21 @@ func (b *Worker) complete(t *consensus.QueueTask, out *api.TaskResult, preset st
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeWait)
 	defer cancel()
-	var res *consensus.Result
-	for delay := 50 * time.Millisecond; ; delay = min(delay*2, time.Second) {
-		res, err = b.node.Propose(ctx, cmd)
-		if err == nil || !(errors.Is(err, consensus.ErrNoLeader) || errors.Is(err, consensus.ErrNotLeader)) || ctx.Err() != nil {
-			break
+	// Retry while there is no leader (an election); any other error is
+	// final.
+	var last error
+	res, err := backoff.Retry(ctx, func() (*consensus.Result, error) {
+		res, err := b.node.Propose(ctx, cmd)
+		if err != nil && !errors.Is(err, consensus.ErrNoLeader) && !errors.Is(err, consensus.ErrNotLeader) {
+			return nil, backoff.Permanent(err)
 		}
-		time.Sleep(delay)
+		last = err
+		return res, err
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{
+		InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: time.Second,
+	}), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil && last != nil {
+		err = last // what kept the completion out, not the deadline
 	}
 	var re *consensus.RefusedError
 	switch {

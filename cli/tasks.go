@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/leash-dev/leash/api"
 )
 
@@ -73,7 +75,8 @@ func tasksSubmit(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintln(env.Stdout, acc.TaskID)
 		return nil
 	}
-	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
+	poll := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.1, Multiplier: 2, MaxInterval: 2 * time.Second}
+	for {
 		var t api.Task
 		if err := c.json(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(acc.TaskID), *token, nil, &t); err != nil {
 			return err
@@ -96,7 +99,7 @@ func tasksSubmit(ctx context.Context, env *Env, args []string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-time.After(poll.NextBackOff()):
 		}
 	}
 }
