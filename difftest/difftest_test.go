@@ -23,13 +23,21 @@ import (
 	"github.com/leash-dev/leash/sandbox"
 )
 
+// enginePath is the engine `make engine` built; LEASH_TEST_ENGINE names
+// another build (an engine being worked on).
+var enginePath = func() string {
+	if p := os.Getenv("LEASH_TEST_ENGINE"); p != "" {
+		return p
+	}
+	return "../build/engine/engine.wasm"
+}()
+
 var (
 	update      = flag.Bool("update", false, "record golden/*.json from a live workerd (needs -workerd)")
 	workerdFlag = flag.String("workerd", os.Getenv("LEASH_WORKERD"), "path of a workerd binary to compare with live (npm @cloudflare/workerd-linux-64)")
 )
 
 const (
-	enginePath = "../build/engine/engine.wasm"
 	// host is the request URL's authority in both runtimes.
 	host = "difftest.example"
 	// compatibilityDate is workerd's; docs/javascript.md names it.

@@ -7,12 +7,62 @@
   'use strict';
 
   const G = globalThis;
+  // The intrinsics the prelude calls, captured before any worker runs: a
+  // worker that deletes or replaces a built-in (Array.prototype.includes,
+  // Promise.resolve, Object.prototype.then, an accessor on
+  // Array.prototype) does not change what the dispatch, Headers, bodies
+  // and the response path do. Names shadow the globals on purpose.
+  const Object = G.Object, Array = G.Array, String = G.String, Number = G.Number, Promise = G.Promise;
+  const Map = G.Map, Set = G.Set, Symbol = G.Symbol, Reflect = G.Reflect, RegExp = G.RegExp;
+  const Uint8Array = G.Uint8Array, ArrayBuffer = G.ArrayBuffer, Error = G.Error;
+  const TypeError = G.TypeError, RangeError = G.RangeError;
+  const ReflectApply = Reflect.apply, ReflectOwnKeys = Reflect.ownKeys;
+  const ReflectGetOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+  const ObjectDefineProperty = Object.defineProperty, ObjectKeys = Object.keys, ObjectFreeze = Object.freeze;
+  const ObjectGetPrototypeOf = Object.getPrototypeOf, ObjectSetPrototypeOf = Object.setPrototypeOf;
+  const ObjectEntries = Object.entries, ObjectHasOwn = Object.hasOwn, ObjectIs = Object.is;
+  const ArrayIsArray = Array.isArray, ArrayFrom = Array.from, ArrayBufferIsView = ArrayBuffer.isView;
+  const NumberIsInteger = Number.isInteger, MathMax = G.Math.max, MathMin = G.Math.min, MathCeil = G.Math.ceil;
+  const StringFromCharCode = String.fromCharCode;
+  const uncurry = f => (self, ...args) => ReflectApply(f, self, args);
+  const getter = (proto, name) => uncurry(ReflectGetOwnPropertyDescriptor(proto, name).get);
+  const promiseThen = uncurry(Promise.prototype.then);
+  const PromiseResolve = Promise.resolve, PromiseReject = Promise.reject;
+  const resolved = v => ReflectApply(PromiseResolve, Promise, [v]);
+  const rejectedWith = e => ReflectApply(PromiseReject, Promise, [e]);
+  const mapGet = uncurry(Map.prototype.get), mapSet = uncurry(Map.prototype.set), mapHas = uncurry(Map.prototype.has);
+  const mapDelete = uncurry(Map.prototype.delete), mapForEach = uncurry(Map.prototype.forEach);
+  const mapSize = getter(Map.prototype, 'size'), mapClear = uncurry(Map.prototype.clear);
+  const setAdd = uncurry(Set.prototype.add), setHas = uncurry(Set.prototype.has), setDelete = uncurry(Set.prototype.delete);
+  const setForEach = uncurry(Set.prototype.forEach), setSize = getter(Set.prototype, 'size');
+  const arraySort = uncurry(Array.prototype.sort), arrayJoin = uncurry(Array.prototype.join);
+  const stringSlice = uncurry(String.prototype.slice), stringToLowerCase = uncurry(String.prototype.toLowerCase);
+  const stringToWellFormed = uncurry(String.prototype.toWellFormed), stringCharCodeAt = uncurry(String.prototype.charCodeAt);
+  const stringIndexOf = uncurry(String.prototype.indexOf), stringToUpperCase = uncurry(String.prototype.toUpperCase);
+  const regExpExec = uncurry(RegExp.prototype.exec);
+  const reTest = (re, s) => { re.lastIndex = 0; return regExpExec(re, s) !== null; };
+  const TypedArrayPrototype = ObjectGetPrototypeOf(Uint8Array.prototype);
+  const taSet = uncurry(TypedArrayPrototype.set), taByteLength = getter(TypedArrayPrototype, 'byteLength');
+  const taByteOffset = getter(TypedArrayPrototype, 'byteOffset'), taBuffer = getter(TypedArrayPrototype, 'buffer');
+  const taLength = getter(TypedArrayPrototype, 'length');
+  const abByteLength = getter(ArrayBuffer.prototype, 'byteLength');
+  const dvByteLength = getter(G.DataView.prototype, 'byteLength'), dvByteOffset = getter(G.DataView.prototype, 'byteOffset');
+  const dvBuffer = getter(G.DataView.prototype, 'buffer');
+  const IteratorPrototype = ObjectGetPrototypeOf(ObjectGetPrototypeOf([][Symbol.iterator]()));
+  // push(a, v) defines the element: an accessor a worker put on
+  // Array.prototype is never called
+  const push = (a, v) => { ObjectDefineProperty(a, a.length, { __proto__: null, value: v, writable: true, enumerable: true, configurable: true }); };
+  const has = (list, v) => { for (let i = 0; i < list.length; i++) if (list[i] === v) return true; return false; };
   const hostLog = host.log, hostNow = host.now, hostRandom = host.random;
-  const hostDigest = host.digest, hostURL = host.urlParse, hostFetch = host.fetch;
-  const hostRespond = host.respond, hostFail = host.fail;
+  const hostDigest = host.digest, hostURL = host.urlParse, hostURLSet = host.urlSet, hostFetch = host.fetch;
+  const hostRespond = host.respond, hostFail = host.fail, hostDecode = host.decode;
   const utf8Encode = host.utf8Encode, utf8Decode = host.utf8Decode;
-  const JSONparse = JSON.parse, JSONstringify = JSON.stringify;
+  const JSONparse = G.JSON.parse, JSONstringify = G.JSON.stringify;
   const internal = Symbol('leash.internal');
+  const noInit = ObjectFreeze({ __proto__: null });
+  // set by the classes' static blocks: brand checks and private state,
+  // not reachable by the worker
+  let searchPairs, formPairs, sortedHeaders, isStream, isRequest, requestHeaders, responseHeaders, bodyHeaders, isSignal;
 
   function defineGlobal(name, value) {
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
@@ -20,28 +70,54 @@
   function tag(cls, name) {
     Object.defineProperty(cls.prototype, Symbol.toStringTag, { value: name, configurable: true });
   }
+  function isArrayBuffer(v) {
+    try { abByteLength(v); return true; } catch { return false; }
+  }
   function isBufferSource(v) {
-    return v instanceof ArrayBuffer || ArrayBuffer.isView(v);
+    return isArrayBuffer(v) || ArrayBufferIsView(v);
   }
-  function toBytes(v) { // a copy as Uint8Array
-    if (v instanceof ArrayBuffer) return new Uint8Array(v.slice(0));
-    if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+  // viewBytes(v): a Uint8Array over v's bytes (no copy), through the
+  // captured accessors
+  function viewBytes(v) {
+    if (isArrayBuffer(v)) return new Uint8Array(v);
+    if (ArrayBufferIsView(v)) {
+      let buf, off, len;
+      try { buf = taBuffer(v); off = taByteOffset(v); len = taByteLength(v); } catch {
+        buf = dvBuffer(v); off = dvByteOffset(v); len = dvByteLength(v);
+      }
+      return new Uint8Array(buf, off, len);
+    }
     throw new TypeError('not a BufferSource');
   }
-  function viewBytes(v) { // no copy
-    if (v instanceof ArrayBuffer) return new Uint8Array(v);
-    if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-    throw new TypeError('not a BufferSource');
-  }
-  function concatBytes(chunks) {
-    let n = 0;
-    for (const c of chunks) n += c.byteLength;
-    const out = new Uint8Array(n);
-    let o = 0;
-    for (const c of chunks) { out.set(c, o); o += c.byteLength; }
+  function copyBytes(b) { // a copy of a Uint8Array
+    const out = new Uint8Array(taLength(b));
+    taSet(out, b);
     return out;
   }
-  function encode(s) { return new Uint8Array(utf8Encode(String(s).toWellFormed())); }
+  function toBytes(v) { return copyBytes(viewBytes(v)); } // a copy as Uint8Array
+  function concatBytes(chunks) {
+    let n = 0;
+    for (let i = 0; i < chunks.length; i++) n += taByteLength(chunks[i]);
+    const out = new Uint8Array(n);
+    let o = 0;
+    for (let i = 0; i < chunks.length; i++) { taSet(out, chunks[i], o); o += taByteLength(chunks[i]); }
+    return out;
+  }
+  // a FIFO for the prelude's own queues (no Array.prototype method)
+  class Queue {
+    #items = []; #head = 0;
+    get length() { return this.#items.length - this.#head; }
+    push(v) { push(this.#items, v); }
+    shift() {
+      const v = this.#items[this.#head];
+      this.#items[this.#head++] = undefined;
+      if (this.#head > 64 && this.#head * 2 > this.#items.length) { this.#items = this.toArray(); this.#head = 0; }
+      return v;
+    }
+    toArray() { const out = []; for (let i = this.#head; i < this.#items.length; i++) push(out, this.#items[i]); return out; }
+    clear() { const out = this.toArray(); this.#items = []; this.#head = 0; return out; }
+  }
+  function encode(s) { return new Uint8Array(utf8Encode(stringToWellFormed(String(s)))); }
   function decode(b) { return utf8Decode(b, false); }
 
   // ---- DOMException, Event, EventTarget, AbortController ----
@@ -69,74 +145,190 @@
     Object.defineProperty(DOMException, c, { value: v, enumerable: true });
   }
 
+  // Event and EventTarget as the DOM standard has them for a target with
+  // no parent: capture listeners run first, then the others; passive
+  // listeners cannot cancel; a listener removed during a dispatch is not
+  // called; the flags reset when the dispatch ends.
+  let eventInternals; // e -> {set target, phase, stop flags, passive}
   class Event {
-    #type; #opts; #stop = false; #canceled = false;
-    constructor(type, init = {}) {
+    #type; #bubbles = false; #cancelable = false; #composed = false; #canceled = false;
+    #target = null; #currentTarget = null; #phase = 0; #stop = false; #stopImmediate = false;
+    #dispatching = false; #initialized = true; #inPassive = false; #timeStamp;
+    static {
+      eventInternals = {
+        begin(e, target) { e.#dispatching = true; e.#target = target; },
+        at(e, target, phase) { e.#currentTarget = target; e.#phase = phase; },
+        end(e) { e.#dispatching = false; e.#currentTarget = null; e.#phase = 0; e.#stop = false; e.#stopImmediate = false; },
+        dispatching: e => e.#dispatching,
+        initialized: e => e.#initialized,
+        stopped: e => e.#stop,
+        immediate: e => e.#stopImmediate,
+        passive(e, on) { e.#inPassive = on; },
+        canceled: e => e.#canceled,
+        is: e => e !== null && typeof e === 'object' && #type in e,
+        type: e => e.#type,
+      };
+    }
+    constructor(type, init = undefined) {
       if (arguments.length === 0) throw new TypeError("Failed to construct 'Event': 1 argument required, but only 0 present.");
       this.#type = String(type);
-      this.#opts = init || {};
-      this.target = null;
-      this.currentTarget = null;
-      this.timeStamp = performanceNow();
+      if (init !== undefined && init !== null) {
+        if (typeof init !== 'object' && typeof init !== 'function') throw new TypeError("Failed to construct 'Event': The provided value is not of type 'EventInit'.");
+        this.#bubbles = !!init.bubbles;
+        this.#cancelable = !!init.cancelable;
+        this.#composed = !!init.composed;
+      }
+      this.#timeStamp = performanceNow();
     }
     get type() { return this.#type; }
-    get bubbles() { return !!this.#opts.bubbles; }
-    get cancelable() { return !!this.#opts.cancelable; }
+    get target() { return this.#target; }
+    get srcElement() { return this.#target; }
+    get currentTarget() { return this.#currentTarget; }
+    get eventPhase() { return this.#phase; }
+    get bubbles() { return this.#bubbles; }
+    get cancelable() { return this.#cancelable; }
+    get composed() { return this.#composed; }
     get defaultPrevented() { return this.#canceled; }
-    preventDefault() { if (this.cancelable) this.#canceled = true; }
-    stopImmediatePropagation() { this.#stop = true; }
-    stopPropagation() {}
-    get [internal]() { return this.#stop; }
+    get returnValue() { return !this.#canceled; }
+    set returnValue(v) { if (!v && this.#cancelable && !this.#inPassive) this.#canceled = true; }
+    get cancelBubble() { return this.#stop; }
+    set cancelBubble(v) { if (v) this.#stop = true; }
+    get isTrusted() { return false; }
+    get timeStamp() { return this.#timeStamp; }
+    composedPath() { return this.#dispatching && this.#currentTarget ? [this.#currentTarget] : []; }
+    preventDefault() { if (this.#cancelable && !this.#inPassive) this.#canceled = true; }
+    stopImmediatePropagation() { this.#stop = true; this.#stopImmediate = true; }
+    stopPropagation() { this.#stop = true; }
+    initEvent(type, bubbles = false, cancelable = false) {
+      if (arguments.length === 0) throw new TypeError("Failed to execute 'initEvent' on 'Event': 1 argument required, but only 0 present.");
+      if (this.#dispatching) return;
+      this.#initialized = true;
+      this.#stop = false; this.#stopImmediate = false; this.#canceled = false;
+      this.#target = null;
+      this.#type = String(type);
+      this.#bubbles = !!bubbles;
+      this.#cancelable = !!cancelable;
+    }
+  }
+  for (const [k, v] of [['NONE', 0], ['CAPTURING_PHASE', 1], ['AT_TARGET', 2], ['BUBBLING_PHASE', 3]]) {
+    ObjectDefineProperty(Event, k, { value: v, enumerable: true });
+    ObjectDefineProperty(Event.prototype, k, { value: v, enumerable: true });
   }
   tag(Event, 'Event');
 
-  class EventTarget {
-    #listeners = new Map();
-    // type -> Map(listener -> entry), in the order they were added: one
-    // lookup per add or remove, whatever the count
-    addEventListener(type, listener, options) {
-      if (listener == null) return;
-      type = String(type);
-      const once = typeof options === 'object' && options !== null && !!options.once;
-      const signal = typeof options === 'object' && options !== null ? options.signal : undefined;
-      if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
-        throw new TypeError("Failed to execute 'addEventListener' on 'EventTarget': member signal is not of type AbortSignal.");
-      }
-      if (signal && signal.aborted) return;
-      let list = this.#listeners.get(type);
-      if (!list) this.#listeners.set(type, list = new Map());
-      if (list.has(listener)) return;
-      const entry = { listener, once, removed: false };
-      list.set(listener, entry);
-      if (signal) signalAlgorithm(signal, () => this.removeEventListener(type, listener));
+  class CustomEvent extends Event {
+    #detail = null;
+    constructor(type, init = undefined) {
+      if (arguments.length === 0) throw new TypeError("Failed to construct 'CustomEvent': 1 argument required, but only 0 present.");
+      super(type, init);
+      if (init !== undefined && init !== null && init.detail !== undefined) this.#detail = init.detail;
     }
-    removeEventListener(type, listener) {
-      const list = this.#listeners.get(String(type));
-      const entry = list && list.get(listener);
+    get detail() { return this.#detail; }
+    initCustomEvent(type, bubbles = false, cancelable = false, detail = null) {
+      if (arguments.length === 0) throw new TypeError("Failed to execute 'initCustomEvent' on 'CustomEvent': 1 argument required, but only 0 present.");
+      if (eventInternals.dispatching(this)) return;
+      this.initEvent(type, bubbles, cancelable);
+      this.#detail = detail;
+    }
+  }
+  tag(CustomEvent, 'CustomEvent');
+
+  // the options of addEventListener/removeEventListener
+  function listenerOptions(options, method) {
+    const o = { __proto__: null, capture: false, once: false, passive: false, signal: undefined };
+    if (typeof options === 'boolean') o.capture = options;
+    else if (options !== null && (typeof options === 'object' || typeof options === 'function')) {
+      o.capture = !!options.capture;
+      if (method === 'add') {
+        o.once = !!options.once;
+        o.passive = !!options.passive;
+        const signal = options.signal;
+        if (signal !== undefined && !isSignal(signal)) {
+          throw new TypeError("Failed to execute 'addEventListener' on 'EventTarget': Failed to read the 'signal' property from 'AddEventListenerOptions': member signal is not of type AbortSignal.");
+        }
+        o.signal = signal;
+      }
+    }
+    return o;
+  }
+  class EventTarget {
+    // type -> [capture listeners, other listeners], each a Map(callback ->
+    // entry) in the order they were added: one lookup per add or remove
+    #listeners = new Map();
+    addEventListener(type, listener, options = undefined) {
+      if (arguments.length < 2) throw new TypeError(`Failed to execute 'addEventListener' on 'EventTarget': 2 arguments required, but only ${arguments.length} present.`);
+      const o = listenerOptions(options, 'add');
+      if (listener === null || listener === undefined) return;
+      if (typeof listener !== 'function' && typeof listener !== 'object') throw new TypeError("Failed to execute 'addEventListener' on 'EventTarget': parameter 2 is not of type 'Object'.");
+      type = String(type);
+      if (o.signal !== undefined && o.signal.aborted) return;
+      let lists = mapGet(this.#listeners, type);
+      if (!lists) mapSet(this.#listeners, type, lists = [new Map(), new Map()]);
+      const list = lists[o.capture ? 0 : 1];
+      if (mapHas(list, listener)) return;
+      mapSet(list, listener, { __proto__: null, listener, once: o.once, passive: o.passive, removed: false });
+      if (o.signal !== undefined) {
+        const capture = o.capture;
+        signalAlgorithm(o.signal, () => this.#remove(type, listener, capture));
+      }
+    }
+    removeEventListener(type, listener, options = undefined) {
+      if (arguments.length < 2) throw new TypeError(`Failed to execute 'removeEventListener' on 'EventTarget': 2 arguments required, but only ${arguments.length} present.`);
+      const o = listenerOptions(options, 'remove');
+      this.#remove(String(type), listener, o.capture);
+    }
+    #remove(type, listener, capture) {
+      const lists = mapGet(this.#listeners, type);
+      const list = lists && lists[capture ? 0 : 1];
+      const entry = list && mapGet(list, listener);
       if (!entry) return;
       entry.removed = true;
-      list.delete(listener);
+      mapDelete(list, listener);
     }
-    dispatchEvent(event) {
-      if (!(event instanceof Event)) throw new TypeError('The event must be an Event');
-      event.target = this;
-      event.currentTarget = this;
-      // the listeners as the dispatch starts; one removed meanwhile is
-      // not called (DOM "inner invoke")
-      const list = [...(this.#listeners.get(event.type) || new Map()).values()];
-      for (const l of list) {
+    #invoke(event, type, list, capture) {
+      // the listeners as this phase starts; one removed meanwhile is not
+      // called (DOM "inner invoke")
+      const entries = [];
+      mapForEach(list, e => push(entries, e));
+      eventInternals.at(event, this, 2); // AT_TARGET: a target with no parent
+      for (let i = 0; i < entries.length; i++) {
+        const l = entries[i];
         if (l.removed) continue;
-        if (l.once) this.removeEventListener(event.type, l.listener);
+        if (l.once) this.#remove(type, l.listener, capture);
         try {
-          if (typeof l.listener === 'function') l.listener.call(this, event);
-          else if (l.listener && typeof l.listener.handleEvent === 'function') l.listener.handleEvent(event);
+          if (l.passive) eventInternals.passive(event, true);
+          if (typeof l.listener === 'function') ReflectApply(l.listener, this, [event]);
+          else {
+            const h = l.listener.handleEvent;
+            if (typeof h !== 'function') throw new TypeError("'handleEvent' property of event listener should be callable");
+            ReflectApply(h, l.listener, [event]);
+          }
         } catch (e) {
           reportError(e);
+        } finally {
+          eventInternals.passive(event, false);
         }
-        if (event[internal]) break;
+        if (eventInternals.immediate(event)) return;
       }
-      event.currentTarget = null;
-      return !event.defaultPrevented;
+    }
+    dispatchEvent(event) {
+      if (arguments.length === 0) throw new TypeError("Failed to execute 'dispatchEvent' on 'EventTarget': 1 argument required, but only 0 present.");
+      if (!eventInternals.is(event)) throw new TypeError("Failed to execute 'dispatchEvent' on 'EventTarget': parameter 1 is not of type 'Event'.");
+      if (eventInternals.dispatching(event) || !eventInternals.initialized(event)) {
+        throw new DOMException("Failed to execute 'dispatchEvent' on 'EventTarget': The event is already being dispatched.", 'InvalidStateError');
+      }
+      eventInternals.begin(event, this);
+      try {
+        const type = eventInternals.type(event);
+        const lists = mapGet(this.#listeners, type);
+        if (lists) {
+          if (!eventInternals.stopped(event)) this.#invoke(event, type, lists[0], true);
+          if (!eventInternals.stopped(event)) this.#invoke(event, type, lists[1], false);
+        }
+      } finally {
+        eventInternals.end(event);
+      }
+      return !eventInternals.canceled(event);
     }
   }
   tag(EventTarget, 'EventTarget');
@@ -150,7 +342,10 @@
   class AbortSignal extends EventTarget {
     #aborted = false; #reason; #algorithms = []; #dependents = []; #sources = null;
     #onabort = null; #handler = null;
-    static { signalAlgorithm = (s, fn) => { s.#algorithms.push(fn); }; }
+    static {
+      signalAlgorithm = (s, fn) => { push(s.#algorithms, fn); };
+      isSignal = s => s !== null && typeof s === 'object' && #aborted in s;
+    }
     constructor(key) {
       if (key !== internal) throw new TypeError('Illegal constructor');
       super();
@@ -182,7 +377,7 @@
       this.#reason = reason === undefined ? new DOMException('The operation was aborted', 'AbortError') : reason;
       const toAbort = [];
       for (const d of this.#dependents) {
-        if (!d.#aborted) { d.#aborted = true; d.#reason = this.#reason; toAbort.push(d); }
+        if (!d.#aborted) { d.#aborted = true; d.#reason = this.#reason; push(toAbort, d); }
       }
       this.#dependents = [];
       this.#steps();
@@ -202,14 +397,16 @@
       const s = new AbortSignal(internal);
       const list = [...signals];
       for (const x of list) {
-        if (!(x instanceof AbortSignal)) throw new TypeError("Failed to execute 'any' on 'AbortSignal': parameter 1 is not of type 'AbortSignal'.");
+        if (!isSignal(x)) throw new TypeError("Failed to execute 'any' on 'AbortSignal': parameter 1 is not of type 'AbortSignal'.");
+      }
+      for (const x of list) {
         if (x.#aborted) { s.#aborted = true; s.#reason = x.#reason; return s; }
       }
       s.#sources = new Set();
       for (const x of list) {
         for (const src of x.#sources || [x]) s.#sources.add(src);
       }
-      for (const src of s.#sources) src.#dependents.push(s);
+      for (const src of s.#sources) push(src.#dependents, s);
       return s;
     }
   }
@@ -244,15 +441,15 @@
     ms = Number(ms);
     if (!(ms >= 0)) ms = 0;
     const id = nextTimerId++;
-    timers.set(id, { due: hostNow() + ms, seq: id, fn, args, interval: repeat ? Math.max(ms, 1) : 0 });
+    mapSet(timers, id, { __proto__: null, due: hostNow() + ms, seq: id, fn, args, interval: repeat ? MathMax(ms, 1) : 0 });
     return id;
   }
   function setTimeout(fn, ms, ...args) { return addTimer(fn, ms, args, false); }
   function setInterval(fn, ms, ...args) { return addTimer(fn, ms, args, true); }
-  function clearTimeout(id) { timers.delete(Number(id)); }
+  function clearTimeout(id) { mapDelete(timers, Number(id)); }
   function queueMicrotask(fn) {
     if (typeof fn !== 'function') throw new TypeError("The argument to queueMicrotask() must be a function");
-    Promise.resolve().then(() => { try { fn(); } catch (e) { reportError(e); } });
+    promiseThen(resolved(), () => { try { fn(); } catch (e) { reportError(e); } });
   }
   function reportError(e) {
     hostLog(4, 'Uncaught ' + describeError(e));
@@ -285,12 +482,12 @@
     if (Array.isArray(v)) {
       if (v.length === 0) return '[]';
       const parts = v.slice(0, 100).map(x => inspect(x, d, seen));
-      if (v.length > 100) parts.push(`... ${v.length - 100} more items`);
+      if (v.length > 100) push(parts, `... ${v.length - 100} more items`);
       return '[ ' + parts.join(', ') + ' ]';
     }
     if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
       const parts = Array.from(v.slice(0, 100), x => inspect(x, d, seen));
-      if (v.length > 100) parts.push(`... ${v.length - 100} more items`);
+      if (v.length > 100) push(parts, `... ${v.length - 100} more items`);
       return `${v.constructor.name}(${v.length}) [ ${parts.join(', ')} ]`;
     }
     if (v instanceof ArrayBuffer) {
@@ -365,14 +562,18 @@
   const maxErrorPart = 8192;
   function cut(v) {
     const s = String(v);
-    return s.length > maxErrorPart ? s.slice(0, maxErrorPart) + `… [truncated ${s.length - maxErrorPart} characters]` : s;
+    return s.length > maxErrorPart ? stringSlice(s, 0, maxErrorPart) + `… [truncated ${s.length - maxErrorPart} characters]` : s;
   }
   function describeError(e) {
     try {
       if (e instanceof Error || (e && typeof e === 'object' && 'message' in e && 'name' in e)) {
         let s = `${cut(e.name)}: ${cut(e.message)}`;
         const st = e.stack;
-        if (typeof st === 'string' && st) s += '\n' + cut(st).replace(/\n$/, '');
+        if (typeof st === 'string' && st) {
+          let c = cut(st);
+          if (c.length && stringCharCodeAt(c, c.length - 1) === 10) c = stringSlice(c, 0, c.length - 1);
+          s += '\n' + c;
+        }
         return s;
       }
       return cut(inspect(e, 1, []));
@@ -382,10 +583,6 @@
   }
 
   // ---- encoding ----
-
-  const utf8Labels = ['utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8'];
-  const utf16leLabels = ['utf-16le', 'utf-16', 'ucs-2', 'unicode', 'csunicode', 'iso-10646-ucs-2', 'unicodefeff'];
-  const latin1Labels = ['windows-1252', 'latin1', 'iso-8859-1', 'ascii', 'us-ascii', 'l1', 'cp1252', 'x-cp1252', 'iso8859-1', 'iso_8859-1', 'cp819', 'ibm819', 'csisolatin1', 'iso-ir-100', 'ansi_x3.4-1968'];
 
   class TextEncoder {
     get encoding() { return 'utf-8'; }
@@ -406,62 +603,100 @@
   }
   tag(TextEncoder, 'TextEncoder');
 
+  // TextDecoder: the Encoding Standard's labels and decoders. UTF-8 is
+  // decoded by the shim, UTF-16 here, every legacy encoding by the host
+  // (golang.org/x/text/encoding/htmlindex, the standard's table).
+  const decodeFatal = 1, decodeStream = 2, decodeNameOnly = 4;
   class TextDecoder {
     #enc; #fatal; #ignoreBOM; #pending = null; #bomSeen = false;
-    constructor(label = 'utf-8', options = {}) {
-      const l = String(label).trim().toLowerCase();
-      if (utf8Labels.includes(l)) this.#enc = 'utf-8';
-      else if (utf16leLabels.includes(l)) this.#enc = 'utf-16le';
-      else if (latin1Labels.includes(l)) this.#enc = 'windows-1252';
-      else throw new RangeError(`"${label}" is not a valid encoding.`);
-      options = options || {};
-      this.#fatal = !!options.fatal;
-      this.#ignoreBOM = !!options.ignoreBOM;
+    constructor(label = 'utf-8', options = undefined) {
+      const name = hostDecode(String(label), null, decodeNameOnly);
+      if (name === null) throw new RangeError(`Failed to construct 'TextDecoder': The encoding label provided ('${String(label)}') is invalid.`);
+      this.#enc = name;
+      if (options !== undefined && options !== null) {
+        if (typeof options !== 'object' && typeof options !== 'function') throw new TypeError("Failed to construct 'TextDecoder': The provided value is not of type 'TextDecoderOptions'.");
+        this.#fatal = !!options.fatal;
+        this.#ignoreBOM = !!options.ignoreBOM;
+      } else {
+        this.#fatal = false;
+        this.#ignoreBOM = false;
+      }
     }
     get encoding() { return this.#enc; }
     get fatal() { return this.#fatal; }
     get ignoreBOM() { return this.#ignoreBOM; }
-    decode(input, options = {}) {
-      const stream = !!(options && options.stream);
-      let bytes = input === undefined ? new Uint8Array(0) : viewBytes(input);
-      if (this.#pending) { bytes = concatBytes([this.#pending, bytes]); this.#pending = null; }
-      if (this.#enc === 'windows-1252') {
-        let s = '';
-        for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
-        return s;
-      }
-      if (this.#enc === 'utf-16le') {
-        if (stream && bytes.length % 2) { this.#pending = bytes.slice(bytes.length - 1); bytes = bytes.subarray(0, bytes.length - 1); }
-        let s = '';
-        for (let i = 0; i + 1 < bytes.length; i += 2) s += String.fromCharCode(bytes[i] | (bytes[i + 1] << 8));
-        if (!stream && bytes.length % 2) { if (this.#fatal) throw new TypeError('The encoded data was not valid for encoding utf-16le'); s += '\ufffd'; }
-        if (!this.#ignoreBOM && !this.#bomSeen && s.length) { this.#bomSeen = true; if (s.charCodeAt(0) === 0xfeff) s = s.slice(1); }
-        if (!stream) this.#bomSeen = false;
-        return s.toWellFormed();
-      }
-      if (stream) {
-        // keep an incomplete trailing sequence for the next call
-        let i = bytes.length - 1, k = 0;
-        while (i >= 0 && k < 3 && (bytes[i] & 0xc0) === 0x80) { i--; k++; }
-        if (i >= 0) {
-          const b = bytes[i];
-          const need = b >= 0xf0 && b <= 0xf4 ? 4 : b >= 0xe0 ? 3 : b >= 0xc2 && b < 0xe0 ? 2 : 1;
-          if (need > 1 && bytes.length - i < need) {
-            this.#pending = bytes.slice(i);
-            bytes = bytes.subarray(0, i);
-          }
-        }
-      }
-      const s = utf8Decode(bytes, this.#fatal);
-      if (s === null) throw new TypeError('The encoded data was not valid for encoding utf-8');
-      let out = s;
-      if (!this.#ignoreBOM && !this.#bomSeen && out.length) {
+    #bom(s, stream) {
+      if (!this.#ignoreBOM && !this.#bomSeen && s.length) {
         this.#bomSeen = true;
-        if (out.charCodeAt(0) === 0xfeff) out = out.slice(1);
+        if (stringCharCodeAt(s, 0) === 0xfeff) s = stringSlice(s, 1);
       }
       if (!stream) this.#bomSeen = false;
-      return out;
+      return s;
     }
+    #invalid() { return new TypeError(`Failed to execute 'decode' on 'TextDecoder': The encoded data was not valid for encoding ${this.#enc}`); }
+    decode(input = undefined, options = undefined) {
+      const stream = options !== undefined && options !== null && !!options.stream;
+      let bytes;
+      if (input === undefined || input === null) bytes = new Uint8Array(0);
+      else if (isBufferSource(input)) bytes = viewBytes(input);
+      else throw new TypeError("Failed to execute 'decode' on 'TextDecoder': parameter 1 is not of type 'ArrayBuffer or ArrayBufferView'.");
+      if (this.#pending) { bytes = concatBytes([this.#pending, bytes]); this.#pending = null; }
+      const n = taLength(bytes);
+      const enc = this.#enc;
+      if (enc === 'utf-16le' || enc === 'utf-16be') {
+        const be = enc === 'utf-16be';
+        let end = n - (n % 2);
+        // a lead surrogate at the end waits for its trail
+        if (stream && end >= 2) {
+          const last = be ? (bytes[end - 2] << 8) | bytes[end - 1] : bytes[end - 2] | (bytes[end - 1] << 8);
+          if (last >= 0xd800 && last <= 0xdbff) end -= 2;
+        }
+        if (stream && end < n) this.#pending = copyBytes(new Uint8Array(taBuffer(bytes), taByteOffset(bytes) + end, n - end));
+        let s = '', chunk = [];
+        for (let i = 0; i + 1 < end; i += 2) {
+          push(chunk, be ? (bytes[i] << 8) | bytes[i + 1] : bytes[i] | (bytes[i + 1] << 8));
+          if (chunk.length === 8192) { s += ReflectApply(StringFromCharCode, null, chunk); chunk = []; }
+        }
+        s += ReflectApply(StringFromCharCode, null, chunk);
+        if (!stream && n % 2) s += '\ufffd';
+        const w = stringToWellFormed(s);
+        if (this.#fatal && (w !== s || (!stream && n % 2))) { this.#bomSeen = false; throw this.#invalid(); }
+        return this.#bom(w, stream);
+      }
+      if (enc === 'utf-8') {
+        if (stream) {
+          // keep an incomplete trailing sequence for the next call
+          let i = n - 1, k = 0;
+          while (i >= 0 && k < 3 && (bytes[i] & 0xc0) === 0x80) { i--; k++; }
+          if (i >= 0) {
+            const b = bytes[i];
+            const need = b >= 0xf0 && b <= 0xf4 ? 4 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xc2 && b < 0xe0 ? 2 : 1;
+            if (need > 1 && n - i < need && validPrefix(bytes, i, n)) {
+              this.#pending = copyBytes(new Uint8Array(taBuffer(bytes), taByteOffset(bytes) + i, n - i));
+              bytes = new Uint8Array(taBuffer(bytes), taByteOffset(bytes), i);
+            }
+          }
+        }
+        const s = utf8Decode(bytes, this.#fatal);
+        if (s === null) { this.#pending = null; this.#bomSeen = false; throw this.#invalid(); }
+        return this.#bom(s, stream);
+      }
+      const r = hostDecode(enc, bytes, (this.#fatal ? decodeFatal : 0) | (stream ? decodeStream : 0));
+      if (r === null) { this.#pending = null; throw this.#invalid(); }
+      if (r[1] < n) this.#pending = copyBytes(new Uint8Array(taBuffer(bytes), taByteOffset(bytes) + r[1], n - r[1]));
+      return r[0];
+    }
+  }
+  // validPrefix: bytes[i..n) can still begin a valid UTF-8 sequence
+  function validPrefix(bytes, i, n) {
+    const b = bytes[i];
+    if (n - i < 2) return true;
+    const c = bytes[i + 1];
+    if (b === 0xe0 && c < 0xa0) return false;
+    if (b === 0xed && c > 0x9f) return false;
+    if (b === 0xf0 && c < 0x90) return false;
+    if (b === 0xf4 && c > 0x8f) return false;
+    return true;
   }
   tag(TextDecoder, 'TextDecoder');
 
@@ -585,7 +820,7 @@
     if (typeof name !== 'string') throw new TypeError('Algorithm: name: Missing or not a string');
     return name.toUpperCase();
   }
-  const notSupported = what => () => Promise.reject(new DOMException(`crypto.subtle.${what} is not supported by leash`, 'NotSupportedError'));
+  const notSupported = what => () => rejectedWith(new DOMException(`crypto.subtle.${what} is not supported by leash`, 'NotSupportedError'));
   class SubtleCrypto {
     constructor(key) { if (key !== internal) throw new TypeError('Illegal constructor'); }
     digest(alg, data) {
@@ -593,9 +828,9 @@
         const id = digestIds[algName(alg)];
         if (!id) throw new DOMException('Unrecognized name.', 'NotSupportedError');
         if (!isBufferSource(data)) throw new TypeError("Failed to execute 'digest' on 'SubtleCrypto': parameter 2 is not of type 'ArrayBuffer or ArrayBufferView'.");
-        return Promise.resolve(hostDigest(id, viewBytes(data)));
+        return resolved(hostDigest(id, viewBytes(data)));
       } catch (e) {
-        return Promise.reject(e);
+        return rejectedWith(e);
       }
     }
     timingSafeEqual(a, b) {
@@ -652,9 +887,32 @@
       if (part === '') continue;
       const i = part.indexOf('=');
       const k = i >= 0 ? part.slice(0, i) : part, v = i >= 0 ? part.slice(i + 1) : '';
-      list.push([percentDecode(k.replace(/\+/g, ' ')), percentDecode(v.replace(/\+/g, ' '))]);
+      push(list, [percentDecode(k.replace(/\+/g, ' ')), percentDecode(v.replace(/\+/g, ' '))]);
     }
     return list;
+  }
+
+  // WebIDL pair iterators: one prototype per interface ("Headers
+  // Iterator"), inheriting from %IteratorPrototype%; next() reads the live
+  // list at the iterator's index, as the standard's iterators do.
+  function pairIterator(name, pairsOf) {
+    let make;
+    class It {
+      #target; #kind = 0; #index = 0;
+      static { make = (t, k) => { const i = new It(); i.#target = t; i.#kind = k; return i; }; }
+      next() {
+        if (!(this !== null && typeof this === 'object' && #target in this)) throw new TypeError(`next() called on an object that is not a ${name} Iterator`);
+        const pairs = pairsOf(this.#target);
+        if (this.#index >= pairs.length) return { value: undefined, done: true };
+        const p = pairs[this.#index++];
+        return { value: this.#kind === 1 ? p[0] : this.#kind === 2 ? p[1] : [p[0], p[1]], done: false };
+      }
+    }
+    ObjectSetPrototypeOf(It.prototype, IteratorPrototype);
+    delete It.prototype.constructor;
+    ObjectDefineProperty(It.prototype, 'next', { enumerable: true });
+    ObjectDefineProperty(It.prototype, Symbol.toStringTag, { value: name + ' Iterator', configurable: true });
+    return make;
   }
 
   function need(args, n, cls, method) {
@@ -667,45 +925,65 @@
   // entries, not the whole list. Removed entries are marked and the list
   // is compacted when half of it is dead.
   class EntryList {
-    #list = []; #byName = new Map(); #dead = 0;
-    constructor(pairs) { if (pairs) for (const [k, v] of pairs) this.append(k, v); }
+    #list = []; #byName = new Map(); #dead = 0; #live = null;
+    constructor(pairs) { if (pairs) for (let i = 0; i < pairs.length; i++) this.append(pairs[i][0], pairs[i][1]); }
     get size() { return this.#list.length - this.#dead; }
     append(k, v) {
       const e = [k, v];
-      this.#list.push(e);
-      const a = this.#byName.get(k);
-      if (a) a.push(e); else this.#byName.set(k, [e]);
+      push(this.#list, e);
+      const a = mapGet(this.#byName, k);
+      if (a) push(a, e); else mapSet(this.#byName, k, [e]);
+      this.#live = null;
     }
-    #kill(e) { e.dead = true; this.#dead++; }
+    #kill(e) { e.dead = true; this.#dead++; this.#live = null; }
     #compact() {
       if (this.#dead > 32 && this.#dead * 2 > this.#list.length) {
-        this.#list = this.#list.filter(e => !e.dead);
+        const out = [];
+        for (let i = 0; i < this.#list.length; i++) if (!this.#list[i].dead) push(out, this.#list[i]);
+        this.#list = out;
         this.#dead = 0;
       }
     }
     delete(k, pred) {
-      const a = this.#byName.get(k);
+      const a = mapGet(this.#byName, k);
       if (!a) return;
       const keep = [];
-      for (const e of a) { if (!pred || pred(e[1])) this.#kill(e); else keep.push(e); }
-      if (keep.length) this.#byName.set(k, keep); else this.#byName.delete(k);
+      for (let i = 0; i < a.length; i++) { const e = a[i]; if (!pred || pred(e[1])) this.#kill(e); else push(keep, e); }
+      if (keep.length) mapSet(this.#byName, k, keep); else mapDelete(this.#byName, k);
       this.#compact();
     }
-    get(k) { const a = this.#byName.get(k); return a ? a[0][1] : null; }
-    getAll(k) { const a = this.#byName.get(k); return a ? a.map(e => e[1]) : []; }
-    has(k, pred) { const a = this.#byName.get(k); return !!a && (!pred || a.some(e => pred(e[1]))); }
+    get(k) { const a = mapGet(this.#byName, k); return a ? a[0][1] : null; }
+    getAll(k) {
+      const a = mapGet(this.#byName, k), out = [];
+      if (a) for (let i = 0; i < a.length; i++) push(out, a[i][1]);
+      return out;
+    }
+    has(k, pred) {
+      const a = mapGet(this.#byName, k);
+      if (!a) return false;
+      if (!pred) return true;
+      for (let i = 0; i < a.length; i++) if (pred(a[i][1])) return true;
+      return false;
+    }
     set(k, v) {
-      const a = this.#byName.get(k);
+      const a = mapGet(this.#byName, k);
       if (!a) { this.append(k, v); return; }
       a[0][1] = v;
       for (let i = 1; i < a.length; i++) this.#kill(a[i]);
       a.length = 1;
       this.#compact();
     }
-    pairs() { return this.#list.filter(e => !e.dead); }
+    // pairs: the live entries in order (cached until the next change;
+    // callers do not modify it)
+    pairs() {
+      if (this.#live) return this.#live;
+      const out = [];
+      for (let i = 0; i < this.#list.length; i++) if (!this.#list[i].dead) push(out, this.#list[i]);
+      return (this.#live = out);
+    }
     replace(pairs) {
-      this.#list = []; this.#byName = new Map(); this.#dead = 0;
-      for (const [k, v] of pairs) this.append(k, v);
+      this.#list = []; this.#byName = new Map(); this.#dead = 0; this.#live = null;
+      for (let i = 0; i < pairs.length; i++) this.append(pairs[i][0], pairs[i][1]);
     }
   }
 
@@ -734,8 +1012,15 @@
       if (query !== undefined) params.#list = new EntryList(parseForm(query));
     }
     #update() {
-      if (this.#url) this.#url[internal](this.toString());
+      if (this.#url) this.#url[internal](this.#serialize());
     }
+    #serialize() {
+      const pairs = this.#list.pairs();
+      let out = '';
+      for (let i = 0; i < pairs.length; i++) out += (i ? '&' : '') + formEncode(pairs[i][0]) + '=' + formEncode(pairs[i][1]);
+      return out;
+    }
+    static { searchPairs = p => p.#list.pairs(); }
     get size() { return this.#list.size; }
     append(name, value) { need(arguments, 2, 'URLSearchParams', 'append'); this.#list.append(String(name).toWellFormed(), String(value).toWellFormed()); this.#update(); }
     delete(name, value) {
@@ -763,125 +1048,73 @@
       this.#list.replace(this.#list.pairs().map((p, i) => [p, i]).sort((x, y) => cmp(x[0][0], y[0][0]) || x[1] - y[1]).map(x => x[0]));
       this.#update();
     }
-    forEach(cb, thisArg) { for (const [k, v] of this.#list.pairs()) cb.call(thisArg, v, k, this); }
-    *entries() { for (const p of this.#list.pairs()) yield [p[0], p[1]]; }
-    *keys() { for (const p of this.#list.pairs()) yield p[0]; }
-    *values() { for (const p of this.#list.pairs()) yield p[1]; }
-    [Symbol.iterator]() { return this.entries(); }
-    toString() { return this.#list.pairs().map(([k, v]) => formEncode(k) + '=' + formEncode(v)).join('&'); }
+    forEach(cb, thisArg = undefined) {
+      if (typeof cb !== 'function') throw new TypeError("Failed to execute 'forEach' on 'URLSearchParams': parameter 1 is not of type 'Function'.");
+      const pairs = this.#list.pairs();
+      for (let i = 0; i < pairs.length; i++) { ReflectApply(cb, thisArg, [pairs[i][1], pairs[i][0], this]); }
+    }
+    entries() { return searchIterator(this, 0); }
+    keys() { return searchIterator(this, 1); }
+    values() { return searchIterator(this, 2); }
+    toString() { return this.#serialize(); }
   }
+  const searchIterator = pairIterator('URLSearchParams', p => searchPairs(p));
+  ObjectDefineProperty(URLSearchParams.prototype, Symbol.iterator, { value: URLSearchParams.prototype.entries, writable: true, configurable: true });
   tag(URLSearchParams, 'URLSearchParams');
 
-  const specialSchemes = ['http:', 'https:', 'ws:', 'wss:', 'ftp:', 'file:'];
   function parseURL(input, base) {
     const r = hostURL(String(input), base === undefined ? undefined : String(base));
     return r === null ? null : JSONparse(r);
   }
   class URL {
     #u; #params = null;
-    constructor(url, base) {
+    constructor(url, base = undefined) {
       if (arguments.length === 0) throw new TypeError("Failed to construct 'URL': 1 argument required, but only 0 present.");
-      const u = parseURL(url, base === undefined ? undefined : (base instanceof URL ? base.href : String(base)));
+      const u = parseURL(url, base);
       if (!u) throw new TypeError('Invalid URL string.');
       this.#u = u;
     }
     static canParse(url, base) { return parseURL(url, base) !== null; }
     static parse(url, base) { try { return new URL(url, base); } catch { return null; } }
-    #reparse(href) {
-      const u = parseURL(href);
-      if (u) {
-        this.#u = u;
-        if (this.#params) URLSearchParams[internal](this.#params, this, u.search.slice(1));
-      }
+    // the URL Standard's setters, applied by the host's parser (the one
+    // weburl wraps): a value the standard refuses leaves the URL as it is
+    #set(which, v) {
+      const r = hostURLSet(this.#u.href, which, String(v));
+      if (r === null) return;
+      const u = JSONparse(r);
+      this.#u = u;
+      if (this.#params && which === 7) URLSearchParams[internal](this.#params, this, stringSlice(u.search, 1));
     }
-    [internal](query) { // from searchParams
-      const u = this.#u;
-      const href = u.href.slice(0, u.href.length - u.hash.length - u.search.length) + (query ? '?' + query : '') + u.hash;
-      const p = parseURL(href);
-      if (p) this.#u = p;
-    }
-    #rebuild(parts) {
-      const u = Object.assign({}, this.#u, parts);
-      const hasAuthority = this.#u.href.startsWith(this.#u.protocol + '//');
-      let auth = '';
-      if (hasAuthority) {
-        const cred = u.username || u.password ? u.username + (u.password ? ':' + u.password : '') + '@' : '';
-        auth = '//' + cred + u.hostname + (u.port ? ':' + u.port : '');
-      }
-      return u.protocol + auth + u.pathname + u.search + u.hash;
+    [internal](query) { // from searchParams: the query as serialised, or none
+      const r = hostURLSet(this.#u.href, 7, query);
+      if (r !== null) this.#u = JSONparse(r);
     }
     get href() { return this.#u.href; }
     set href(v) {
       const u = parseURL(v);
       if (!u) throw new TypeError('Invalid URL string.');
       this.#u = u;
-      if (this.#params) URLSearchParams[internal](this.#params, this, u.search.slice(1));
+      if (this.#params) URLSearchParams[internal](this.#params, this, stringSlice(u.search, 1));
     }
     get origin() { return this.#u.origin; }
     get protocol() { return this.#u.protocol; }
-    set protocol(v) {
-      let p = String(v);
-      const i = p.indexOf(':');
-      if (i >= 0) p = p.slice(0, i);
-      p = p.toLowerCase() + ':';
-      if (!/^[a-z][a-z0-9+.-]*:$/.test(p)) return;
-      if (specialSchemes.includes(p) !== specialSchemes.includes(this.#u.protocol)) return;
-      if (p === 'file:' && (this.#u.username || this.#u.password || this.#u.port)) return;
-      const href = this.#u.href;
-      const u = parseURL(p + href.slice(this.#u.protocol.length));
-      if (u) this.#u = u;
-    }
+    set protocol(v) { this.#set(0, v); }
     get username() { return this.#u.username; }
-    set username(v) { if (this.#u.hostname && this.#u.protocol !== 'file:') this.#reparse(this.#rebuild({ username: encodeUserinfo(String(v)) })); }
+    set username(v) { this.#set(1, v); }
     get password() { return this.#u.password; }
-    set password(v) { if (this.#u.hostname && this.#u.protocol !== 'file:') this.#reparse(this.#rebuild({ password: encodeUserinfo(String(v)) })); }
+    set password(v) { this.#set(2, v); }
     get host() { return this.#u.host; }
-    set host(v) {
-      v = String(v);
-      if (!this.#u.href.startsWith(this.#u.protocol + '//') || v === '') return;
-      const m = /^(\[[^\]]*\]|[^:/?#\\]*)(?::(\d*))?/.exec(v);
-      const parts = { hostname: m[1] };
-      if (m[2] !== undefined && m[2] !== '') parts.port = m[2];
-      const u = parseURL(this.#rebuild(parts));
-      if (u) this.#u = u;
-    }
+    set host(v) { this.#set(3, v); }
     get hostname() { return this.#u.hostname; }
-    set hostname(v) {
-      v = String(v);
-      if (!this.#u.href.startsWith(this.#u.protocol + '//') || v === '') return;
-      const m = /^(\[[^\]]*\]|[^:/?#\\]*)/.exec(v);
-      const u = parseURL(this.#rebuild({ hostname: m[1] }));
-      if (u) this.#u = u;
-    }
+    set hostname(v) { this.#set(4, v); }
     get port() { return this.#u.port; }
-    set port(v) {
-      v = String(v);
-      if (!this.#u.hostname || this.#u.protocol === 'file:') return;
-      const m = /^\d*/.exec(v)[0];
-      if (v !== '' && m === '') return;
-      const u = parseURL(this.#rebuild({ port: m }));
-      if (u) this.#u = u;
-    }
+    set port(v) { this.#set(5, v); }
     get pathname() { return this.#u.pathname; }
-    set pathname(v) {
-      if (!this.#u.pathname.startsWith('/') && !specialSchemes.includes(this.#u.protocol) && !this.#u.href.startsWith(this.#u.protocol + '//')) return; // opaque path
-      let p = String(v).replace(/\?/g, '%3F').replace(/#/g, '%23');
-      if (!p.startsWith('/') && (specialSchemes.includes(this.#u.protocol) || this.#u.host)) p = '/' + p;
-      this.#reparse(this.#rebuild({ pathname: p }));
-    }
+    set pathname(v) { this.#set(6, v); }
     get search() { return this.#u.search; }
-    set search(v) {
-      let s = String(v).replace(/#/g, '%23');
-      if (s[0] === '?') s = s.slice(1);
-      this.#reparse(this.#rebuild({ search: s ? '?' + s : '' }));
-      if (this.#params) URLSearchParams[internal](this.#params, this, this.#u.search.slice(1));
-    }
+    set search(v) { this.#set(7, v); }
     get hash() { return this.#u.hash; }
-    set hash(v) {
-      let s = String(v);
-      if (s[0] === '#') s = s.slice(1);
-      this.#reparse(this.#rebuild({ hash: s ? '#' + s : '' }));
-    }
+    set hash(v) { this.#set(8, v); }
     get searchParams() {
       if (!this.#params) {
         this.#params = new URLSearchParams(this.#u.search);
@@ -893,13 +1126,6 @@
     toJSON() { return this.#u.href; }
   }
   tag(URL, 'URL');
-  function encodeUserinfo(s) {
-    return Array.from(encode(s), c => {
-      const ch = String.fromCharCode(c);
-      return c > 0x20 && c < 0x7f && !'"#<>?`{}/:;=@[\\]^|'.includes(ch) ? ch : '%' + hexd[c >> 4] + hexd[c & 15];
-    }).join('');
-  }
-
   // ---- Blob, FormData ----
 
   class Blob {
@@ -907,9 +1133,9 @@
     constructor(parts = [], options = {}) {
       const chunks = [];
       for (const p of parts) {
-        if (p instanceof Blob) chunks.push(p.#bytes);
-        else if (isBufferSource(p)) chunks.push(toBytes(p));
-        else chunks.push(encode(p));
+        if (p instanceof Blob) push(chunks, p.#bytes);
+        else if (isBufferSource(p)) push(chunks, toBytes(p));
+        else push(chunks, encode(p));
       }
       this.#bytes = concatBytes(chunks);
       const t = options && options.type !== undefined ? String(options.type) : '';
@@ -924,9 +1150,9 @@
       const e = end < 0 ? Math.max(n + end, 0) : Math.min(end, n);
       return new Blob([this.#bytes.slice(s, Math.max(s, e))], { type });
     }
-    arrayBuffer() { return Promise.resolve(this.#bytes.slice().buffer); }
-    bytes() { return Promise.resolve(this.#bytes.slice()); }
-    text() { return Promise.resolve(decode(this.#bytes)); }
+    arrayBuffer() { return resolved(this.#bytes.slice().buffer); }
+    bytes() { return resolved(this.#bytes.slice()); }
+    text() { return resolved(decode(this.#bytes)); }
     stream() { return streamOf(this.#bytes.slice()); }
   }
   tag(Blob, 'Blob');
@@ -957,12 +1183,18 @@
     getAll(name) { return this.#list.getAll(String(name)); }
     has(name) { return this.#list.has(String(name)); }
     set(name, value, filename) { const e = this.#entry(name, value, filename); this.#list.set(e[0], e[1]); }
-    forEach(cb, thisArg) { for (const [k, v] of this.#list.pairs()) cb.call(thisArg, v, k, this); }
-    *entries() { for (const p of this.#list.pairs()) yield [p[0], p[1]]; }
-    *keys() { for (const p of this.#list.pairs()) yield p[0]; }
-    *values() { for (const p of this.#list.pairs()) yield p[1]; }
-    [Symbol.iterator]() { return this.entries(); }
+    forEach(cb, thisArg = undefined) {
+      if (typeof cb !== 'function') throw new TypeError("Failed to execute 'forEach' on 'FormData': parameter 1 is not of type 'Function'.");
+      const pairs = this.#list.pairs();
+      for (let i = 0; i < pairs.length; i++) ReflectApply(cb, thisArg, [pairs[i][1], pairs[i][0], this]);
+    }
+    entries() { return formIterator(this, 0); }
+    keys() { return formIterator(this, 1); }
+    values() { return formIterator(this, 2); }
+    static { formPairs = f => f.#list.pairs(); }
   }
+  const formIterator = pairIterator('FormData', f => formPairs(f));
+  ObjectDefineProperty(FormData.prototype, Symbol.iterator, { value: FormData.prototype.entries, writable: true, configurable: true });
   tag(FormData, 'FormData');
   function multipart(fd) {
     const b = new Uint8Array(16);
@@ -970,16 +1202,18 @@
     const boundary = '----formdata-leash-' + Array.from(b, x => x.toString(16).padStart(2, '0')).join('');
     const esc = s => s.replace(/\n/g, '%0A').replace(/\r/g, '%0D').replace(/"/g, '%22');
     const chunks = [];
-    for (const [k, v] of fd) {
+    const pairs = formPairs(fd);
+    for (let i = 0; i < pairs.length; i++) {
+      const k = pairs[i][0], v = pairs[i][1];
       let head = `--${boundary}\r\nContent-Disposition: form-data; name="${esc(k)}"`;
       if (v instanceof File) {
         head += `; filename="${esc(v.name)}"\r\nContent-Type: ${v.type || 'application/octet-stream'}\r\n\r\n`;
-        chunks.push(encode(head), Blob[internal](v), encode('\r\n'));
+        push(chunks, encode(head)); push(chunks, Blob[internal](v)); push(chunks, encode('\r\n'));
       } else {
-        chunks.push(encode(head + '\r\n\r\n' + v.replace(/\r(?!\n)|(?<!\r)\n/g, '\r\n') + '\r\n'));
+        push(chunks, encode(head + '\r\n\r\n' + v.replace(/\r(?!\n)|(?<!\r)\n/g, '\r\n') + '\r\n'));
       }
     }
-    chunks.push(encode(`--${boundary}--\r\n`));
+    push(chunks, encode(`--${boundary}--\r\n`));
     return [concatBytes(chunks), 'multipart/form-data; boundary=' + boundary];
   }
   function parseMultipart(bytes, contentType) {
@@ -1020,12 +1254,18 @@
 
   // ---- streams (a small, buffered subset) ----
 
+  // The prelude's own reads (a body read whole, tee, pipeTo) settle with
+  // null-prototype records, so an Object.prototype.then a worker defines
+  // never sees them; a worker's reader.read() gets ordinary objects.
+  const record = (value, done) => ({ __proto__: null, value, done });
+  let acquireReader; // (stream) -> reader, not through getReader
   class ReadableStream {
-    #queue = []; #state = 'readable'; #error; #reader = null; #waiters = [];
+    #queue = new Queue(); #state = 'readable'; #error; #reader = null; #waiters = new Queue();
     #source; #controller; #started = false; #pulling = false; #pullAgain = false;
     #closeRequested = false; #disturbed = false; #hwm;
-    constructor(source = {}, strategy = {}) {
-      this.#source = source || {};
+    static { acquireReader = s => s.#acquire(); isStream = s => s !== null && typeof s === 'object' && #queue in s; }
+    constructor(source = undefined, strategy = undefined) {
+      this.#source = source || noInit;
       this.#hwm = strategy && strategy.highWaterMark !== undefined ? Number(strategy.highWaterMark) : 1;
       const self = this;
       this.#controller = {
@@ -1038,11 +1278,11 @@
       try {
         r = typeof this.#source.start === 'function' ? this.#source.start(this.#controller) : undefined;
       } catch (e) { this.#fail(e); throw e; }
-      Promise.resolve(r).then(() => { this.#started = true; this.#pullIfNeeded(); }, e => this.#fail(e));
+      promiseThen(resolved(r), () => { this.#started = true; this.#pullIfNeeded(); }, e => this.#fail(e));
     }
     #enqueue(chunk) {
       if (this.#closeRequested || this.#state !== 'readable') throw new TypeError('This ReadableStream is closed.');
-      if (this.#waiters.length) this.#waiters.shift().resolve({ value: chunk, done: false });
+      if (this.#waiters.length) this.#waiters.shift().resolve(record(chunk, false));
       else this.#queue.push(chunk);
       this.#pullIfNeeded();
     }
@@ -1053,14 +1293,16 @@
     }
     #finish() {
       this.#state = 'closed';
-      for (const w of this.#waiters.splice(0)) w.resolve({ value: undefined, done: true });
+      const ws = this.#waiters.clear();
+      for (let i = 0; i < ws.length; i++) ws[i].resolve(record(undefined, true));
     }
     #fail(e) {
       if (this.#state !== 'readable') return;
       this.#state = 'errored';
       this.#error = e;
-      this.#queue = [];
-      for (const w of this.#waiters.splice(0)) w.reject(e);
+      this.#queue.clear();
+      const ws = this.#waiters.clear();
+      for (let i = 0; i < ws.length; i++) ws[i].reject(e);
     }
     #pullIfNeeded() {
       if (!this.#started || this.#state !== 'readable' || this.#closeRequested || typeof this.#source.pull !== 'function') return;
@@ -1069,105 +1311,120 @@
       this.#pulling = true;
       let r;
       try { r = this.#source.pull(this.#controller); } catch (e) { this.#fail(e); return; }
-      Promise.resolve(r).then(() => {
+      promiseThen(resolved(r), () => {
         this.#pulling = false;
         if (this.#pullAgain) { this.#pullAgain = false; this.#pullIfNeeded(); }
       }, e => this.#fail(e));
     }
-    [internal](op) { // the reader's operations
-      if (op === 'read') {
-        this.#disturbed = true;
-        if (this.#queue.length) {
-          const value = this.#queue.shift();
-          if (this.#closeRequested && this.#queue.length === 0) this.#finish();
-          else this.#pullIfNeeded();
-          return Promise.resolve({ value, done: false });
-        }
-        if (this.#state === 'closed') return Promise.resolve({ value: undefined, done: true });
-        if (this.#state === 'errored') return Promise.reject(this.#error);
-        return new Promise((resolve, reject) => { this.#waiters.push({ resolve, reject }); this.#pullIfNeeded(); });
+    // #read: a promise of a null-prototype {value, done}
+    #read() {
+      this.#disturbed = true;
+      if (this.#queue.length) {
+        const value = this.#queue.shift();
+        if (this.#closeRequested && this.#queue.length === 0) this.#finish();
+        else this.#pullIfNeeded();
+        return resolved(record(value, false));
       }
+      if (this.#state === 'closed') return resolved(record(undefined, true));
+      if (this.#state === 'errored') return rejectedWith(this.#error);
+      return new Promise((resolve, reject) => { this.#waiters.push({ __proto__: null, resolve, reject }); this.#pullIfNeeded(); });
+    }
+    [internal](op) {
       if (op === 'disturbed') return this.#disturbed;
       if (op === 'state') return this.#state;
       if (op === 'error') return this.#error;
     }
     get locked() { return this.#reader !== null; }
-    cancel(reason) {
-      if (this.#reader) return Promise.reject(new TypeError('This ReadableStream is currently locked to a reader.'));
+    cancel(reason = undefined) {
+      if (this.#reader) return rejectedWith(new TypeError('This ReadableStream is currently locked to a reader.'));
       return this.#cancel(reason);
     }
     #cancel(reason) {
       this.#disturbed = true;
-      if (this.#state === 'closed') return Promise.resolve();
-      if (this.#state === 'errored') return Promise.reject(this.#error);
-      this.#queue = [];
+      if (this.#state === 'closed') return resolved();
+      if (this.#state === 'errored') return rejectedWith(this.#error);
+      this.#queue.clear();
       this.#finish();
       try {
-        return Promise.resolve(typeof this.#source.cancel === 'function' ? this.#source.cancel(reason) : undefined).then(() => undefined);
-      } catch (e) { return Promise.reject(e); }
+        return promiseThen(resolved(typeof this.#source.cancel === 'function' ? this.#source.cancel(reason) : undefined), () => undefined);
+      } catch (e) { return rejectedWith(e); }
     }
-    getReader(options) {
-      if (options && options.mode === 'byob') throw new TypeError('BYOB readers are not supported by leash');
+    getReader(options = undefined) {
+      if (options && options.mode !== undefined) {
+        if (String(options.mode) === 'byob') throw new TypeError('BYOB readers are not supported by leash');
+        throw new TypeError(`Failed to execute 'getReader' on 'ReadableStream': The provided value '${String(options.mode)}' is not a valid enum value of type ReadableStreamReaderMode.`);
+      }
+      return this.#acquire();
+    }
+    #acquire() {
       if (this.#reader) throw new TypeError('This ReadableStream is currently locked to a reader.');
       const stream = this;
-      let released = false;
+      let released = false, closedP = null;
       const reader = {
         read() {
-          if (released) return Promise.reject(new TypeError('This ReadableStream reader has been released.'));
-          return stream[internal]('read');
+          if (released) return rejectedWith(new TypeError('This ReadableStream reader has been released.'));
+          return promiseThen(stream.#read(), r => ({ value: r.value, done: r.done }));
         },
-        releaseLock() { released = true; stream.#reader = null; },
-        cancel(reason) { return stream.#cancel(reason); },
+        [internal]() { // the prelude's read: null-prototype records
+          if (released) return rejectedWith(new TypeError('This ReadableStream reader has been released.'));
+          return stream.#read();
+        },
+        releaseLock() { if (!released) { released = true; stream.#reader = null; } },
+        cancel(reason) {
+          if (released) return rejectedWith(new TypeError('This ReadableStream reader has been released.'));
+          return stream.#cancel(reason);
+        },
         get closed() {
+          if (closedP) return closedP;
           const st = stream.#state;
-          if (st === 'closed') return Promise.resolve();
-          if (st === 'errored') return Promise.reject(stream.#error);
-          return new Promise((res, rej) => {
+          if (st === 'closed') return (closedP = resolved());
+          if (st === 'errored') return (closedP = rejectedWith(stream.#error));
+          return (closedP = new Promise((res, rej) => {
             const check = () => { const s = stream.#state; if (s === 'closed') res(); else if (s === 'errored') rej(stream.#error); else setTimeout(check, 1); };
             check();
-          });
+          }));
         },
       };
       this.#reader = reader;
       return reader;
     }
-    async *values(options) {
-      const reader = this.getReader();
+    async *values(options = undefined) {
+      const reader = this.#acquire();
       try {
         for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          yield value;
+          const r = await reader[internal]();
+          if (r.done) return;
+          yield r.value;
         }
       } finally {
         if (!(options && options.preventCancel)) reader.cancel();
         reader.releaseLock();
       }
     }
-    [Symbol.asyncIterator](options) { return this.values(options); }
     tee() {
-      const reader = this.getReader();
+      const reader = this.#acquire();
       let c1, c2;
-      const pump = () => reader.read().then(({ value, done }) => {
-        if (done) { try { c1.close(); } catch {} try { c2.close(); } catch {} return; }
-        try { c1.enqueue(value); } catch {}
-        try { c2.enqueue(value); } catch {}
+      const pump = () => promiseThen(reader[internal](), r => {
+        if (r.done) { try { c1.close(); } catch {} try { c2.close(); } catch {} return; }
+        try { c1.enqueue(r.value); } catch {}
+        try { c2.enqueue(r.value); } catch {}
       }, e => { c1.error(e); c2.error(e); });
       const a = new ReadableStream({ start(c) { c1 = c; }, pull: pump });
       const b = new ReadableStream({ start(c) { c2 = c; }, pull: pump });
       return [a, b];
     }
-    pipeTo(dest, options = {}) {
-      const reader = this.getReader();
+    pipeTo(dest, options = undefined) {
+      const reader = this.#acquire();
       const writer = dest.getWriter();
-      const loop = () => reader.read().then(({ value, done }) => {
-        if (done) { reader.releaseLock(); writer.releaseLock(); return options.preventClose ? undefined : dest[internal]('close'); }
-        return writer.write(value).then(loop);
+      const preventClose = !!(options && options.preventClose);
+      const loop = () => promiseThen(reader[internal](), r => {
+        if (r.done) { reader.releaseLock(); writer.releaseLock(); return preventClose ? undefined : dest[internal]('close'); }
+        return promiseThen(writer.write(r.value), loop);
       });
       return loop();
     }
-    pipeThrough(pair, options) {
-      this.pipeTo(pair.writable, options).catch(() => {});
+    pipeThrough(pair, options = undefined) {
+      promiseThen(this.pipeTo(pair.writable, options), undefined, () => {});
       return pair.readable;
     }
     static from(iterable) {
@@ -1180,27 +1437,29 @@
       });
     }
   }
+  ObjectDefineProperty(ReadableStream.prototype, Symbol.asyncIterator, { value: ReadableStream.prototype.values, writable: true, configurable: true });
   tag(ReadableStream, 'ReadableStream');
   function streamOf(bytes) {
-    return new ReadableStream({ start(c) { if (bytes.length) c.enqueue(bytes); c.close(); } });
+    return new ReadableStream({ start(c) { if (taLength(bytes)) c.enqueue(bytes); c.close(); } });
   }
-  // readAll(stream[, limit]): the stream's bytes; past limit bytes, it
-  // stops reading and returns the count read so far (a number).
+  // readAll(stream[, limit]): a null-prototype {bytes} of the stream's
+  // bytes, or {over: n} past limit bytes (it stops reading there).
   async function readAll(stream, limit = Infinity) {
-    const reader = stream.getReader();
+    const reader = acquireReader(stream);
     const chunks = [];
     let n = 0;
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
+      const r = await reader[internal]();
+      if (r.done) break;
+      const value = r.value;
       if (typeof value === 'string') throw new TypeError('This TransformStream is being used as a byte stream, but received a string on its writable side. If you wish to write a string, you\'ll probably want to explicitly UTF-8-encode it with TextEncoder.');
       if (!isBufferSource(value)) throw new TypeError('This ReadableStream did not return bytes.');
       const b = viewBytes(value);
-      n += b.byteLength;
-      if (n > limit) return n;
-      chunks.push(b);
+      n += taByteLength(b);
+      if (n > limit) return { __proto__: null, over: n };
+      push(chunks, b);
     }
-    return concatBytes(chunks);
+    return { __proto__: null, bytes: concatBytes(chunks) };
   }
 
   class WritableStream {
@@ -1208,22 +1467,22 @@
     constructor(sink = {}) {
       this.#sink = sink || {};
       const controller = { error: e => { this.#state = 'errored'; this.#error = e; } };
-      this.#chain = Promise.resolve(typeof this.#sink.start === 'function' ? this.#sink.start(controller) : undefined);
+      this.#chain = resolved(typeof this.#sink.start === 'function' ? this.#sink.start(controller) : undefined);
     }
     get locked() { return this.#writer !== null; }
     [internal](op, arg) {
-      if (this.#state === 'errored') return Promise.reject(this.#error);
+      if (this.#state === 'errored') return rejectedWith(this.#error);
       if (op === 'write') {
-        if (this.#state !== 'writable') return Promise.reject(new TypeError('This WritableStream has been closed.'));
+        if (this.#state !== 'writable') return rejectedWith(new TypeError('This WritableStream has been closed.'));
         this.#chain = this.#chain.then(() => (typeof this.#sink.write === 'function' ? this.#sink.write(arg) : undefined));
       } else if (op === 'close') {
-        if (this.#state !== 'writable') return Promise.reject(new TypeError('This WritableStream has been closed.'));
+        if (this.#state !== 'writable') return rejectedWith(new TypeError('This WritableStream has been closed.'));
         this.#state = 'closed';
         this.#chain = this.#chain.then(() => (typeof this.#sink.close === 'function' ? this.#sink.close() : undefined));
       } else if (op === 'abort') {
         this.#state = 'errored';
         this.#error = arg;
-        return Promise.resolve(typeof this.#sink.abort === 'function' ? this.#sink.abort(arg) : undefined);
+        return resolved(typeof this.#sink.abort === 'function' ? this.#sink.abort(arg) : undefined);
       }
       this.#chain.catch(e => { this.#state = 'errored'; this.#error = e; });
       return this.#chain.then(() => undefined);
@@ -1236,7 +1495,7 @@
         close: () => s[internal]('close'),
         abort: reason => s[internal]('abort', reason),
         releaseLock() { s.#writer = null; },
-        get ready() { return Promise.resolve(); },
+        get ready() { return resolved(); },
         get closed() { return s.#chain.then(() => undefined); },
         get desiredSize() { return 1; },
       };
@@ -1274,93 +1533,162 @@
 
   // ---- Headers ----
 
-  const tokenRe = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
   // workerd accepts any byte above 0x7f in a header name too
   const headerNameRe = /^[!#$%&'*+\-.^_`|~0-9A-Za-z\x80-\xff]+$/;
+  // WebIDL ByteString: a code unit above 0xff is a TypeError
+  function byteString(v, what) {
+    if (typeof v === 'symbol') throw new TypeError(`Cannot convert a Symbol value to a string (${what})`);
+    v = String(v);
+    for (let i = 0; i < v.length; i++) {
+      if (stringCharCodeAt(v, i) > 0xff) throw new TypeError(`Failed to execute on 'Headers': ${what} is not a valid ByteString.`);
+    }
+    return v;
+  }
+  const isHTTPSpace = c => c === 0x09 || c === 0x0a || c === 0x0d || c === 0x20;
   function normalizeValue(v) {
-    v = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
-    if (/[\0\r\n]/.test(v)) throw new TypeError('Invalid header value.');
+    v = byteString(v, 'Value');
+    let a = 0, b = v.length;
+    while (a < b && isHTTPSpace(stringCharCodeAt(v, a))) a++;
+    while (b > a && isHTTPSpace(stringCharCodeAt(v, b - 1))) b--;
+    v = stringSlice(v, a, b);
+    for (let i = 0; i < v.length; i++) {
+      const c = stringCharCodeAt(v, i);
+      if (c === 0 || c === 0x0a || c === 0x0d) throw new TypeError('Invalid header value.');
+    }
     return v;
   }
   function checkName(n) {
-    n = String(n);
-    if (!headerNameRe.test(n)) throw new TypeError(`Invalid header name.`);
-    return n.toLowerCase();
+    n = byteString(n, 'Name');
+    if (!reTest(headerNameRe, n)) throw new TypeError(`Invalid header name.`);
+    return stringToLowerCase(n);
   }
   // Headers: name -> [values] in a Map (lower-case names; the order that
-  // matters is the sorted one), so each operation is one lookup.
-  let headerPairs; // h -> [[name, value]...], not reachable by the worker
+  // matters is the sorted one, cached until the next change), so each
+  // operation is one lookup.
+  let headerPairs, headersHas, headersSet, headersGet; // not reachable by the worker
   class Headers {
-    #map = new Map(); #guard = 'none';
+    #map = new Map(); #guard = 'none'; #sorted = null;
     static {
       headerPairs = h => {
         const out = [];
-        for (const [k, vs] of h.#map) for (const v of vs) out.push([k, v]);
+        mapForEach(h.#map, (vs, k) => { for (let i = 0; i < vs.length; i++) push(out, [k, vs[i]]); });
         return out;
       };
+      headersHas = (h, n) => mapHas(h.#map, n);
+      headersGet = (h, n) => { const vs = mapGet(h.#map, n); return vs ? arrayJoin(vs, ', ') : null; };
+      headersSet = (h, n, v) => { mapSet(h.#map, n, [v]); h.#sorted = null; };
     }
-    constructor(init) {
-      if (init === undefined || init === null) return;
-      if (init instanceof Headers) { for (const [k, vs] of init.#map) this.#map.set(k, vs.slice()); return; }
-      if (typeof init !== 'object' && typeof init !== 'function') throw new TypeError("Failed to construct 'Headers': The provided value is not of type '(record<ByteString, ByteString> or sequence<sequence<ByteString>>)'.");
-      if (typeof init[Symbol.iterator] === 'function') {
-        for (const pair of init) {
-          const p = typeof pair === 'string' ? [pair] : Array.from(pair);
-          if (p.length !== 2) throw new TypeError('Invalid value for header entry: each entry must have exactly two elements, name and value.');
-          this.append(p[0], p[1]);
+    constructor(init = undefined) {
+      if (init === undefined) return;
+      if (init !== null && (typeof init === 'object' || typeof init === 'function')) {
+        if (#map in init) {
+          mapForEach(init.#map, (vs, k) => { const c = []; for (let i = 0; i < vs.length; i++) push(c, vs[i]); mapSet(this.#map, k, c); });
+          return;
         }
-      } else {
-        for (const k of Object.keys(init)) this.append(k, init[k]);
+        const it = init[Symbol.iterator];
+        if (it !== undefined && it !== null) {
+          if (typeof it !== 'function') throw new TypeError("Failed to construct 'Headers': The object's @@iterator property is not callable.");
+          for (const pair of { [Symbol.iterator]: () => ReflectApply(it, init, []) }) {
+            if (pair === null || (typeof pair !== 'object' && typeof pair !== 'function')) {
+              throw new TypeError("Failed to construct 'Headers': The provided value cannot be converted to a sequence.");
+            }
+            const p = ArrayFrom(pair);
+            if (p.length !== 2) throw new TypeError('Invalid value for header entry: each entry must have exactly two elements, name and value.');
+            this.#append(p[0], p[1]);
+          }
+          return;
+        }
+        // record<ByteString, ByteString>: own enumerable keys, in order
+        const keys = ReflectOwnKeys(init);
+        for (let i = 0; i < keys.length; i++) {
+          const k = keys[i];
+          const d = ReflectGetOwnPropertyDescriptor(init, k);
+          if (d === undefined || !d.enumerable) continue;
+          const name = byteString(k, 'Name');
+          this.#append(name, init[k]);
+        }
+        return;
       }
+      throw new TypeError("Failed to construct 'Headers': The provided value is not of type '(record<ByteString, ByteString> or sequence<sequence<ByteString>>)'.");
     }
     static [internal](h, guard, list) {
       if (list) {
         h.#map = new Map();
-        for (const [k, v] of list) { const a = h.#map.get(k); if (a) a.push(v); else h.#map.set(k, [v]); }
+        h.#sorted = null;
+        for (let i = 0; i < list.length; i++) {
+          const k = list[i][0], v = list[i][1];
+          const a = mapGet(h.#map, k);
+          if (a) push(a, v); else mapSet(h.#map, k, [v]);
+        }
       }
       if (guard) h.#guard = guard;
       return headerPairs(h);
     }
     #check() { if (this.#guard === 'immutable') throw new TypeError("Can't modify immutable headers."); }
-    append(name, value) {
-      this.#check();
+    #append(name, value) {
       name = checkName(name);
       value = normalizeValue(value);
-      const a = this.#map.get(name);
-      if (a) a.push(value); else this.#map.set(name, [value]);
+      this.#check();
+      const a = mapGet(this.#map, name);
+      if (a) push(a, value); else mapSet(this.#map, name, [value]);
+      this.#sorted = null;
     }
-    delete(name) { this.#check(); this.#map.delete(checkName(name)); }
-    get(name) {
-      const vs = this.#map.get(checkName(name));
-      return vs ? vs.join(', ') : null;
+    append(name, value) { need(arguments, 2, 'Headers', 'append'); this.#append(name, value); }
+    delete(name) {
+      need(arguments, 1, 'Headers', 'delete');
+      name = checkName(name);
+      this.#check();
+      if (mapDelete(this.#map, name)) this.#sorted = null;
     }
+    get(name) { need(arguments, 1, 'Headers', 'get'); return headersGet(this, checkName(name)); }
     getAll(name) {
       name = checkName(name);
       if (name !== 'set-cookie') throw new TypeError('getAll() can only be used with the header name "Set-Cookie".');
       return this.getSetCookie();
     }
-    getSetCookie() { const vs = this.#map.get('set-cookie'); return vs ? vs.slice() : []; }
-    has(name) { return this.#map.has(checkName(name)); }
-    set(name, value) {
-      this.#check();
-      this.#map.set(checkName(name), [normalizeValue(value)]);
-    }
-    #sorted() {
-      const names = [...this.#map.keys()].sort();
+    getSetCookie() {
+      const vs = mapGet(this.#map, 'set-cookie');
       const out = [];
-      for (const n of names) {
-        const vs = this.#map.get(n);
-        if (n === 'set-cookie') for (const v of vs) out.push([n, v]);
-        else out.push([n, vs.join(', ')]);
-      }
+      if (vs) for (let i = 0; i < vs.length; i++) push(out, vs[i]);
       return out;
     }
-    forEach(cb, thisArg) { for (const [k, v] of this.#sorted()) cb.call(thisArg, v, k, this); }
-    *entries() { yield* this.#sorted(); }
-    *keys() { for (const p of this.#sorted()) yield p[0]; }
-    *values() { for (const p of this.#sorted()) yield p[1]; }
-    [Symbol.iterator]() { return this.entries(); }
+    has(name) { need(arguments, 1, 'Headers', 'has'); return mapHas(this.#map, checkName(name)); }
+    set(name, value) {
+      need(arguments, 2, 'Headers', 'set');
+      name = checkName(name);
+      value = normalizeValue(value);
+      this.#check();
+      headersSet(this, name, value);
+    }
+    static { sortedHeaders = h => h.#sortedList(); }
+    #sortedList() {
+      if (this.#sorted) return this.#sorted;
+      const names = [];
+      mapForEach(this.#map, (_, k) => push(names, k));
+      arraySort(names, (a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      const out = [];
+      for (let i = 0; i < names.length; i++) {
+        const n = names[i];
+        const vs = mapGet(this.#map, n);
+        if (n === 'set-cookie') for (let j = 0; j < vs.length; j++) push(out, [n, vs[j]]);
+        else push(out, [n, arrayJoin(vs, ', ')]);
+      }
+      return (this.#sorted = out);
+    }
+    forEach(cb, thisArg = undefined) {
+      if (typeof cb !== 'function') throw new TypeError("Failed to execute 'forEach' on 'Headers': parameter 1 is not of type 'Function'.");
+      // live, as the standard's iteration: a change during forEach shows
+      for (let i = 0; i < this.#sortedList().length; i++) {
+        const p = this.#sortedList()[i];
+        ReflectApply(cb, thisArg, [p[1], p[0], this]);
+      }
+    }
+    entries() { return headersIterator(this, 0); }
+    keys() { return headersIterator(this, 1); }
+    values() { return headersIterator(this, 2); }
   }
+  const headersIterator = pairIterator('Headers', h => sortedHeaders(h));
+  ObjectDefineProperty(Headers.prototype, Symbol.iterator, { value: Headers.prototype.entries, writable: true, configurable: true });
   tag(Headers, 'Headers');
   const headerList = h => headerPairs(h);
   function immutableHeaders(list) {
@@ -1377,68 +1705,89 @@
     if (typeof body === 'string') return [encode(body), 'text/plain;charset=UTF-8'];
     if (isBufferSource(body)) return [toBytes(body), null];
     if (body instanceof URLSearchParams) return [encode(body.toString()), 'application/x-www-form-urlencoded;charset=UTF-8'];
-    if (body instanceof Blob) return [Blob[internal](body).slice(), body.type || null];
+    if (body instanceof Blob) return [copyBytes(Blob[internal](body)), body.type || null];
     if (body instanceof FormData) return multipart(body);
-    if (body instanceof ReadableStream) return [body, null];
+    if (isStream(body)) return [body, null];
     return [encode(String(body)), 'text/plain;charset=UTF-8'];
   }
   const usedMsg = 'Body has already been used. It can only be used once. Use tee() first if you need to read it twice.';
-  let bodyRaw, bodyUsed; // not reachable by the worker
+  const lockedMsg = 'This ReadableStream is currently locked to a reader.';
+  let bodyRaw, bodyUsed, bodyLocked; // not reachable by the worker
+  // A body is bytes until a worker asks for its stream (body); reading it
+  // disturbs and locks that stream, as the Fetch standard's bodies do.
   class Body {
     #body = null; #stream = null; #used = false;
     static {
       bodyRaw = b => b.#body;
-      bodyUsed = b => b.#used || (b.#body instanceof ReadableStream && b.#body[internal]('disturbed')) ||
+      bodyUsed = b => b.#used || (isStream(b.#body) && b.#body[internal]('disturbed')) ||
         (b.#stream !== null && b.#stream[internal]('disturbed'));
+      bodyLocked = b => { const st = isStream(b.#body) ? b.#body : b.#stream; return st !== null && st.locked; };
     }
     [internal](op, arg) {
       switch (op) {
         case 'set': this.#body = arg; this.#stream = null; this.#used = false; return;
         case 'raw': return this.#body;
         case 'take': { const b = this.#stream || this.#body; if (b !== null) this.#used = true; return b; }
-        case 'used': return this.#used || (this.#body instanceof ReadableStream && this.#body[internal]('disturbed')) ||
-          (this.#stream !== null && this.#stream[internal]('disturbed'));
+        case 'used': return bodyUsed(this);
       }
     }
     get body() {
       if (this.#body === null) return null;
-      if (this.#body instanceof ReadableStream) return this.#body;
-      if (!this.#stream) this.#stream = streamOf(this.#body);
+      if (isStream(this.#body)) return this.#body;
+      if (!this.#stream) {
+        this.#stream = streamOf(this.#body);
+        if (this.#used) { // read already: a disturbed, locked stream
+          const r = acquireReader(this.#stream);
+          r[internal]();
+        }
+      }
       return this.#stream;
     }
-    get bodyUsed() { return this[internal]('used'); }
-    async #consume() {
-      if (this[internal]('used')) throw new TypeError(usedMsg);
+    get bodyUsed() { return bodyUsed(this); }
+    // #consume: a promise of a null-prototype {bytes}
+    #consume() {
+      if (bodyUsed(this)) return rejectedWith(new TypeError(usedMsg));
+      if (bodyLocked(this)) return rejectedWith(new TypeError(lockedMsg));
       const b = this.#stream || this.#body;
       this.#used = true;
-      if (b === null) return new Uint8Array(0);
-      if (b instanceof ReadableStream) return readAll(b);
-      return b;
+      if (b === null) return resolved({ __proto__: null, bytes: new Uint8Array(0) });
+      if (isStream(b)) return readAll(b);
+      return resolved({ __proto__: null, bytes: b });
     }
-    async arrayBuffer() { const b = await this.#consume(); return b.buffer.byteLength === b.byteLength ? b.buffer : b.slice().buffer; }
-    async bytes() { return new Uint8Array(await this.arrayBuffer()); }
-    async text() { return decode(await this.#consume()); }
-    async json() { return JSONparse(await this.text()); }
-    async blob() { const b = await this.#consume(); return new Blob([b], { type: this.headers.get('content-type') || '' }); }
-    async formData() {
-      const ct = this.headers.get('content-type') || '';
-      const b = await this.#consume();
-      if (/^multipart\/form-data/i.test(ct)) return parseMultipart(b, ct);
-      if (/^application\/x-www-form-urlencoded/i.test(ct)) {
-        const fd = new FormData();
-        for (const [k, v] of parseForm(decode(b))) fd.append(k, v);
-        return fd;
-      }
-      throw new TypeError('Unrecognized Content-Type header value. FormData can only parse the following MIME types: multipart/form-data, application/x-www-form-urlencoded.');
+    #contentType() { return headersGet(bodyHeaders(this), 'content-type'); }
+    arrayBuffer() {
+      return promiseThen(this.#consume(), r => {
+        const b = r.bytes;
+        const buf = taBuffer(b);
+        return abByteLength(buf) === taByteLength(b) && taByteOffset(b) === 0 ? buf : taBuffer(copyBytes(b));
+      });
+    }
+    bytes() { return promiseThen(this.arrayBuffer(), buf => new Uint8Array(buf)); }
+    text() { return promiseThen(this.#consume(), r => decode(r.bytes)); }
+    json() { return promiseThen(this.#consume(), r => JSONparse(decode(r.bytes))); }
+    blob() { return promiseThen(this.#consume(), r => new Blob([r.bytes], { type: this.#contentType() || '' })); }
+    formData() {
+      return promiseThen(this.#consume(), r => {
+        const ct = this.#contentType() || '';
+        const b = r.bytes;
+        if (reTest(/^multipart\/form-data/i, ct)) return parseMultipart(b, ct);
+        if (reTest(/^application\/x-www-form-urlencoded/i, ct)) {
+          const fd = new FormData();
+          const list = parseForm(decode(b));
+          for (let i = 0; i < list.length; i++) fd.append(list[i][0], list[i][1]);
+          return fd;
+        }
+        throw new TypeError('Unrecognized Content-Type header value. FormData can only parse the following MIME types: multipart/form-data, application/x-www-form-urlencoded.');
+      });
     }
   }
   function cloneBody(src, dst) {
     const raw = src[internal]('raw');
-    if (src[internal]('used')) throw new TypeError(usedMsg);
-    if (raw instanceof ReadableStream) {
-      const [a, b] = raw.tee();
-      src[internal]('set', a);
-      dst[internal]('set', b);
+    if (bodyUsed(src)) throw new TypeError(usedMsg);
+    if (isStream(raw)) {
+      const ab = raw.tee();
+      src[internal]('set', ab[0]);
+      dst[internal]('set', ab[1]);
     } else dst[internal]('set', raw);
   }
 
@@ -1451,15 +1800,15 @@
     constructor(input, init = {}) {
       super();
       if (arguments.length === 0) throw new TypeError("Failed to construct 'Request': 1 argument required, but only 0 present.");
-      init = init || {};
+      init = init || noInit;
       let src = null;
-      if (input instanceof Request) {
+      if (isRequest(input)) {
         src = input;
-        this.#url = input.url;
-        this.#method = input.method;
-        this.#redirect = input.redirect;
-        this.#signal = input.signal;
-        this.#cf = input.cf;
+        this.#url = input.#url;
+        this.#method = input.#method;
+        this.#redirect = input.#redirect;
+        this.#signal = input.#signal;
+        this.#cf = input.#cf;
       } else if (input !== null && typeof input === 'object' && internal in input) {
         this.#url = input[internal]; // the host's request: parsed already
       } else {
@@ -1469,28 +1818,37 @@
       }
       if (init.method !== undefined) {
         const m = String(init.method);
-        if (!methods.includes(m.toUpperCase())) throw new TypeError(`Invalid HTTP method string: ${m}`);
-        this.#method = m.toUpperCase();
+        const up = stringToUpperCase(m);
+        if (!has(methods, up)) throw new TypeError(`Invalid HTTP method string: ${m}`);
+        this.#method = up;
       }
       if (init.redirect !== undefined) {
-        if (!['follow', 'manual', 'error'].includes(init.redirect)) throw new TypeError(`Invalid redirect value, must be one of "follow" or "manual" ("error" won't be implemented since it does not make sense at the edge; use "manual" and check the response status code).`);
+        if (!has(['follow', 'manual', 'error'], init.redirect)) throw new TypeError(`Invalid redirect value, must be one of "follow" or "manual" ("error" won't be implemented since it does not make sense at the edge; use "manual" and check the response status code).`);
         this.#redirect = init.redirect;
       }
-      if (init.signal !== undefined && init.signal !== null) this.#signal = init.signal;
+      if (init.signal !== undefined && init.signal !== null) {
+        if (!isSignal(init.signal)) throw new TypeError("Failed to construct 'Request': member signal is not of type AbortSignal.");
+        this.#signal = init.signal;
+      }
       if (init.cf !== undefined) this.#cf = init.cf;
-      this.#headers = new Headers(init.headers !== undefined ? init.headers : src ? src.headers : undefined);
+      this.#headers = new Headers(init.headers !== undefined ? init.headers : src ? src.#headers : undefined);
       let body = null, ctype = null;
       if (init.body !== undefined && init.body !== null) {
-        [body, ctype] = extractBody(init.body);
+        const eb = extractBody(init.body);
+        body = eb[0]; ctype = eb[1];
       } else if (src) {
-        if (src.bodyUsed) throw new TypeError(usedMsg);
+        if (bodyUsed(src)) throw new TypeError(usedMsg);
         body = src[internal]('take'); // the new request takes the body
       }
       if (body !== null && (this.#method === 'GET' || this.#method === 'HEAD')) {
         throw new TypeError('Request with a GET or HEAD method cannot have a body.');
       }
-      if (ctype && !this.#headers.has('content-type')) this.#headers.set('content-type', ctype);
+      if (ctype && !headersHas(this.#headers, 'content-type')) headersSet(this.#headers, 'content-type', ctype);
       this[internal]('set', body);
+    }
+    static {
+      isRequest = r => r !== null && typeof r === 'object' && #method in r;
+      requestHeaders = r => r.#headers;
     }
     get method() { return this.#method; }
     get url() { return this.#url; }
@@ -1501,8 +1859,8 @@
     get integrity() { return ''; }
     get keepalive() { return false; }
     clone() {
-      if (this.bodyUsed) throw new TypeError(usedMsg);
-      const r = new Request(this.#url, { method: this.#method, headers: this.#headers, redirect: this.#redirect, signal: this.signal, cf: this.#cf });
+      if (bodyUsed(this)) throw new TypeError(usedMsg);
+      const r = new Request(this.#url, { __proto__: null, method: this.#method, headers: this.#headers, redirect: this.#redirect, signal: this.signal, cf: this.#cf });
       cloneBody(this, r);
       return r;
     }
@@ -1515,30 +1873,33 @@
   let responseState; // r -> [status, statusText, headers, type]; throws for a non-Response
   class Response extends Body {
     #status = 200; #statusText = ''; #headers; #type = 'default'; #url = ''; #redirected = false;
-    static { responseState = r => [r.#status, r.#statusText, r.#headers, r.#type]; }
-    constructor(body = null, init = {}) {
+    static {
+      responseState = r => ({ __proto__: null, status: r.#status, statusText: r.#statusText, headers: r.#headers, type: r.#type });
+      responseHeaders = r => r.#headers;
+    }
+    constructor(body = null, init = undefined) {
       super();
-      init = init || {};
+      init = init || noInit;
       if (init.status !== undefined) {
         const s = Number(init.status);
-        if (!(s === 101 || (s >= 200 && s <= 599)) || !Number.isInteger(s)) throw new RangeError(`Invalid status code: ${init.status}. Status code must be between 200 and 599, inclusive.`);
+        if (!(s === 101 || (s >= 200 && s <= 599)) || !NumberIsInteger(s)) throw new RangeError(`Invalid status code: ${init.status}. Status code must be between 200 and 599, inclusive.`);
         this.#status = s;
       }
       if (init.statusText !== undefined) {
         const t = String(init.statusText);
-        if (/[^\t\x20-\x7e\x80-\xff]/.test(t)) throw new TypeError('Invalid statusText');
+        if (reTest(/[^\t\x20-\x7e\x80-\xff]/, t)) throw new TypeError('Invalid statusText');
         this.#statusText = t;
       }
       this.#headers = new Headers(init.headers);
       if (body !== null && body !== undefined) {
-        if (nullBodyStatus.includes(this.#status)) throw new TypeError('Response with null body status (101, 204, 205, or 304) cannot have a body.');
-        const [b, ctype] = extractBody(body);
-        if (ctype && !this.#headers.has('content-type')) this.#headers.set('content-type', ctype);
-        this[internal]('set', b);
+        if (has(nullBodyStatus, this.#status)) throw new TypeError('Response with null body status (101, 204, 205, or 304) cannot have a body.');
+        const eb = extractBody(body);
+        if (eb[1] && !headersHas(this.#headers, 'content-type')) headersSet(this.#headers, 'content-type', eb[1]);
+        this[internal]('set', eb[0]);
       }
     }
     static error() {
-      const r = new Response(null, { status: 200 });
+      const r = new Response(null, noInit);
       r.#status = 0;
       r.#type = 'error';
       Headers[internal](r.#headers, 'immutable');
@@ -1548,17 +1909,18 @@
       const u = parseURL(String(url));
       if (!u) throw new TypeError(`Invalid URL: ${String(url)}`);
       status = Number(status);
-      if (!redirectStatus.includes(status)) throw new RangeError(`Invalid status code: ${status}. Status code must be one of 301, 302, 303, 307, or 308.`);
-      const r = new Response(null, { status, headers: { location: u.href } });
+      if (!has(redirectStatus, status)) throw new RangeError(`Invalid status code: ${status}. Status code must be one of 301, 302, 303, 307, or 308.`);
+      const r = new Response(null, { __proto__: null, status });
+      headersSet(r.#headers, 'location', u.href);
       Headers[internal](r.#headers, 'immutable');
       return r;
     }
-    static json(data, init = {}) {
+    static json(data, init = undefined) {
       const s = JSONstringify(data);
       if (s === undefined) throw new TypeError('The data is not JSON serializable');
-      const headers = new Headers(init && init.headers);
-      if (!headers.has('content-type')) headers.set('content-type', 'application/json');
-      return new Response(s, Object.assign({}, init, { headers }));
+      const r = new Response(encode(s), init);
+      if (!headersHas(r.#headers, 'content-type')) headersSet(r.#headers, 'content-type', 'application/json');
+      return r;
     }
     static [internal](r, meta) {
       r.#url = meta.url || '';
@@ -1577,8 +1939,8 @@
     get redirected() { return this.#redirected; }
     get webSocket() { return null; }
     clone() {
-      if (this.bodyUsed) throw new TypeError(usedMsg);
-      const r = new Response(null, { headers: this.#headers });
+      if (bodyUsed(this)) throw new TypeError(usedMsg);
+      const r = new Response(null, { __proto__: null, headers: this.#headers });
       r.#status = this.#status;
       r.#statusText = this.#statusText;
       r.#type = this.#type;
@@ -1588,6 +1950,7 @@
       return r;
     }
   }
+  bodyHeaders = b => (isRequest(b) ? requestHeaders(b) : responseHeaders(b));
   tag(Response, 'Response');
 
   // ---- fetch ----
@@ -1605,30 +1968,31 @@
       }
       const raw = req[internal]('raw');
       const send = bytes => {
-        const meta = JSONstringify({ method: req.method, url: req.url, headers: headerList(req.headers), redirect: req.redirect });
+        const meta = '{"method":' + JSONstringify(req.method) + ',"url":' + JSONstringify(req.url) +
+          ',"headers":' + jsonPairs(headerList(requestHeaders(req))) + ',"redirect":' + JSONstringify(req.redirect) + '}';
         const id = hostFetch(meta, bytes);
-        inflight.set(id, { resolve, reject });
+        mapSet(inflight, id, { __proto__: null, resolve, reject });
         signalAlgorithm(req.signal, () => {
-          if (inflight.delete(id)) reject(req.signal.reason);
+          if (mapDelete(inflight, id)) reject(req.signal.reason);
         });
       };
-      if (raw instanceof ReadableStream) readAll(raw).then(send, reject);
+      if (isStream(raw)) promiseThen(readAll(raw), r => send(r.bytes), reject);
       else send(raw);
     });
   }
   function deliver(id, ok, meta, body) {
-    const p = inflight.get(id);
+    const p = mapGet(inflight, id);
     if (!p) return;
-    inflight.delete(id);
+    mapDelete(inflight, id);
     const m = JSONparse(meta);
     if (!ok) {
       p.reject(new TypeError(m.message));
       return;
     }
     const headers = m.headers;
-    const r = new Response(null);
-    if (!nullBodyStatus.includes(m.status)) r[internal]('set', new Uint8Array(body));
-    Headers[internal](r.headers, null, headers);
+    const r = new Response(null, noInit);
+    if (!has(nullBodyStatus, m.status)) r[internal]('set', new Uint8Array(body));
+    Headers[internal](responseHeaders(r), null, headers);
     p.resolve(Response[internal](r, m));
   }
 
@@ -1652,20 +2016,21 @@
     timeOrigin = hostNow();
     inRequest = true;
     const headers = immutableHeaders(m.headers);
-    const req = new Request({ [internal]: m.url }, { method: m.method, redirect: 'manual' });
-    Headers[internal](req.headers, 'immutable', headerList(headers));
-    if (body.byteLength > 0) req[internal]('set', new Uint8Array(body));
-    const env = Object.assign({}, m.env || {});
+    const req = new Request({ [internal]: m.url }, { __proto__: null, method: m.method, redirect: 'manual' });
+    Headers[internal](requestHeaders(req), 'immutable', headerList(headers));
+    if (abByteLength(body) > 0) req[internal]('set', new Uint8Array(body));
+    // env is the client's vars as JSON.parse made them: own properties only
+    const env = ObjectHasOwn(m, 'env') && m.env !== null && typeof m.env === 'object' ? m.env : {};
     const ctx = {
       waitUntil(p) {
-        const pr = Promise.resolve(p);
-        waits.add(pr);
-        const done = () => waits.delete(pr);
-        pr.then(done, e => { done(); reportError(e); });
+        const pr = resolved(p);
+        setAdd(waits, pr);
+        const done = () => setDelete(waits, pr);
+        promiseThen(pr, done, e => { done(); reportError(e); });
       },
       passThroughOnException() {},
       // leash's own values, apart from the client's env
-      leash: Object.freeze({ attempt: m.attempt || 1, idempotencyKey: m.idempotency_key || null }),
+      leash: ObjectFreeze({ attempt: m.attempt || 1, idempotencyKey: m.idempotency_key || null }),
     };
     let result;
     try {
@@ -1674,7 +2039,7 @@
       failWith(e);
       return;
     }
-    Promise.resolve(result).then(respond).catch(failWith);
+    promiseThen(promiseThen(resolved(result), respond), undefined, failWith);
   }
   // respond reads the Response's own state, never its (redefinable)
   // getters; a streamed body is bounded by output_bytes as it is read.
@@ -1683,21 +2048,29 @@
     try { st = responseState(res); } catch {
       throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
     }
-    const [status, statusText, headers, type] = st;
+    const status = st.status, statusText = st.statusText, headers = st.headers, type = st.type;
     if (type === 'error') throw new TypeError('Return value from serve handler must not be an error response (like Response.error())');
     const raw = bodyRaw(res);
     let bytes = null;
     if (raw !== null && bodyUsed(res)) throw new TypeError(usedMsg);
-    if (raw instanceof ReadableStream) {
-      bytes = await readAll(raw, outputLimit);
-      if (typeof bytes === 'number') {
-        hostRespond(JSONstringify({ over: bytes }), null);
+    if (isStream(raw)) {
+      const r = await readAll(raw, outputLimit);
+      if (r.over !== undefined) {
+        hostRespond('{"over":' + r.over + '}', null);
         return;
       }
+      bytes = r.bytes;
     } else if (raw !== null) {
       bytes = raw;
     }
-    hostRespond(JSONstringify({ status, statusText, headers: headerPairs(headers), waits: waits.size }), bytes);
+    // the meta is written out here: no toJSON a worker defines is called
+    hostRespond('{"status":' + status + ',"statusText":' + JSONstringify(statusText) + ',"headers":' +
+      jsonPairs(headerPairs(headers)) + ',"waits":' + setSize(waits) + '}', bytes);
+  }
+  function jsonPairs(pairs) {
+    let out = '[';
+    for (let i = 0; i < pairs.length; i++) out += (i ? ',[' : '[') + JSONstringify(pairs[i][0]) + ',' + JSONstringify(pairs[i][1]) + ']';
+    return out + ']';
   }
   function failWith(e) {
     const s = describeError(e);
@@ -1705,26 +2078,28 @@
     hostFail('uncaught_exception', s);
   }
   function tick() {
-    for (const [p, reason] of unhandled) {
-      unhandled.delete(p);
-      hostLog(4, 'Uncaught (in promise) ' + describeError(reason));
+    if (mapSize(unhandled)) {
+      const reasons = [];
+      mapForEach(unhandled, r => push(reasons, r));
+      mapClear(unhandled);
+      for (let i = 0; i < reasons.length; i++) hostLog(4, 'Uncaught (in promise) ' + describeError(reasons[i]));
     }
     const now = hostNow();
-    let best = null;
-    for (const [id, t] of timers) {
-      if (best === null || t.due < best[1].due || (t.due === best[1].due && t.seq < best[1].seq)) best = [id, t];
-    }
-    if (best !== null && best[1].due <= now) {
-      const [id, t] = best;
-      if (t.interval) { t.due = now + t.interval; t.seq = nextTimerId++; } else timers.delete(id);
-      try { t.fn.apply(undefined, t.args); } catch (e) { reportError(e); }
+    let best = null, bestId = 0;
+    mapForEach(timers, (t, id) => {
+      if (best === null || t.due < best.due || (t.due === best.due && t.seq < best.seq)) { best = t; bestId = id; }
+    });
+    if (best !== null && best.due <= now) {
+      const t = best;
+      if (t.interval) { t.due = now + t.interval; t.seq = nextTimerId++; } else mapDelete(timers, bestId);
+      try { ReflectApply(t.fn, undefined, t.args); } catch (e) { reportError(e); }
       return [true];
     }
-    return [false, best === null ? -1 : Math.max(0, Math.ceil(best[1].due - now)), waits.size];
+    return [false, best === null ? -1 : MathMax(0, MathCeil(best.due - now)), setSize(waits)];
   }
   function rejected(promise, reason, handled) {
-    if (handled) unhandled.delete(promise);
-    else unhandled.set(promise, reason);
+    if (handled) mapDelete(unhandled, promise);
+    else mapSet(unhandled, promise, reason);
   }
 
   // ---- globals ----
@@ -1732,7 +2107,7 @@
   const globals = {
     DOMException, Event, EventTarget, AbortController, AbortSignal,
     setTimeout, setInterval, clearTimeout, clearInterval: clearTimeout, queueMicrotask, reportError,
-    console, TextEncoder, TextDecoder, atob, btoa, structuredClone,
+    console, TextEncoder, TextDecoder, atob, btoa, structuredClone, CustomEvent,
     crypto: new Crypto(internal), Crypto, SubtleCrypto,
     URL, URLSearchParams, Blob, File, FormData,
     ReadableStream, WritableStream, TransformStream,

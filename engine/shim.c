@@ -43,6 +43,13 @@
  *                                           error message reply; blen
  *                                           0xffffffff: no base
  *   reply(dst)                              copy the pending reply
+ *   url_set(href, hlen, which, v, vlen) -> i32  a URL setter: reply length
+ *                                           (JSON of the parts) or -1
+ *   decode(label, llen, in, ilen, flags) -> i32  WHATWG label lookup (flags
+ *                                           4: reply is the name) or legacy
+ *                                           decode (1 fatal, 2 stream; reply
+ *                                           is 4 bytes consumed + UTF-8);
+ *                                           -1 unknown/invalid, -2 too large
  *   fetch(meta, mlen, body, blen) -> i32    start a subrequest; its id
  *   respond(meta, mlen, body, blen) -> i32  the response; nonzero: refused
  *   error(code, clen, msg, mlen)            the worker failed
@@ -67,6 +74,8 @@ IMPORT("log") void host_log(int32_t level, const char *p, uint32_t n);
 IMPORT("digest") int32_t host_digest(int32_t alg, const uint8_t *p, uint32_t n, uint8_t *out);
 IMPORT("url_parse") int32_t host_url_parse(const char *in, uint32_t n, const char *base, uint32_t bn);
 IMPORT("reply") void host_reply(uint8_t *dst);
+IMPORT("url_set") int32_t host_url_set(const char *href, uint32_t hn, int32_t which, const char *v, uint32_t vn);
+IMPORT("decode") int32_t host_decode(const char *label, uint32_t ln, const uint8_t *in, uint32_t n, int32_t flags);
 IMPORT("fetch") int32_t host_fetch(const char *meta, uint32_t mn, const uint8_t *body, uint32_t bn);
 IMPORT("respond") int32_t host_respond(const char *meta, uint32_t mn, const uint8_t *body, uint32_t bn);
 IMPORT("error") void host_error(const char *code, uint32_t cn, const char *msg, uint32_t mn);
@@ -335,6 +344,74 @@ static JSValue n_url_parse(JSContext *c, JSValueConst this, int argc, JSValueCon
     return take_reply(c, r);
 }
 
+/* urlSet(href, which, value) -> JSON string of the parts, or null */
+static JSValue n_url_set(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
+{
+    const char *href, *v;
+    size_t hn, vn;
+    int32_t which, r;
+    if (JS_ToInt32(c, &which, argv[1]))
+        return JS_EXCEPTION;
+    href = JS_ToCStringLen(c, &hn, argv[0]);
+    if (!href)
+        return JS_EXCEPTION;
+    v = JS_ToCStringLen(c, &vn, argv[2]);
+    if (!v) {
+        JS_FreeCString(c, href);
+        return JS_EXCEPTION;
+    }
+    r = host_url_set(href, hn, which, v, vn);
+    JS_FreeCString(c, href);
+    JS_FreeCString(c, v);
+    if (r < 0)
+        return JS_NULL;
+    return take_reply(c, r);
+}
+
+/* decode(label, bytes, flags) -> the encoding's name (flags 4), or
+ * [text, consumed]; null for an unknown label or (fatal) invalid input */
+static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
+{
+    const char *label;
+    size_t ln, n;
+    uint8_t *p, *buf;
+    int32_t flags, r;
+    uint32_t used;
+    JSValue arr, s;
+    if (JS_ToInt32(c, &flags, argv[2]) || get_bytes(c, argv[1], &p, &n))
+        return JS_EXCEPTION;
+    label = JS_ToCStringLen(c, &ln, argv[0]);
+    if (!label)
+        return JS_EXCEPTION;
+    r = host_decode(label, ln, p, n, flags);
+    JS_FreeCString(c, label);
+    if (r == -2)
+        return JS_ThrowRangeError(c, "input too large to decode in one call");
+    if (r < 0)
+        return JS_NULL;
+    if (flags & 4)
+        return take_reply(c, r);
+    buf = malloc(r ? r : 1);
+    if (!buf) {
+        note_oom();
+        return JS_ThrowOutOfMemory(c);
+    }
+    host_reply(buf);
+    used = (uint32_t)buf[0] | ((uint32_t)buf[1] << 8) | ((uint32_t)buf[2] << 16) | ((uint32_t)buf[3] << 24);
+    s = JS_NewStringLen(c, (const char *)buf + 4, r - 4);
+    free(buf);
+    if (JS_IsException(s))
+        return s;
+    arr = JS_NewArray(c);
+    if (JS_IsException(arr)) {
+        JS_FreeValue(c, s);
+        return arr;
+    }
+    JS_DefinePropertyValueUint32(c, arr, 0, s, JS_PROP_C_W_E);
+    JS_DefinePropertyValueUint32(c, arr, 1, JS_NewUint32(c, used), JS_PROP_C_W_E);
+    return arr;
+}
+
 static JSValue n_fetch(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
 {
     const char *meta;
@@ -489,6 +566,8 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("random", 1, n_random),
     JS_CFUNC_DEF("digest", 2, n_digest),
     JS_CFUNC_DEF("urlParse", 2, n_url_parse),
+    JS_CFUNC_DEF("urlSet", 3, n_url_set),
+    JS_CFUNC_DEF("decode", 3, n_decode),
     JS_CFUNC_DEF("fetch", 2, n_fetch),
     JS_CFUNC_DEF("respond", 2, n_respond),
     JS_CFUNC_DEF("fail", 2, n_fail),
@@ -557,8 +636,14 @@ EXPORT("leash_init") int32_t leash_init(void)
     host = JS_NewObject(ctx);
     JS_SetPropertyFunctionList(ctx, host, host_funcs,
                                sizeof(host_funcs) / sizeof(host_funcs[0]));
+    /* the prelude's functions keep no copy of their source (each nested
+     * function would hold its own slice of the prelude's text in every
+     * snapshot); their toString is "[native code]", as built-ins' are.
+     * Line numbers stay, for stacks. A worker's functions keep theirs. */
+    JS_SetStripInfo(rt, JS_STRIP_SOURCE);
     fn = JS_Eval(ctx, leash_prelude, leash_prelude_len, "prelude.js",
                  JS_EVAL_TYPE_GLOBAL | JS_EVAL_FLAG_STRICT);
+    JS_SetStripInfo(rt, 0);
     if (JS_IsException(fn)) {
         JS_FreeValue(ctx, host);
         report_exception("prelude");

@@ -135,3 +135,68 @@ func BenchmarkJSStopCost(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkJSEngineCompare compares two engine builds in one run:
+// LEASH_BENCH_ENGINE_A (before) and LEASH_BENCH_ENGINE_B (after, default
+// the engine `make engine` built). The engines take turns in every round
+// (200 hello tasks each), so the shared machine's load falls on both
+// alike. It reports each one's p50 cold start, its snapshot image and the
+// linear memory a hello task peaks at, and B's ratios to A.
+func BenchmarkJSEngineCompare(b *testing.B) {
+	pathA, pathB := os.Getenv("LEASH_BENCH_ENGINE_A"), os.Getenv("LEASH_BENCH_ENGINE_B")
+	if pathB == "" {
+		pathB = jsEnginePath
+	}
+	if pathA == "" {
+		b.Skip("set LEASH_BENCH_ENGINE_A to the engine to compare with")
+	}
+	var engines [2]*jsEngine
+	for i, p := range []string{pathA, pathB} {
+		code, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := newJSEngineImage(context.Background(), code, nil, newDefaultImage, b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close(context.Background())
+		engines[i] = e
+	}
+	const per = 200
+	var tasks [2]*Task
+	var lat [2][]time.Duration
+	var peak [2]int64
+	for i, e := range engines {
+		tasks[i] = &Task{Module: jsModule(b, e, jsHelloWorker), Request: get("https://x.example/"), Limits: jsTestLimits}
+		for k := 0; k < 50; k++ { // warm the pool
+			e.run(context.Background(), tasks[i])
+		}
+	}
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		for i, e := range engines {
+			for k := 0; k < per; k++ {
+				t0 := time.Now()
+				res := e.run(context.Background(), tasks[i])
+				lat[i] = append(lat[i], time.Since(t0))
+				if res.Outcome != OutcomeOK {
+					b.Fatalf("%s: %s", res.Outcome, res.Error)
+				}
+				peak[i] = max(peak[i], res.Usage.MemoryPeakBytes)
+			}
+		}
+	}
+	b.StopTimer()
+	var p50 [2]float64
+	for i, name := range []string{"A", "B"} {
+		sort.Slice(lat[i], func(x, y int) bool { return lat[i][x] < lat[i][y] })
+		p50[i] = float64(lat[i][len(lat[i])/2].Nanoseconds()) / 1e3
+		b.ReportMetric(p50[i], name+"-p50-µs")
+		b.ReportMetric(float64(engines[i].image.size())/(1<<20), name+"-image-MiB")
+		b.ReportMetric(float64(peak[i])/(1<<20), name+"-linear-MiB")
+	}
+	b.ReportMetric(p50[1]/p50[0], "B/A-p50")
+	b.ReportMetric(float64(engines[1].image.size())/float64(engines[0].image.size()), "B/A-image")
+	b.ReportMetric(float64(peak[1])/float64(peak[0]), "B/A-linear")
+}

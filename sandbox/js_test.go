@@ -15,8 +15,14 @@ import (
 	"time"
 )
 
-// jsEnginePath is where `make engine` puts the engine.
-var jsEnginePath = filepath.Join("..", "build", "engine", "engine.wasm")
+// jsEnginePath is where `make engine` puts the engine; LEASH_TEST_ENGINE
+// names another build (an engine being worked on).
+var jsEnginePath = func() string {
+	if p := os.Getenv("LEASH_TEST_ENGINE"); p != "" {
+		return p
+	}
+	return filepath.Join("..", "build", "engine", "engine.wasm")
+}()
 
 var (
 	sharedJSOnce   sync.Once

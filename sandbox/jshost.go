@@ -100,6 +100,8 @@ func instantiateJSHost(ctx context.Context, r wazero.Runtime) error {
 	fn("digest", jsDigest, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
 	fn("url_parse", jsURLParse, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
 	fn("reply", jsReply, []api.ValueType{i32}, nil)
+	fn("url_set", jsURLSet, []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32})
+	fn("decode", jsDecode, []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32})
 	fn("fetch", jsFetch, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
 	fn("respond", jsRespond, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
 	fn("error", jsError, []api.ValueType{i32, i32, i32, i32}, nil)

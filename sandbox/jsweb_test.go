@@ -1,0 +1,350 @@
+package sandbox
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/leash-dev/leash/weburl"
+)
+
+// TestJSWebAPIs checks the web API behaviours issue 20 fixed, each a
+// worker whose body is what the standard (and workerd) gives.
+func TestJSWebAPIs(t *testing.T) {
+	tests := map[string]struct{ src, body string }{
+		"new Headers(null) throws": {
+			src:  `try { new Headers(null); return "no"; } catch (e) { return e.constructor.name; }`,
+			body: "TypeError",
+		},
+		"Headers from a string pair throws": {
+			src:  `try { new Headers(["ab"]); return "no"; } catch (e) { return e.constructor.name; }`,
+			body: "TypeError",
+		},
+		"Headers refuse a non-ByteString": {
+			src:  `try { new Headers({ a: "\u0100" }); return "no"; } catch (e) { return e.constructor.name; }`,
+			body: "TypeError",
+		},
+		"Headers iterators are WebIDL iterators": {
+			src: `const h = new Headers({ b: "2", a: "1" });
+  const it = h.entries();
+  const proto = Object.getPrototypeOf(it);
+  return [Object.prototype.toString.call(it), Object.getPrototypeOf(proto) === Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())),
+    Headers.prototype[Symbol.iterator] === Headers.prototype.entries, JSON.stringify(it.next()), typeof it[Symbol.iterator]].join(" ");`,
+			body: `[object Headers Iterator] true true {"value":["a","1"],"done":false} function`,
+		},
+		"Headers iteration sees a change made during it": {
+			src: `const h = new Headers({ a: "1", c: "3" }); const seen = [];
+  for (const [k] of h) { seen.push(k); if (k === "a") h.set("b", "2"); }
+  return seen.join(",");`,
+			body: "a,b,c",
+		},
+		"Headers record takes own enumerable keys only": {
+			src: `const o = Object.create({ inherited: "x" }); o.own = "1";
+  Object.defineProperty(o, "hidden", { value: "2", enumerable: false });
+  return [...new Headers(o).keys()].join(",");`,
+			body: "own",
+		},
+		"URLSearchParams and FormData iterators": {
+			src: `const p = new URLSearchParams("a=1&b=2"); const f = new FormData(); f.append("x", "y");
+  return [Object.prototype.toString.call(p.keys()), Object.prototype.toString.call(f.entries()), [...p.values()].join("")].join(" ");`,
+			body: "[object URLSearchParams Iterator] [object FormData Iterator] 12",
+		},
+		"passive listeners cannot cancel": {
+			src: `const t = new EventTarget(); t.addEventListener("x", e => e.preventDefault(), { passive: true });
+  const e = new Event("x", { cancelable: true });
+  return String(t.dispatchEvent(e)) + " " + e.defaultPrevented;`,
+			body: "true false",
+		},
+		"signal null is a TypeError": {
+			src:  `try { new EventTarget().addEventListener("x", null, { signal: null }); return "no"; } catch (e) { return e.constructor.name; }`,
+			body: "TypeError",
+		},
+		"capture listeners are apart and run first": {
+			src: `const t = new EventTarget(), out = []; const f = () => out.push("f");
+  t.addEventListener("x", () => out.push("bubble"));
+  t.addEventListener("x", f); t.addEventListener("x", f, true);
+  t.addEventListener("x", () => out.push("capture"), { capture: true });
+  t.dispatchEvent(new Event("x")); t.removeEventListener("x", f, { capture: true }); t.dispatchEvent(new Event("x"));
+  return out.join(",");`,
+			body: "f,capture,bubble,f,capture,bubble,f",
+		},
+		"CustomEvent carries detail": {
+			src: `const t = new EventTarget(); let got;
+  t.addEventListener("x", e => { got = [e.detail.n, e instanceof Event, e.eventPhase, e.target === t].join(" "); });
+  t.dispatchEvent(new CustomEvent("x", { detail: { n: 7 } }));
+  return got + " " + new CustomEvent("y").detail;`,
+			body: "7 true 2 true null",
+		},
+		"an event cannot be dispatched twice at once": {
+			src: `const t = new EventTarget(), e = new Event("x"); let err;
+  t.addEventListener("x", () => { try { t.dispatchEvent(e); } catch (x) { err = x.name; } });
+  t.dispatchEvent(e); return err + " " + e.eventPhase + " " + (e.currentTarget === null);`,
+			body: "InvalidStateError 0 true",
+		},
+		"AbortSignal.any validates every signal first": {
+			src:  `try { AbortSignal.any([AbortSignal.abort(), 1]); return "no"; } catch (e) { return e.constructor.name; }`,
+			body: "TypeError",
+		},
+		"TextDecoder labels are the Encoding Standard's": {
+			src: `return ["  Shift_JIS\n", "csgb2312", "latin2", "unicodeFFFE", "x-user-defined", "ks_c_5601-1987", "windows-1251", "utf8"]
+    .map(l => new TextDecoder(l).encoding).join(",");`,
+			body: "shift_jis,gbk,iso-8859-2,utf-16be,x-user-defined,euc-kr,windows-1251,utf-8",
+		},
+		"TextDecoder refuses non-ASCII whitespace and the replacement encoding": {
+			src: `const out = [];
+  for (const l of ["\u00a0utf-8", "utf-8\u2028", "iso-2022-kr", "replacement", "utf-7"]) {
+    try { new TextDecoder(l); out.push("ok"); } catch (e) { out.push(e.constructor.name); }
+  }
+  return out.join(",");`,
+			body: "RangeError,RangeError,RangeError,RangeError,RangeError",
+		},
+		"TextDecoder decodes legacy encodings": {
+			src: `const d = (l, b) => new TextDecoder(l).decode(new Uint8Array(b));
+  return [d("shift_jis", [0x93, 0xfa, 0x96, 0x7b]), d("gbk", [0xd6, 0xd0, 0xce, 0xc4]), d("euc-kr", [0xc7, 0xd1]),
+    d("windows-1251", [0xcf, 0xf0, 0xe8]), d("utf-16be", [0, 0x41, 0xd8, 0x3d, 0xde, 0x00]), d("big5", [0xa4, 0xa4])].join(" ");`,
+			body: "日本 中文 한 При A😀 中",
+		},
+		"TextDecoder streams a legacy encoding split mid-character": {
+			src: `const d = new TextDecoder("shift_jis");
+  return d.decode(new Uint8Array([0x93]), { stream: true }) + "|" + d.decode(new Uint8Array([0xfa])) + "|" + d.decode(new Uint8Array([0x93]));`,
+			body: "|日|\ufffd",
+		},
+		"TextDecoder fatal legacy and UTF-16": {
+			src: `const out = [];
+  for (const [l, b] of [["shift_jis", [0x82]], ["utf-16le", [0x00, 0xd8]], ["utf-16be", [0x00]]]) {
+    try { new TextDecoder(l, { fatal: true }).decode(new Uint8Array(b)); out.push("ok"); } catch (e) { out.push(e.constructor.name); }
+  }
+  return out.join(",");`,
+			body: "TypeError,TypeError,TypeError",
+		},
+		"URL setters follow the URL Standard": {
+			src: `const u = new URL("https://a.example:8080/p?q#h");
+  u.protocol = "http"; const p1 = u.href;
+  u.protocol = "mailto"; const p2 = u.protocol;
+  u.hostname = "b.example:99"; const h0 = u.host; u.hostname = "b.example"; const h1 = u.host;
+  u.port = "80"; const port = u.port;
+  u.search = "x=1 2"; const s = u.search;
+  u.hash = "a b"; const hash = u.hash;
+  u.pathname = "/a b/../c"; const path = u.pathname;
+  const v = new URL("http://h/?a=1"); v.searchParams.append("b", "2 3"); const sp = v.href;
+  v.searchParams.delete("a"); v.searchParams.delete("b"); const sp2 = v.href;
+  return [p1, p2, h0, h1, port, s, hash, path, sp, sp2].join(" ");`,
+			body: "http://a.example:8080/p?q#h http: a.example:8080 b.example:8080  ?x=1%202 #a%20b /c http://h/?a=1&b=2+3 http://h/",
+		},
+		"bodyUsed, locked and a read body": {
+			src: `const r = new Response("abc"); const before = r.bodyUsed; await r.text();
+  let again; try { await r.text(); } catch (e) { again = e.constructor.name; }
+  const s = new Response("x"); const reader = s.body.getReader();
+  let locked; try { await s.text(); } catch (e) { locked = e.constructor.name; }
+  return [before, r.bodyUsed, r.body.locked, again, locked, s.bodyUsed].join(" ");`,
+			body: "false true true TypeError TypeError false",
+		},
+		"a patched Object.prototype.then does not see body reads": {
+			src: `let calls = 0;
+  Object.prototype.then = function (res) { calls++; delete Object.prototype.then; res(this); };
+  const txt = await new Response(new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("ok")); c.close(); } })).text();
+  delete Object.prototype.then;
+  return txt + " " + calls;`,
+			body: "ok 0",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			src := "export default { async fetch() { const out = await (async () => { " + tc.src + " })(); return new Response(String(out)); } };"
+			res := runJS(t, src, get("https://x.example/"))
+			if res.Outcome != OutcomeOK {
+				t.Fatalf("outcome %s (%s); logs %v", res.Outcome, res.Error, res.Logs)
+			}
+			if got := string(res.Response.Body); got != tc.body {
+				t.Errorf("body %q, want %q", got, tc.body)
+			}
+		})
+	}
+}
+
+// TestJSPreludeIntrinsics: a worker that deletes or replaces the built-ins
+// the prelude uses still gets its Response sent as it made it, and its
+// request as the host sent it.
+func TestJSPreludeIntrinsics(t *testing.T) {
+	hostile := map[string]string{
+		"Array.prototype.includes deleted":   `delete Array.prototype.includes;`,
+		"Array.prototype.push throws":        `Array.prototype.push = () => { throw new Error("push"); };`,
+		"array iterator replaced":            `Array.prototype[Symbol.iterator] = function* () { yield ["evil", "1"]; }; Object.getPrototypeOf([][Symbol.iterator]()).next = () => ({ done: true });`,
+		"index accessors on Array.prototype": `for (let i = 0; i < 4; i++) Object.defineProperty(Array.prototype, i, { set() { throw new Error("setter " + i); }, get() { return "evil"; }, configurable: true });`,
+		"Promise.resolve and then replaced":  `Promise.resolve = () => { throw new Error("resolve"); }; Promise.reject = Promise.resolve; const then = Promise.prototype.then; Promise.prototype.then = function (a, b) { return then.call(this, a, b); }; Promise.prototype.catch = () => { throw new Error("catch"); };`,
+		// the handler's own return resolves through it, in workerd too:
+		// this one steps aside then
+		"Object.prototype.then":               `Object.prototype.then = function (r) { delete Object.prototype.then; r(this); };`,
+		"Map and Set methods replaced":        `for (const C of [Map, Set]) for (const k of ["get", "set", "has", "delete", "add", "forEach"]) C.prototype[k] = () => { throw new Error(k); };`,
+		"String methods replaced":             `for (const k of ["toLowerCase", "toUpperCase", "slice", "toWellFormed", "charCodeAt", "indexOf", "replace"]) String.prototype[k] = () => "evil";`,
+		"RegExp exec and test replaced":       `RegExp.prototype.exec = () => null; RegExp.prototype.test = () => true;`,
+		"JSON and toJSON replaced":            `JSON.stringify = () => "{}"; JSON.parse = () => ({}); Object.prototype.toJSON = () => "evil"; Array.prototype.toJSON = () => "evil";`,
+		"typed array accessors replaced":      `const TA = Object.getPrototypeOf(Uint8Array.prototype); for (const k of ["byteLength", "byteOffset", "length", "buffer"]) Object.defineProperty(TA, k, { get() { return 0; } }); TA.set = () => {}; TA.slice = () => new Uint8Array(0); TA.subarray = TA.slice;`,
+		"Object statics replaced":             `Object.keys = () => ["evil"]; Object.assign = () => ({}); Object.freeze = o => o; Reflect.apply = () => { throw new Error("apply"); };`,
+		"globals replaced":                    `globalThis.Map = globalThis.Set = globalThis.Promise = globalThis.Uint8Array = function () { throw new Error("ctor"); };`,
+		"Response getters redefined":          `for (const k of ["status", "headers", "body", "bodyUsed"]) Object.defineProperty(Response.prototype, k, { get() { throw new Error(k); } }); Headers.prototype.has = Headers.prototype.set = () => { throw new Error("headers"); };`,
+		"Object.prototype dictionary members": `Object.prototype.status = 500; Object.prototype.body = "evil"; Object.prototype.headers = { evil: "1" }; Object.prototype.method = "POST"; Object.prototype.env = { evil: 1 };`,
+	}
+	for name, patch := range hostile {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			// the patch runs first in the handler: reading the request and
+			// sending the response must not care
+			src := `export default { async fetch(req) {
+  ` + patch + `
+  const body = await req.text();
+  const info = req.method + " " + req.headers.get("x-a") + " " + body;
+  const h = new Headers(); h.append("x-b", "2");
+  return new Response(info, { status: 201, headers: h });
+} };`
+			req := Request{Method: "POST", URL: "https://x.example/p", Headers: http.Header{"X-A": {"1"}}, Body: []byte("hi")}
+			res := runJS(t, src, req)
+			if res.Outcome != OutcomeOK {
+				t.Fatalf("outcome %s (%s); logs %v", res.Outcome, res.Error, res.Logs)
+			}
+			if got := string(res.Response.Body); got != "POST 1 hi" {
+				t.Errorf("body %q, want %q", got, "POST 1 hi")
+			}
+			if res.Response.Status != 201 {
+				t.Errorf("status %d, want 201", res.Response.Status)
+			}
+			var ct, xb string
+			for k, v := range res.Response.Headers {
+				switch strings.ToLower(k) {
+				case "content-type":
+					ct = strings.Join(v, ",")
+				case "x-b":
+					xb = strings.Join(v, ",")
+				}
+			}
+			if ct != "text/plain;charset=UTF-8" || xb != "2" {
+				t.Errorf("headers %v, want content-type text/plain;charset=UTF-8 and x-b 2", res.Response.Headers)
+			}
+		})
+	}
+}
+
+func TestEncodingFor(t *testing.T) {
+	tests := map[string]string{
+		"utf-8": "utf-8", " \tUTF8\n\f\r": "utf-8", "Shift_JIS": "shift_jis", "latin1": "windows-1252",
+		"ascii": "windows-1252", "ISO-8859-8-I": "iso-8859-8-i", "x-mac-cyrillic": "x-mac-cyrillic",
+		"gb_2312": "gbk", "utf-16": "utf-16le", "unicodefffe": "utf-16be", "x-user-defined": "x-user-defined",
+		// refused: not a label, the replacement encoding, whitespace that
+		// is not ASCII's, case folding that is not ASCII's
+		"": "", "utf-7": "", "iso-2022-kr": "", "replacement": "", "\u00a0utf-8": "", "utf-8\u3000": "",
+		"\u212aoi8-r": "", "utf\x00-8": "",
+	}
+	for label, want := range tests {
+		_, got, ok := encodingFor(label)
+		if !ok {
+			got = ""
+		}
+		if got != want {
+			t.Errorf("encodingFor(%q) = %q, want %q", label, got, want)
+		}
+	}
+}
+
+func TestDecodeLegacy(t *testing.T) {
+	sjis, _, _ := encodingFor("shift_jis")
+	tests := map[string]struct {
+		in          []byte
+		fatal, strm bool
+		out         string
+		used        int
+		wantErr     bool
+	}{
+		"whole":            {in: []byte{0x93, 0xfa, 0x96, 0x7b}, out: "日本", used: 4},
+		"split, streaming": {in: []byte{0x93, 0xfa, 0x96}, strm: true, out: "日", used: 2},
+		"split at the end": {in: []byte{0x93, 0xfa, 0x96}, out: "日\ufffd", used: 3},
+		"invalid, fatal":   {in: []byte{0x82}, fatal: true, wantErr: true},
+		"invalid":          {in: []byte{0x82, 0x20}, out: "\ufffd ", used: 2},
+		"empty":            {in: nil, out: "", used: 0},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			out, n, err := decodeLegacy(sjis, tc.in, tc.fatal, tc.strm)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && (string(out) != tc.out || n != tc.used) {
+				t.Errorf("got %q, %d; want %q, %d", out, n, tc.out, tc.used)
+			}
+		})
+	}
+}
+
+func TestURLSet(t *testing.T) {
+	tests := map[string]struct {
+		href  string
+		which uint32
+		value string
+		want  string
+	}{
+		"protocol special to special": {"https://a.example/", 0, "http", "http://a.example/"},
+		"protocol special to not":     {"https://a.example/", 0, "foo", "https://a.example/"},
+		"username":                    {"https://a.example/", 1, "us er", "https://us%20er@a.example/"},
+		"host with port":              {"https://a.example/", 3, "b.example:81", "https://b.example:81/"},
+		"hostname with a colon":       {"https://a.example/", 4, "b.example:81", "https://a.example/"},
+		"default port goes":           {"https://a.example:8443/", 5, "443", "https://a.example/"},
+		"pathname":                    {"https://a.example/", 6, "/x y/../z", "https://a.example/z"},
+		"search":                      {"https://a.example/?a", 7, "#b c", "https://a.example/?%23b%20c"},
+		"empty search":                {"https://a.example/?a#h", 7, "", "https://a.example/#h"},
+		"hash":                        {"https://a.example/", 8, "x y", "https://a.example/#x%20y"},
+		"opaque path spaces go":       {"data:space   #h", 8, "", "data:space"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			u, err := urlSet(tc.href, tc.which, tc.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Href != tc.want {
+				t.Errorf("href %q, want %q", u.Href, tc.want)
+			}
+		})
+	}
+	if _, err := urlSet("https://a.example/", uint32(len(jsURLSetters)), "x"); err == nil {
+		t.Error("an unknown attribute was accepted")
+	}
+}
+
+func FuzzDecodeLegacy(f *testing.F) {
+	f.Add("shift_jis", []byte{0x93, 0xfa, 0x96}, true)
+	f.Add("iso-2022-jp", []byte("\x1b$B$\"\x1b(B"), false)
+	f.Add("gb18030", []byte{0x84, 0x31, 0xa4, 0x37}, false)
+	f.Fuzz(func(t *testing.T, label string, in []byte, stream bool) {
+		enc, _, ok := encodingFor(label)
+		if !ok || len(in) > 1<<16 {
+			return
+		}
+		out, n, err := decodeLegacy(enc, in, false, stream)
+		if err != nil {
+			return
+		}
+		if n < 0 || n > len(in) || (!stream && n != len(in)) {
+			t.Fatalf("consumed %d of %d (stream %v)", n, len(in), stream)
+		}
+		if !utf8.Valid(out) {
+			t.Fatalf("invalid UTF-8 out of %q", label)
+		}
+	})
+}
+
+func FuzzURLSet(f *testing.F) {
+	f.Add("https://a.example/p?q#h", uint8(3), "b.example:1")
+	f.Add("data:x #y", uint8(8), "")
+	f.Fuzz(func(t *testing.T, href string, which uint8, value string) {
+		u, err := urlSet(href, uint32(which), value)
+		if err != nil {
+			return
+		}
+		// what a setter produced parses again to the same URL
+		again, err := weburl.Parse(u.Href, "")
+		if err != nil || again.Href != u.Href {
+			t.Fatalf("setter result %q does not parse to itself: %v", u.Href, err)
+		}
+	})
+}
