@@ -20,6 +20,8 @@ type LeaseRequest struct {
 	TTLSeconds int64  `json:"ttl_seconds,omitempty"`
 	Class      string `json:"class,omitempty"`
 	Session    string `json:"session,omitempty"`
+	// Env is the policy environment: dev, stage or prod (the default).
+	Env string `json:"env,omitempty"`
 }
 
 // Lease is the answer of POST /v1/leases (201) and GET /v1/leases/{id}.
@@ -29,6 +31,7 @@ type Lease struct {
 	Tenant       string    `json:"tenant"`
 	Profile      string    `json:"profile"`
 	PolicyDigest string    `json:"policy_digest"`
+	Env          string    `json:"env"`
 	Class        string    `json:"class"`
 	Session      string    `json:"session,omitempty"`
 	IssuedAt     time.Time `json:"issued_at"`

@@ -11,7 +11,7 @@ import (
 )
 
 func runLease(ctx context.Context, env *Env, args []string) error {
-	fs := flags(env, "lease", "lease --tenant T (--intent I | --profile P) [--ttl SECONDS] [--class interactive|bulk] [--session S] [--json]")
+	fs := flags(env, "lease", "lease --tenant T (--intent I | --profile P) [--ttl SECONDS] [--class interactive|bulk] [--session S] [--env dev|stage|prod] [--json]")
 	var req api.LeaseRequest
 	fs.StringVar(&req.Tenant, "tenant", "demo", "tenant")
 	fs.StringVar(&req.Intent, "intent", "", "task intent (read_docs, transform_content, call_api, …)")
@@ -19,6 +19,7 @@ func runLease(ctx context.Context, env *Env, args []string) error {
 	fs.Int64Var(&req.TTLSeconds, "ttl", 0, "lease TTL in seconds (default: the profile's max, at most 15 minutes)")
 	fs.StringVar(&req.Class, "class", "interactive", "interactive or bulk")
 	fs.StringVar(&req.Session, "session", "", "session id for session KV")
+	fs.StringVar(&req.Env, "env", "", "policy environment: dev, stage or prod (default prod)")
 	asJSON := fs.Bool("json", false, "print the whole lease as JSON")
 	if _, err := parse(fs, args); err != nil {
 		return err

@@ -163,6 +163,12 @@ type PolicyPromoted struct {
 	CanaryPercent  int    `json:"canary_percent,omitempty"`
 	Rollback       bool   `json:"rollback,omitempty"`
 	By             string `json:"by,omitempty"`
+	// Action is the lifecycle step: push, promote, rollback, canary_set,
+	// canary_promote, canary_abort or put (docs/policy.md).
+	Action   string `json:"action,omitempty"`
+	Override bool   `json:"override,omitempty"` // an admin skipped a gate
+	Reason   string `json:"reason,omitempty"`   // why; an automatic canary abort says what it measured
+	Seq      uint64 `json:"seq,omitempty"`      // the change's number in the environment's history
 }
 
 func (PolicyPromoted) EventType() Type { return TypePolicyPromoted }

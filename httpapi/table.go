@@ -25,6 +25,20 @@ var Table = []Route{
 
 	{"getPolicy", "GET", "/v1/policy", Staff},
 	{"putPolicy", "PUT", "/v1/policy", Admin | Operator},
+	// The policy lifecycle (docs/policy.md): changes for admins and
+	// operators (an override is an admin's, checked by the handler),
+	// reads for staff.
+	{"listPolicyEnvs", "GET", "/v1/policy/envs", Staff},
+	{"getPolicyEnv", "GET", "/v1/policy/envs/{env}", Staff},
+	{"pushPolicy", "PUT", "/v1/policy/envs/{env}", Admin | Operator},
+	{"promotePolicy", "POST", "/v1/policy/envs/{env}/promote", Admin | Operator},
+	{"rollbackPolicy", "POST", "/v1/policy/envs/{env}/rollback", Admin | Operator},
+	{"policyHistory", "GET", "/v1/policy/envs/{env}/history", Staff},
+	{"getPolicyBundle", "GET", "/v1/policy/bundles/{digest}", Staff},
+	{"getCanary", "GET", "/v1/policy/canary", Staff},
+	{"setCanary", "PUT", "/v1/policy/canary", Admin | Operator},
+	{"promoteCanary", "POST", "/v1/policy/canary/promote", Admin | Operator},
+	{"abortCanary", "POST", "/v1/policy/canary/abort", Admin | Operator},
 
 	{"listTenants", "GET", "/v1/tenants", Staff},
 

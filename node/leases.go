@@ -45,16 +45,33 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 			return api.Errorf(http.StatusForbidden, api.CodeForbidden, "this key is tenant %q's; it issues leases for that tenant only", c.Tenant)
 		}
 	}
-	digest, bundle, err := n.state.ActiveBundle(Env)
-	if errors.Is(err, consensus.ErrNotFound) {
-		return api.Errorf(http.StatusServiceUnavailable, api.CodeNoPolicy, "no policy bundle is active")
+	// The environment, then the digest: prod's canary takes a share of
+	// lease ids, chosen from the id (docs/policy.md, "Canary").
+	env := req.Env
+	if env == "" {
+		env = policy.EnvProd
 	}
+	if !policy.ValidEnv(env) {
+		return api.BadRequest(consensus.CodeUnknownEnv, "unknown environment %q (dev, stage, prod)", clipString(env, 64))
+	}
+	id := "lse_" + randomID(16)
+	digest, canary, err := n.state.LeaseDigest(env, id)
+	if errors.Is(err, consensus.ErrNotFound) {
+		return api.Errorf(http.StatusServiceUnavailable, api.CodeNoPolicy, "no policy bundle is active in %s", env)
+	}
+	if err != nil {
+		return err
+	}
+	bundle, err := n.state.Bundle(digest)
 	if err != nil {
 		return err
 	}
 	t, ok := bundle.Tenants[req.Tenant]
 	if !ok {
 		return api.Errorf(http.StatusBadRequest, api.CodeUnknownTenant, "tenant %q is not in the active policy bundle", req.Tenant)
+	}
+	if !t.MayUse(env) {
+		return api.Errorf(http.StatusForbidden, consensus.CodeEnvNotAllowed, "tenant %q may not issue leases in %s (tenants.%s.environments)", req.Tenant, env, req.Tenant)
 	}
 	if req.Intent != "" && req.Profile != "" {
 		return api.BadRequest(api.CodeBadRequest, "name an intent or a profile, not both")
@@ -94,11 +111,12 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 	// replicated record exactly.
 	now := n.now().Truncate(time.Second)
 	l := consensus.Lease{
-		ID:           "lse_" + randomID(16),
+		ID:           id,
 		Tenant:       req.Tenant,
 		Profile:      profileName,
 		Intent:       req.Intent,
 		PolicyDigest: digest,
+		Env:          env,
 		Class:        class,
 		Session:      req.Session,
 		IssuedAt:     now.UnixNano(),
@@ -109,6 +127,10 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 	}
 	res, err := n.propose(r.Context(), &consensus.IssueLease{Lease: l})
 	if err != nil {
+		var re *consensus.RefusedError
+		if errors.As(err, &re) && (re.Code == consensus.CodeEnvNotAllowed || re.Code == consensus.CodeUnknownEnv) {
+			return n.policyProposeError(err)
+		}
 		return n.proposeError(err)
 	}
 	setIndex(w, res)
@@ -117,10 +139,10 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	n.log.Info("lease issued", "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile, "policy_digest", digest,
-		"class", class, "ttl_s", int(ttl.Seconds()), "traceparent", obs.RequestTraceparent(r.Context()))
+		"env", env, "canary", canary, "class", class, "ttl_s", int(ttl.Seconds()), "traceparent", obs.RequestTraceparent(r.Context()))
 	n.metrics.LeaseIssued(l.Profile, class)
 	n.emit(events.WithScope(r.Context(), events.Scope{Tenant: l.Tenant, Lease: l.ID}), events.SandboxIssued{
-		PolicyID: Env, PolicyDigest: digest, Profile: l.Profile, Intent: l.Intent, Class: class, Session: l.Session,
+		PolicyID: env, Canary: canary, PolicyDigest: digest, Profile: l.Profile, Intent: l.Intent, Class: class, Session: l.Session,
 		TTLSeconds: int64(ttl.Seconds()), ExpiresAt: l.Expires()})
 	out := leaseView(&l)
 	out.Token = tok
@@ -128,9 +150,18 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 	return nil
 }
 
+// leaseEnv is the environment a lease was issued in (prod for leases
+// from before environments).
+func leaseEnv(l *consensus.Lease) string {
+	if l.Env == "" {
+		return policy.EnvProd
+	}
+	return l.Env
+}
+
 func leaseView(l *consensus.Lease) api.Lease {
 	return api.Lease{
-		LeaseID: l.ID, Tenant: l.Tenant, Profile: l.Profile, PolicyDigest: l.PolicyDigest, Class: l.Class,
+		LeaseID: l.ID, Tenant: l.Tenant, Profile: l.Profile, PolicyDigest: l.PolicyDigest, Env: leaseEnv(l), Class: l.Class,
 		Session: l.Session, IssuedAt: time.Unix(0, l.IssuedAt).UTC(), ExpiresAt: l.Expires(), Revoked: l.Revoked(),
 	}
 }

@@ -251,6 +251,9 @@ type Node struct {
 	tasks    *running
 	bulk     atomic.Pointer[bulk.Worker]
 	bg       sync.WaitGroup
+
+	// canaryHealth counts receipts by policy digest (policy_canary.go).
+	canaryHealth *canaryTracker
 }
 
 // Run starts the node and serves until ctx ends, then shuts down
@@ -258,7 +261,7 @@ type Node struct {
 // terminated:shutdown; Raft and Pebble close cleanly.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.fill()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(), canaryHealth: newCanaryTracker(),
 		intake: httpapi.NewIntake(cfg.MaxIntakeBytes, cfg.MaxTenantIntakeBytes)}
 	ln, err := n.open(ctx)
 	if err != nil {
@@ -459,7 +462,11 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 	}
 	// Every part is running: now serve, the internal task route first,
 	// the public API last.
-	n.bg.Add(4)
+	n.bg.Add(5)
+	go func() {
+		defer n.bg.Done()
+		n.watchCanary(ctx)
+	}()
 	go func() {
 		defer n.bg.Done()
 		n.cosignLoop(ctx)
@@ -562,6 +569,7 @@ func (n *Node) onApply(a consensus.Applied) {
 	if a.Result.Err() != nil {
 		return
 	}
+	n.policyApplied(a)
 	n.bulk.Load().Applied(a)
 	switch c := a.Command.(type) {
 	case *consensus.RevokeLease:

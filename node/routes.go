@@ -31,6 +31,18 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getPolicy": n.getPolicy,
 		"putPolicy": n.putPolicy,
 
+		"listPolicyEnvs":  n.listPolicyEnvs,
+		"getPolicyEnv":    n.getPolicyEnv,
+		"pushPolicy":      n.pushPolicy,
+		"promotePolicy":   n.promotePolicy,
+		"rollbackPolicy":  n.rollbackPolicy,
+		"policyHistory":   n.policyHistory,
+		"getPolicyBundle": n.getPolicyBundle,
+		"getCanary":       n.getCanary,
+		"setCanary":       n.setCanary,
+		"promoteCanary":   n.endCanary(true),
+		"abortCanary":     n.endCanary(false),
+
 		"listTenants": n.listTenants,
 
 		"createAPIKey": n.createAPIKey,

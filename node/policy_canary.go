@@ -1,0 +1,249 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/ledger"
+	"github.com/leash-dev/leash/policy"
+)
+
+// Canary health: the outcomes of tasks under canary leases against those
+// under stable leases, over a window, and the automatic abort.
+//
+// The source is the replicated receipt ledger: every task yields one
+// receipt naming its lease's policy digest, its outcome and its blocked
+// attempts by clause, and every node applies every receipt. So each
+// node counts the whole cluster's tasks, not only its own, with no new
+// replicated state and nothing added to the task path. The FSM listener
+// only hands the batch's envelopes to a goroutine (dropping them, and
+// counting the drop, when it falls behind); decoding happens there.
+
+// canaryBucket is the resolution of the health window.
+const canaryBucket = 10 * time.Second
+
+// canaryKeep is how far back counts are kept: the longest window.
+const canaryKeep = consensus.MaxCanaryWindow * time.Second
+
+// canaryCheckEvery is how often the leader checks the automatic abort.
+const canaryCheckEvery = 5 * time.Second
+
+// notBad are outcomes that say nothing about the bundle: an operator or
+// the node ended the task.
+var notBad = map[string]bool{"ok": true, "terminated:revoked": true, "terminated:shutdown": true, "terminated:cancelled": true}
+
+type sideCounts struct {
+	tasks, bad int64
+	outcomes   map[string]int64
+	blocked    map[string]int64
+}
+
+// canaryTracker counts receipts by policy digest in time buckets.
+type canaryTracker struct {
+	in      chan [][]byte
+	dropped atomic.Int64
+
+	mu      sync.Mutex
+	buckets map[int64]map[string]*sideCounts // bucket start (unix s) → digest → counts
+}
+
+func newCanaryTracker() *canaryTracker {
+	return &canaryTracker{in: make(chan [][]byte, 1024), buckets: map[int64]map[string]*sideCounts{}}
+}
+
+// offer hands a batch of applied receipt envelopes over without blocking
+// the FSM.
+func (t *canaryTracker) offer(envs [][]byte) {
+	select {
+	case t.in <- envs:
+	default:
+		t.dropped.Add(int64(len(envs)))
+	}
+}
+
+// run decodes offered receipts until ctx ends.
+func (t *canaryTracker) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case envs := <-t.in:
+			for _, b := range envs {
+				env, err := ledger.DecodeEnvelope(b)
+				if err != nil {
+					continue // the FSM checked it; nothing to count
+				}
+				var r ledger.Receipt
+				if json.Unmarshal(env.Payload, &r) != nil {
+					continue
+				}
+				t.record(&r)
+			}
+		}
+	}
+}
+
+func (t *canaryTracker) record(r *ledger.Receipt) {
+	if r.PolicyDigest == "" || len(r.Outcome) > 64 {
+		return
+	}
+	at := r.End.Unix() / int64(canaryBucket/time.Second) * int64(canaryBucket/time.Second)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.buckets[at]
+	if b == nil {
+		b = map[string]*sideCounts{}
+		t.buckets[at] = b
+		t.pruneLocked(at)
+	}
+	s := b[r.PolicyDigest]
+	if s == nil {
+		if len(b) >= 16 {
+			return // bounded: at most 16 digests per bucket (two matter)
+		}
+		s = &sideCounts{outcomes: map[string]int64{}, blocked: map[string]int64{}}
+		b[r.PolicyDigest] = s
+	}
+	s.tasks++
+	if !notBad[r.Outcome] {
+		s.bad++
+	}
+	if len(s.outcomes) < 32 || s.outcomes[r.Outcome] > 0 {
+		s.outcomes[r.Outcome]++
+	}
+	for _, ba := range r.BlockedAttempts {
+		if len(ba.Clause) <= 64 && (len(s.blocked) < 32 || s.blocked[ba.Clause] > 0) {
+			s.blocked[ba.Clause] += int64(max(ba.Count, 1))
+		}
+	}
+}
+
+// pruneLocked forgets buckets older than canaryKeep before newest.
+func (t *canaryTracker) pruneLocked(newest int64) {
+	for at := range t.buckets {
+		if at < newest-int64(canaryKeep/time.Second) {
+			delete(t.buckets, at)
+		}
+	}
+}
+
+// health sums the window ending at now for the stable and canary
+// digests.
+func (t *canaryTracker) health(now time.Time, window time.Duration, stable, canary string) api.CanaryHealth {
+	h := api.CanaryHealth{WindowSeconds: int(window / time.Second)}
+	from := now.Add(-window).Unix()
+	sum := func(digest string) api.CanarySide {
+		out := api.CanarySide{Outcomes: map[string]int64{}, Blocked: map[string]int64{}}
+		if digest == "" {
+			return out
+		}
+		for at, b := range t.buckets {
+			if at+int64(canaryBucket/time.Second) <= from {
+				continue
+			}
+			s := b[digest]
+			if s == nil {
+				continue
+			}
+			out.Tasks += s.tasks
+			out.Bad += s.bad
+			for k, v := range s.outcomes {
+				out.Outcomes[k] += v
+			}
+			for k, v := range s.blocked {
+				out.Blocked[k] += v
+			}
+		}
+		if out.Tasks > 0 {
+			out.BadPercent = float64(out.Bad) * 100 / float64(out.Tasks)
+		}
+		return out
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h.Stable, h.Canary = sum(stable), sum(canary)
+	return h
+}
+
+// abortReason says why a canary should be aborted, or "" when it should
+// not: its bad share exceeds the stable one's by more than AbortAbove
+// points, with at least MinTasks canary tasks in the window.
+func abortReason(c *consensus.Canary, h api.CanaryHealth) string {
+	if c.AbortAbove <= 0 || h.Canary.Tasks < int64(max(c.MinTasks, 1)) {
+		return ""
+	}
+	diff := h.Canary.BadPercent - h.Stable.BadPercent
+	if diff <= float64(c.AbortAbove) {
+		return ""
+	}
+	return fmt.Sprintf("automatic abort: canary bad outcomes %.1f%% (%d of %d) vs stable %.1f%% (%d of %d) over %ds, %.1f points above, threshold %d",
+		h.Canary.BadPercent, h.Canary.Bad, h.Canary.Tasks, h.Stable.BadPercent, h.Stable.Bad, h.Stable.Tasks, h.WindowSeconds, diff, c.AbortAbove)
+}
+
+// watchCanary is the automatic abort: on the leader, every
+// canaryCheckEvery, a canary with a threshold whose health crosses it is
+// aborted (only that canary: EndCanary names its digest).
+func (n *Node) watchCanary(ctx context.Context) {
+	go n.canaryHealth.run(ctx)
+	t := time.NewTicker(canaryCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.raft.IsLeader() {
+			continue
+		}
+		c, err := n.state.Canary()
+		if err != nil || c.AbortAbove <= 0 {
+			continue
+		}
+		stable, err := n.state.EnvDigest(policy.EnvProd)
+		if err != nil {
+			continue
+		}
+		h := n.canaryHealth.health(n.now(), time.Duration(c.WindowSeconds)*time.Second, stable, c.Digest)
+		reason := abortReason(c, h)
+		if reason == "" {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := n.propose(cctx, &consensus.EndCanary{IfDigest: c.Digest, Reason: reason, By: "auto", At: n.now().UnixNano()})
+		cancel()
+		var re *consensus.RefusedError
+		switch {
+		case errors.As(err, &re):
+			continue // the canary changed meanwhile
+		case err != nil:
+			n.log.Warn("automatic canary abort", "canary_digest", c.Digest, "err", err)
+			continue
+		}
+		if pc, _ := res.Value.(*consensus.PolicyChange); pc != nil {
+			n.policyChanged(ctx, pc)
+		}
+	}
+}
+
+// policyApplied keeps the node in step with replicated policy changes:
+// receipts feed canary health; a change of prod's stable bundle
+// refreshes what is derived from it (the deny list, metric labels).
+func (n *Node) policyApplied(a consensus.Applied) {
+	switch c := a.Command.(type) {
+	case *consensus.AppendReceipts:
+		n.canaryHealth.offer(c.Envelopes)
+	case *consensus.PushPolicy, *consensus.PromotePolicy, *consensus.RollbackPolicy, *consensus.EndCanary:
+		if pc, _ := a.Result.Value.(*consensus.PolicyChange); pc != nil && pc.Env == policy.EnvProd && n.egress != nil {
+			n.refreshDeny()
+			n.refreshBundleLabels()
+		}
+	}
+}

@@ -1,0 +1,454 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/events"
+	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/obs"
+	"github.com/leash-dev/leash/policy"
+)
+
+// The policy lifecycle's routes (docs/policy.md, "Lifecycle"): push to
+// an environment, promote dev → stage → prod, prod's canary, rollback,
+// and the reads. Every change is one Raft command; the checks that keep
+// state consistent (gates, versions, percentages) are made on apply, on
+// every node alike; here are only what belongs to the caller (the
+// override is an admin's) and the translation to and from the API.
+
+const maxPolicyReason = 512
+
+var digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// policyStatus is the HTTP status of a lifecycle refusal (ok false:
+// not one of the lifecycle's codes).
+func policyStatus(code string) (int, bool) {
+	switch code {
+	case consensus.CodeUnknownPolicy:
+		return http.StatusNotFound, true
+	case consensus.CodeGateNotPassed, consensus.CodePolicyConflict, consensus.CodeUnchanged, consensus.CodeNoCanary,
+		consensus.CodeNothingToRollBk, consensus.CodeTooManyBundles:
+		return http.StatusConflict, true
+	case consensus.CodeEnvNotAllowed:
+		return http.StatusForbidden, true
+	case consensus.CodeUnknownEnv, consensus.CodeInvalidPercent, consensus.CodeCanaryIsStable, consensus.CodeReasonRequired,
+		consensus.CodeInvalidPolicy:
+		return http.StatusBadRequest, true
+	}
+	return 0, false
+}
+
+// policyProposeError maps a failed lifecycle write (or a lease refused
+// for its environment) to the API; other failures as proposeError does.
+func (n *Node) policyProposeError(err error) error {
+	var re *consensus.RefusedError
+	if errors.As(err, &re) {
+		if status, ok := policyStatus(re.Code); ok {
+			return &api.Error{Status: status, Code: re.Code, Message: re.Message}
+		}
+	}
+	return n.proposeError(err)
+}
+
+func pathEnv(r *http.Request) (string, error) {
+	e := r.PathValue("env")
+	if !policy.ValidEnv(e) {
+		return "", api.Errorf(http.StatusBadRequest, consensus.CodeUnknownEnv, "unknown environment %q (dev, stage, prod)", clipString(e, 64))
+	}
+	return e, nil
+}
+
+func clipString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// changeArgs are what every change carries from the caller.
+type changeArgs struct {
+	override  bool
+	reason    string
+	ifVersion *uint64
+}
+
+// check refuses an override by anyone but an admin, or without a reason,
+// and an over-long reason.
+func (a *changeArgs) check(c *httpapi.Caller) error {
+	if len(a.reason) > maxPolicyReason {
+		return api.BadRequest(api.CodeBadRequest, "reason is longer than %d bytes", maxPolicyReason)
+	}
+	if a.override && c.Role != httpapi.Admin {
+		return api.Errorf(http.StatusForbidden, api.CodeForbidden, "only an admin may override a promotion gate")
+	}
+	if a.override && a.reason == "" {
+		return api.BadRequest(consensus.CodeReasonRequired, "an override needs a reason")
+	}
+	return nil
+}
+
+// expect fills in the version a change expects when the caller named
+// none: this node's, after catching up with the leader. Of two changes
+// made at once from the same version, the second is refused
+// (policy_conflict) rather than silently overwriting the first.
+func (n *Node) expect(ctx context.Context, env string, v **uint64) error {
+	if *v != nil {
+		return nil
+	}
+	if err := n.syncWithLeader(ctx); err != nil {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, RetryAfter: 1, Err: err,
+			Message: "this node cannot catch up with the leader to read the environment's version; retry, or name if_version"}
+	}
+	st, err := n.state.EnvState(env)
+	if err != nil {
+		return err
+	}
+	ver := st.Version
+	*v = &ver
+	return nil
+}
+
+// applyChange proposes a lifecycle command, logs and emits the change,
+// and answers it.
+func (n *Node) applyChange(w http.ResponseWriter, r *http.Request, cmd consensus.Command) error {
+	res, err := n.propose(r.Context(), cmd)
+	if err != nil {
+		err = n.policyProposeError(err)
+		var ae *api.Error
+		if errors.As(err, &ae) {
+			n.log.Info("policy change refused", "op", cmd.Op().String(), "code", ae.Code, "reason", ae.Message,
+				"by", httpapi.CallerOf(r.Context()).Name(), "traceparent", obs.RequestTraceparent(r.Context()))
+		}
+		return err
+	}
+	setIndex(w, res)
+	pc, _ := res.Value.(*consensus.PolicyChange)
+	if pc == nil {
+		return errors.New("policy change applied without a record")
+	}
+	n.policyChanged(r.Context(), pc)
+	httpapi.WriteJSON(w, http.StatusOK, changeView(pc))
+	return nil
+}
+
+// policyChanged logs and emits one applied change (on the node that made
+// it; the automatic abort on the leader).
+func (n *Node) policyChanged(ctx context.Context, pc *consensus.PolicyChange) {
+	n.log.Info("policy changed", "env", pc.Env, "action", pc.Action, "seq", pc.Seq, "digest", pc.Digest, "previous", pc.Previous,
+		"from", pc.From, "canary_digest", pc.CanaryDigest, "canary_percent", pc.CanaryPercent, "override", pc.Override,
+		"reason", pc.Reason, "by", pc.By, "traceparent", obs.RequestTraceparent(ctx))
+	n.emit(ctx, events.PolicyPromoted{Env: pc.Env, From: pc.From, Digest: pc.Digest, PreviousDigest: pc.Previous,
+		CanaryDigest: pc.CanaryDigest, CanaryPercent: pc.CanaryPercent, Rollback: pc.Action == consensus.ActionRollback,
+		By: pc.By, Action: pc.Action, Override: pc.Override, Reason: pc.Reason, Seq: pc.Seq})
+}
+
+func changeView(pc *consensus.PolicyChange) api.PolicyChange {
+	return api.PolicyChange{Env: pc.Env, Seq: pc.Seq, Action: pc.Action, Digest: pc.Digest, Previous: pc.Previous, From: pc.From,
+		CanaryDigest: pc.CanaryDigest, CanaryPercent: pc.CanaryPercent, Override: pc.Override, Reason: pc.Reason, By: pc.By,
+		At: time.Unix(0, pc.At).UTC()}
+}
+
+// pushPolicy: PUT /v1/policy/envs/{env} with a YAML bundle.
+func (n *Node) pushPolicy(w http.ResponseWriter, r *http.Request) error {
+	env, err := pathEnv(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	a := changeArgs{reason: q.Get("reason")}
+	switch o := q.Get("override"); o {
+	case "", "false", "0":
+	case "true", "1":
+		a.override = true
+	default:
+		return api.BadRequest(api.CodeBadRequest, "override must be true or false")
+	}
+	if s := q.Get("if_version"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return api.BadRequest(api.CodeBadRequest, "if_version must be a non-negative integer")
+		}
+		a.ifVersion = &v
+	}
+	c := httpapi.CallerOf(r.Context())
+	if err := a.check(c); err != nil {
+		return err
+	}
+	src, err := io.ReadAll(http.MaxBytesReader(w, r.Body, policy.MaxBundleBytes))
+	if err != nil {
+		return httpapi.BodyReadError(err, policy.MaxBundleBytes, "policy bundle")
+	}
+	b, err := policy.Parse(src)
+	if err != nil {
+		return n.invalidBundle(w, err)
+	}
+	if err := n.expect(r.Context(), env, &a.ifVersion); err != nil {
+		return err
+	}
+	return n.applyChange(w, r, &consensus.PushPolicy{Canonical: b.Canonical(), Source: src, Env: env, Override: a.override,
+		Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+}
+
+// invalidBundle answers a bundle that does not validate with every
+// problem, as PUT /v1/policy does.
+func (n *Node) invalidBundle(w http.ResponseWriter, err error) error {
+	var ve *policy.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	out := api.PolicyErrors{Error: &api.Error{Code: api.CodeInvalidPolicy, Message: ve.Error()}}
+	for _, fe := range ve.Errors {
+		out.Fields = append(out.Fields, api.FieldError{Line: fe.Line, Field: fe.Field, Message: fe.Message})
+	}
+	httpapi.WriteJSON(w, http.StatusBadRequest, out)
+	return nil
+}
+
+// promotePolicy: POST /v1/policy/envs/{env}/promote.
+func (n *Node) promotePolicy(w http.ResponseWriter, r *http.Request) error {
+	env, err := pathEnv(r)
+	if err != nil {
+		return err
+	}
+	var req api.PromoteRequest
+	if err := httpapi.DecodeJSON(w, r, 16<<10, &req); err != nil {
+		return err
+	}
+	if req.From != "" && !policy.ValidEnv(req.From) {
+		return api.BadRequest(consensus.CodeUnknownEnv, "unknown environment %q (dev, stage, prod)", clipString(req.From, 64))
+	}
+	if req.Digest != "" && !digestPattern.MatchString(req.Digest) {
+		return api.BadRequest(api.CodeBadRequest, "digest must be sha256: and 64 lower-case hex digits")
+	}
+	a := changeArgs{override: req.Override, reason: req.Reason, ifVersion: req.IfVersion}
+	c := httpapi.CallerOf(r.Context())
+	if err := a.check(c); err != nil {
+		return err
+	}
+	if err := n.expect(r.Context(), env, &a.ifVersion); err != nil {
+		return err
+	}
+	return n.applyChange(w, r, &consensus.PromotePolicy{From: req.From, To: env, Digest: req.Digest, Override: a.override,
+		Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+}
+
+// rollbackPolicy: POST /v1/policy/envs/{env}/rollback.
+func (n *Node) rollbackPolicy(w http.ResponseWriter, r *http.Request) error {
+	env, err := pathEnv(r)
+	if err != nil {
+		return err
+	}
+	var req api.RollbackRequest
+	if err := decodeOptionalJSON(w, r, &req); err != nil {
+		return err
+	}
+	a := changeArgs{reason: req.Reason, ifVersion: req.IfVersion}
+	c := httpapi.CallerOf(r.Context())
+	if err := a.check(c); err != nil {
+		return err
+	}
+	if err := n.expect(r.Context(), env, &a.ifVersion); err != nil {
+		return err
+	}
+	return n.applyChange(w, r, &consensus.RollbackPolicy{Env: env, Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+}
+
+// decodeOptionalJSON decodes a JSON body when there is one: a rollback
+// or a canary promotion needs no arguments.
+func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	return httpapi.DecodeJSON(w, r, 16<<10, v)
+}
+
+// setCanary: PUT /v1/policy/canary.
+func (n *Node) setCanary(w http.ResponseWriter, r *http.Request) error {
+	var req api.CanaryRequest
+	if err := httpapi.DecodeJSON(w, r, 16<<10, &req); err != nil {
+		return err
+	}
+	if req.Percent < 0 || req.Percent > 100 {
+		return api.BadRequest(consensus.CodeInvalidPercent, "percent %d is outside 0–100", req.Percent)
+	}
+	if req.Digest != "" && !digestPattern.MatchString(req.Digest) {
+		return api.BadRequest(api.CodeBadRequest, "digest must be sha256: and 64 lower-case hex digits")
+	}
+	a := changeArgs{override: req.Override, reason: req.Reason, ifVersion: req.IfVersion}
+	c := httpapi.CallerOf(r.Context())
+	if err := a.check(c); err != nil {
+		return err
+	}
+	if err := n.expect(r.Context(), policy.EnvProd, &a.ifVersion); err != nil {
+		return err
+	}
+	return n.applyChange(w, r, &consensus.SetCanary{Digest: req.Digest, Percent: req.Percent, AbortAbove: req.AbortAbove,
+		WindowSeconds: req.WindowSeconds, MinTasks: req.MinTasks, Override: a.override, Reason: a.reason, IfVersion: a.ifVersion,
+		By: c.Name(), At: n.now().UnixNano()})
+}
+
+// endCanary: POST /v1/policy/canary/promote and …/abort.
+func (n *Node) endCanary(promote bool) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var req api.RollbackRequest
+		if err := decodeOptionalJSON(w, r, &req); err != nil {
+			return err
+		}
+		a := changeArgs{reason: req.Reason, ifVersion: req.IfVersion}
+		c := httpapi.CallerOf(r.Context())
+		if err := a.check(c); err != nil {
+			return err
+		}
+		if err := n.expect(r.Context(), policy.EnvProd, &a.ifVersion); err != nil {
+			return err
+		}
+		return n.applyChange(w, r, &consensus.EndCanary{Promote: promote, Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+	}
+}
+
+func (n *Node) envView(env string) (api.PolicyEnv, error) {
+	v := api.PolicyEnv{Env: env, Previous: []string{}}
+	d, err := n.state.EnvDigest(env)
+	if err != nil && !errors.Is(err, consensus.ErrNotFound) {
+		return v, err
+	}
+	v.Digest = d
+	st, err := n.state.EnvState(env)
+	if err != nil {
+		return v, err
+	}
+	v.Version = st.Version
+	if st.Previous != nil {
+		v.Previous = st.Previous
+	}
+	if env == policy.EnvProd {
+		c, err := n.state.Canary()
+		switch {
+		case err == nil:
+			v.Canary = canaryView(c)
+		case !errors.Is(err, consensus.ErrNotFound):
+			return v, err
+		}
+	}
+	return v, nil
+}
+
+func canaryView(c *consensus.Canary) *api.CanaryInfo {
+	return &api.CanaryInfo{Digest: c.Digest, Percent: c.Percent, AbortAbove: c.AbortAbove, WindowSeconds: c.WindowSeconds,
+		MinTasks: c.MinTasks, By: c.By, At: time.Unix(0, c.At).UTC(), Reason: c.Reason}
+}
+
+// listPolicyEnvs: GET /v1/policy/envs.
+func (n *Node) listPolicyEnvs(w http.ResponseWriter, r *http.Request) error {
+	out := api.PolicyEnvs{Envs: []api.PolicyEnv{}}
+	for _, e := range policy.Environments {
+		v, err := n.envView(e)
+		if err != nil {
+			return err
+		}
+		out.Envs = append(out.Envs, v)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// getPolicyEnv: GET /v1/policy/envs/{env}.
+func (n *Node) getPolicyEnv(w http.ResponseWriter, r *http.Request) error {
+	env, err := pathEnv(r)
+	if err != nil {
+		return err
+	}
+	v, err := n.envView(env)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// policyHistory: GET /v1/policy/envs/{env}/history?limit=&before=.
+func (n *Node) policyHistory(w http.ResponseWriter, r *http.Request) error {
+	env, err := pathEnv(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit := 50
+	if s := q.Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > 1000 {
+			return api.BadRequest(api.CodeBadRequest, "limit must be 1–1000")
+		}
+		limit = v
+	}
+	var before uint64
+	if s := q.Get("before"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || v == 0 {
+			return api.BadRequest(api.CodeBadRequest, "before must be a positive sequence number")
+		}
+		before = v
+	}
+	h, err := n.state.History(env, before, limit)
+	if err != nil {
+		return err
+	}
+	out := api.PolicyHistory{Env: env, Changes: make([]api.PolicyChange, 0, len(h))}
+	for i := range h {
+		out.Changes = append(out.Changes, changeView(&h[i]))
+	}
+	if len(h) == limit && h[len(h)-1].Seq > 1 {
+		out.NextBefore = h[len(h)-1].Seq
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// getPolicyBundle: GET /v1/policy/bundles/{digest}.
+func (n *Node) getPolicyBundle(w http.ResponseWriter, r *http.Request) error {
+	d := r.PathValue("digest")
+	if !digestPattern.MatchString(d) {
+		return api.BadRequest(api.CodeBadRequest, "digest must be sha256: and 64 lower-case hex digits")
+	}
+	rec, err := n.state.PolicyRecord(d)
+	if errors.Is(err, consensus.ErrNotFound) {
+		return api.Errorf(http.StatusNotFound, consensus.CodeUnknownPolicy, "no bundle %s is stored", d)
+	}
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, api.PolicyBundle{Digest: rec.Digest, Canonical: string(rec.Canonical), Source: string(rec.Source),
+		By: rec.By, At: time.Unix(0, rec.At).UTC()})
+	return nil
+}
+
+// getCanary: GET /v1/policy/canary: prod's canary and its health.
+func (n *Node) getCanary(w http.ResponseWriter, r *http.Request) error {
+	stable, err := n.state.EnvDigest(policy.EnvProd)
+	if err != nil && !errors.Is(err, consensus.ErrNotFound) {
+		return err
+	}
+	out := api.CanaryStatus{Stable: stable}
+	window := consensus.DefaultCanaryWindow
+	canary := ""
+	c, err := n.state.Canary()
+	switch {
+	case err == nil:
+		out.Canary = canaryView(c)
+		window, canary = c.WindowSeconds, c.Digest
+	case !errors.Is(err, consensus.ErrNotFound):
+		return err
+	}
+	out.Health = n.canaryHealth.health(n.now(), time.Duration(window)*time.Second, stable, canary)
+	out.Health.Node = n.id.NodeID
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
