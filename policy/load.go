@@ -170,6 +170,10 @@ func join(path, key string) string {
 // Names of profiles, intents and tenants.
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
+// jsIdentifier is what a profile's kv.binding may be: an env name a
+// worker reads as env.NAME.
+var jsIdentifier = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,63}$`)
+
 // Bounds on profile limits. They keep one task from taking a node down
 // whatever a bundle says.
 const (
@@ -339,8 +343,16 @@ func (p *Profile) validate(v *validator, f string) {
 	v.rangeCheck(f+".egress.timeouts.header_ms", e.Timeouts.HeaderMs, 0, maxTimeoutMs)
 	v.rangeCheck(f+".egress.timeouts.total_ms", e.Timeouts.TotalMs, 0, maxTimeoutMs)
 	v.rangeCheck(f+".kv.quota_bytes", p.KV.QuotaBytes, 0, 1<<30)
-	if p.KV.TTL < 0 {
-		v.add(f+".kv.ttl", "must not be negative")
+	if p.KV.TTL < 0 || p.KV.TTL > MaxKVTTL {
+		v.add(f+".kv.ttl", "must be between 0s and 720h")
+	} else if p.KV.TTL > 0 && p.KV.TTL < Duration(time.Second) {
+		v.add(f+".kv.ttl", "must be at least 1s")
+	}
+	v.rangeCheck(f+".kv.max_key_bytes", p.KV.MaxKeyBytes, 0, KVKeyBytesCap)
+	v.rangeCheck(f+".kv.max_value_bytes", p.KV.MaxValueBytes, 0, KVValueBytesCap)
+	v.rangeCheck(f+".kv.ops_per_task", p.KV.OpsPerTask, 0, KVOpsPerTaskCap)
+	if b := p.KV.Binding; b != "" && !jsIdentifier.MatchString(b) {
+		v.add(f+".kv.binding", "must be a JavaScript identifier of at most 64 characters")
 	}
 	if r := p.Retry; r != nil {
 		v.rangeCheck(f+".retry.max_attempts", int64(r.MaxAttempts), 0, MaxRetryAttempts)

@@ -154,10 +154,57 @@ type Timeouts struct {
 	TotalMs   int64 `yaml:"total_ms,omitempty" json:"total_ms"`
 }
 
-// KV bounds the session key-value store.
+// KV bounds the session key-value store (docs/sessions.md). A profile
+// with no quota grants no session KV. The fields after TTL are left out
+// of the canonical form when unset, so bundles written before them keep
+// their digest.
 type KV struct {
-	QuotaBytes int64    `yaml:"quota_bytes,omitempty" json:"quota_bytes"`
-	TTL        Duration `yaml:"ttl,omitempty" json:"ttl"`
+	// QuotaBytes bounds what one session holds (keys, values, metadata).
+	QuotaBytes int64 `yaml:"quota_bytes,omitempty" json:"quota_bytes"`
+	// TTL is the longest an entry lives: a put's TTL is capped to it, and
+	// a put without one gets it. 0: DefaultKVTTL.
+	TTL           Duration `yaml:"ttl,omitempty" json:"ttl"`
+	MaxKeyBytes   int64    `yaml:"max_key_bytes,omitempty" json:"max_key_bytes,omitempty"`
+	MaxValueBytes int64    `yaml:"max_value_bytes,omitempty" json:"max_value_bytes,omitempty"`
+	// OpsPerTask bounds the KV calls (get, put, delete, list) of one task.
+	OpsPerTask int64 `yaml:"ops_per_task,omitempty" json:"ops_per_task,omitempty"`
+	// Binding is the name of the JS binding in env (default SESSION).
+	Binding string `yaml:"binding,omitempty" json:"binding,omitempty"`
+}
+
+// Session KV defaults and caps (the caps are also the state machine's).
+const (
+	DefaultKVTTL           = Duration(time.Hour)
+	MaxKVTTL               = Duration(30 * 24 * time.Hour)
+	DefaultKVMaxValueBytes = 64 << 10
+	KVKeyBytesCap          = 512
+	KVValueBytesCap        = 1 << 20
+	DefaultKVOpsPerTask    = 1000
+	KVOpsPerTaskCap        = 100000
+	DefaultKVBinding       = "SESSION"
+)
+
+// Enabled reports whether the profile grants session KV at all.
+func (k KV) Enabled() bool { return k.QuotaBytes > 0 }
+
+// WithDefaults is k with every unset limit at its default.
+func (k KV) WithDefaults() KV {
+	if k.TTL <= 0 {
+		k.TTL = DefaultKVTTL
+	}
+	if k.MaxKeyBytes <= 0 {
+		k.MaxKeyBytes = KVKeyBytesCap
+	}
+	if k.MaxValueBytes <= 0 {
+		k.MaxValueBytes = DefaultKVMaxValueBytes
+	}
+	if k.OpsPerTask <= 0 {
+		k.OpsPerTask = DefaultKVOpsPerTask
+	}
+	if k.Binding == "" {
+		k.Binding = DefaultKVBinding
+	}
+	return k
 }
 
 // Tenant is who may hold leases, for which profiles, within which budget.
