@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -297,5 +299,68 @@ func TestCanaryHealth(t *testing.T) {
 	}
 	if tr.dropped.Load() == 0 {
 		t.Error("a full channel dropped nothing")
+	}
+}
+
+// TestCanaryAutoAbort: a canary whose tasks fail more than the stable
+// ones by its threshold is aborted by the leader, by "auto", with the
+// measurement as the reason, from the replicated receipts.
+func TestCanaryAutoAbort(t *testing.T) {
+	policyFile := filepath.Join("..", "e2e", "testdata", "policy.yaml")
+	tn := startTestNode(t, Config{PolicyFile: policyFile})
+	src, err := os.ReadFile(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The canary lets profile small write 1 byte: the minimal guest's
+	// answer is longer (terminated:output).
+	bad := []byte(strings.Replace(string(src), "memory_mb: 16, output_bytes: 65536, log_bytes: 4096, subrequests: 0}\n    max_lease_ttl: 10m\n  roomy",
+		"memory_mb: 16, output_bytes: 1, log_bytes: 4096, subrequests: 0}\n    max_lease_ttl: 10m\n  roomy", 1))
+	if string(bad) == string(src) {
+		t.Fatal("the variant did not change the bundle")
+	}
+	if st, b := tn.raw(t, "PUT", "/v1/policy/envs/dev", tn.token, "application/yaml", bad); st != 200 {
+		t.Fatalf("push: %d %s", st, b)
+	}
+	tn.call(t, "POST", "/v1/policy/envs/stage/promote", tn.token, api.PromoteRequest{}, nil, 200)
+	tn.call(t, "PUT", "/v1/policy/canary", tn.token, api.CanaryRequest{Percent: 50, AbortAbove: 20, MinTasks: 4}, nil, 200)
+	var env api.PolicyEnv
+	tn.call(t, "GET", "/v1/policy/envs/prod", tn.token, nil, &env, 200)
+	canaryDigest := env.Canary.Digest
+
+	wasm := guestWasm(t, "minimal")
+	task := api.TaskRequest{Module: api.Module{WASM: &wasm}}
+	var stable, canary int
+	for stable < 4 || canary < 4 {
+		var l api.Lease
+		tn.call(t, "POST", "/v1/leases", tn.token, api.LeaseRequest{Tenant: "demo", Intent: "small_task"}, &l, 201)
+		var res api.TaskResult
+		tn.call(t, "POST", "/v1/tasks", l.Token, task, &res, 200)
+		if l.PolicyDigest == canaryDigest {
+			canary++
+			if res.Outcome == "ok" {
+				t.Fatalf("a canary task succeeded with 1 output byte: %+v", res)
+			}
+		} else {
+			stable++
+			if res.Outcome != "ok" {
+				t.Fatalf("a stable task failed: %+v", res)
+			}
+		}
+	}
+	var h api.PolicyHistory
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		tn.call(t, "GET", "/v1/policy/envs/prod/history?limit=1", tn.token, nil, &h, 200)
+		if len(h.Changes) == 1 && h.Changes[0].Action == consensus.ActionCanaryAbort {
+			break
+		}
+		if time.Now().After(deadline) {
+			var cs api.CanaryStatus
+			tn.call(t, "GET", "/v1/policy/canary", tn.token, nil, &cs, 200)
+			t.Fatalf("no automatic abort; last change %+v, status %+v", h.Changes, cs)
+		}
+	}
+	if c := h.Changes[0]; c.By != "auto" || !strings.Contains(c.Reason, "automatic abort: canary bad outcomes 100.0%") {
+		t.Fatalf("abort %+v", c)
 	}
 }
