@@ -87,6 +87,9 @@ type Options struct {
 	IP string
 	// NoWait returns from Start once the process runs, before /readyz.
 	NoWait bool
+	// Binary runs another leash binary than this tree's (a benchmark
+	// comparing two builds).
+	Binary string
 }
 
 // Node is a running (or stopped) leash process.
@@ -132,7 +135,11 @@ func (n *Node) start() {
 		args = append(args, "--policy", n.opts.Policy)
 	}
 	args = append(args, n.opts.Args...)
-	cmd := exec.Command(Binary(t), args...)
+	bin := n.opts.Binary
+	if bin == "" {
+		bin = Binary(t)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "LEASH_ADMIN_TOKEN="+n.opts.AdminToken)
 	cmd.Env = append(cmd.Env, n.opts.Env...)
 	n.logs = &syncBuffer{}
