@@ -112,14 +112,14 @@ func (n *Node) putPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	prev, _ := n.state.EnvDigest(Env)
-	res, err := n.propose(r.Context(), &consensus.PutPolicy{Canonical: b.Canonical(), Source: src, Env: Env, By: "admin", At: n.now().UnixNano()})
+	res, err := n.propose(r.Context(), &consensus.PutPolicy{Canonical: b.Canonical(), Source: src, Env: Env, By: httpapi.CallerOf(r.Context()).Name(), At: n.now().UnixNano()})
 	if err != nil {
 		return n.proposeError(err)
 	}
 	d, _ := res.Value.(string)
 	n.log.Info("policy updated", "env", Env, "digest", d, "previous", prev)
 	if d != prev {
-		n.emit(r.Context(), events.PolicyPromoted{Env: Env, Digest: d, PreviousDigest: prev, By: "admin"})
+		n.emit(r.Context(), events.PolicyPromoted{Env: Env, Digest: d, PreviousDigest: prev, By: httpapi.CallerOf(r.Context()).Name(), Action: consensus.ActionPut})
 	}
 	httpapi.WriteJSON(w, http.StatusOK, api.PolicyInfo{Env: Env, Digest: d})
 	return nil
