@@ -3,10 +3,12 @@ package consensus
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -216,10 +218,23 @@ func TestPolicyHistorySurvivesSnapshot(t *testing.T) {
 // in the 50% one), and the choice is a function of the id alone.
 func TestCanaryPicksSplit(t *testing.T) {
 	const n = 10000
+	// Lease ids as node makes them: "lse_" and 16 random bytes in
+	// lower-case unpadded base32 (from a fixed seed, so the test is
+	// deterministic).
+	rng := rand.New(rand.NewPCG(15, 15))
+	enc := base32.StdEncoding.WithPadding(base32.NoPadding)
+	ids := make([]string, n)
+	for i := range ids {
+		b := make([]byte, 16)
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		ids[i] = "lse_" + strings.ToLower(enc.EncodeToString(b))
+	}
 	for _, pct := range []int{0, 1, 10, 50, 90, 100} {
 		k := 0
 		for i := range n {
-			id := fmt.Sprintf("lse_%016x", uint64(i)*0x9E3779B97F4A7C15)
+			id := ids[i]
 			p := CanaryPicks(id, pct)
 			if p {
 				k++
@@ -232,6 +247,7 @@ func TestCanaryPicksSplit(t *testing.T) {
 			}
 		}
 		got := float64(k) / n * 100
+		t.Logf("%d%% canary: %d of %d lease ids (%.2f%%)", pct, k, n, got)
 		if got < float64(pct)-2 || got > float64(pct)+2 {
 			t.Errorf("%d%% canary took %.2f%% of %d ids", pct, got, n)
 		}
