@@ -68,25 +68,18 @@ func (t *canaryTracker) offer(envs [][]byte) {
 	}
 }
 
-// run decodes offered receipts until ctx ends.
-func (t *canaryTracker) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case envs := <-t.in:
-			for _, b := range envs {
-				env, err := ledger.DecodeEnvelope(b)
-				if err != nil {
-					continue // the FSM checked it; nothing to count
-				}
-				var r ledger.Receipt
-				if json.Unmarshal(env.Payload, &r) != nil {
-					continue
-				}
-				t.record(&r)
-			}
+// decode counts a batch of offered envelopes.
+func (t *canaryTracker) decode(envs [][]byte) {
+	for _, b := range envs {
+		env, err := ledger.DecodeEnvelope(b)
+		if err != nil {
+			continue // the FSM checked it; nothing to count
 		}
+		var r ledger.Receipt
+		if json.Unmarshal(env.Payload, &r) != nil {
+			continue
+		}
+		t.record(&r)
 	}
 }
 
@@ -190,14 +183,17 @@ func abortReason(c *consensus.Canary, h api.CanaryHealth) string {
 // watchCanary is the automatic abort: on the leader, every
 // canaryCheckEvery, a canary with a threshold whose health crosses it is
 // aborted (only that canary: EndCanary names its digest).
+// It also decodes the receipts the FSM hands over, between checks.
 func (n *Node) watchCanary(ctx context.Context) {
-	go n.canaryHealth.run(ctx)
 	t := time.NewTicker(canaryCheckEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case envs := <-n.canaryHealth.in:
+			n.canaryHealth.decode(envs)
+			continue
 		case <-t.C:
 		}
 		if !n.raft.IsLeader() {
