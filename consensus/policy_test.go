@@ -372,3 +372,44 @@ func TestPolicyStateFormat(t *testing.T) {
 		t.Fatalf("policy state: %d keys, sha256 %s, want %s", keys, got, want)
 	}
 }
+
+// FuzzPolicyCommands applies arbitrary lifecycle commands to the state
+// the lifecycle script leaves (each on a batch that is thrown away, so
+// every input sees the same state): none panics, and one that applies
+// leaves every environment pointing at a stored bundle.
+func FuzzPolicyCommands(f *testing.F) {
+	steps, _, _, _ := lifecycle(f)
+	db := newStateDB(f)
+	fsm := NewFSM(db, nil)
+	for i, s := range steps {
+		b, err := Encode(s.cmd)
+		if err != nil {
+			f.Fatal(err)
+		}
+		applyAll(f, fsm, [][]byte{b}, uint64(i+1))
+		f.Add(b)
+	}
+	policyOps := map[Op]bool{OpPutPolicy: true, OpPushPolicy: true, OpPromotePolicy: true, OpRollbackPolicy: true, OpSetCanary: true, OpEndCanary: true}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Decode(b)
+		if err != nil || !policyOps[c.Op()] {
+			return
+		}
+		batch := db.NewIndexedBatch()
+		defer batch.Close()
+		tx := &Tx{r: batch, pending: map[string][]byte{}}
+		if _, err := apply(tx, c); err != nil {
+			return
+		}
+		for _, env := range policy.Environments {
+			d, err := getString(tx, prefixEnv+env)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			var rec PolicyRecord
+			if err != nil || getRecord(tx, prefixBundle+d, &rec) != nil {
+				t.Fatalf("%s applied, and %s points at %q, which is not stored (%v)", c.Op(), env, d, err)
+			}
+		}
+	})
+}
