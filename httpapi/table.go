@@ -41,6 +41,9 @@ var Table = []Route{
 	{"abortCanary", "POST", "/v1/policy/canary/abort", Admin | Operator},
 
 	{"listTenants", "GET", "/v1/tenants", Staff},
+	// What a tenant may do (intents, profiles, egress allow-lists,
+	// budget): its own for a tenant's credential, any for staff.
+	{"getCapabilities", "GET", "/v1/capabilities", Staff | Tenant | LeaseHolder},
 
 	{"createAPIKey", "POST", "/v1/apikeys", Admin | Operator},
 	{"listAPIKeys", "GET", "/v1/apikeys", Admin | Operator},
@@ -65,6 +68,10 @@ var Table = []Route{
 	// Events carry tenant data: a tenant's credential reads its own.
 	{"listEvents", "GET", "/v1/events", Staff | Tenant | LeaseHolder},
 	{"streamEvents", "GET", "/v1/events/stream", Staff | Tenant | LeaseHolder},
+
+	// The Model Context Protocol (docs/mcp.md): its tools issue leases
+	// with the caller's credential, so a caller that may issue leases.
+	{"mcp", "POST", "/mcp", Admin | Operator | Tenant},
 
 	{"pprofIndex", "GET", "/debug/pprof/", Admin},
 	{"pprofProfile", "GET", "/debug/pprof/profile", Admin},

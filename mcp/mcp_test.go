@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,6 +161,9 @@ func TestToolsOverEveryTransport(t *testing.T) {
 			return connectHTTP(t, standalone, key, "2025-11-25")
 		},
 		"stdio": func(t *testing.T, key string) *sdk.ClientSession { return connectStdio(t, f.node.URL(), key) },
+		"node /mcp": func(t *testing.T, key string) *sdk.ClientSession {
+			return connectHTTP(t, f.node.URL()+"/mcp", key, "")
+		},
 	}
 	for _, name := range slices.Sorted(mapsKeys(transports)) {
 		connect := transports[name]
@@ -180,6 +184,30 @@ func TestToolsOverEveryTransport(t *testing.T) {
 				slices.Sort(names)
 				if want := []string{"get_task", "list_capabilities", "run_javascript", "run_wasm"}; !slices.Equal(names, want) {
 					t.Fatalf("tools %v, want %v", names, want)
+				}
+			})
+			t.Run("list_capabilities", func(t *testing.T) {
+				res, out := call(t, cs, "list_capabilities", map[string]any{})
+				if res.IsError {
+					t.Fatalf("isError: %s", text(res))
+				}
+				var caps api.Capabilities
+				b, _ := json.Marshal(out)
+				if err := json.Unmarshal(b, &caps); err != nil {
+					t.Fatal(err)
+				}
+				if caps.Tenant != "demo" || len(caps.Profiles) != 3 || len(caps.Intents) != 3 {
+					t.Fatalf("capabilities %+v", caps)
+				}
+				for _, p := range caps.Profiles {
+					if p.Name == "fetcher" && (len(p.Egress.Allow) != 1 || p.Egress.Allow[0].Host != "api.example.com" || p.Limits.CPUMs != 500) {
+						t.Errorf("fetcher %+v", p)
+					}
+				}
+				// A tenant key names no other tenant.
+				res, out = call(t, cs, "list_capabilities", map[string]any{"tenant": "limited"})
+				if !res.IsError || out["error"].(map[string]any)["code"] != "forbidden" {
+					t.Errorf("another tenant's capabilities: %v %v", res.IsError, out)
 				}
 			})
 			var taskID string
@@ -382,8 +410,9 @@ func TestBadInputOverHTTP(t *testing.T) {
 // task running: the node ends it long before its limits would.
 func TestDisconnectEndsTheTask(t *testing.T) {
 	f := startFixture(t)
-	for name, endpoint := range map[string]string{"standalone": f.standalone(t)} {
+	for name, endpoint := range map[string]string{"standalone": f.standalone(t), "node": f.node.URL() + "/mcp"} {
 		t.Run(name, func(t *testing.T) {
+			since := url.QueryEscape(time.Now().Add(-10 * time.Millisecond).UTC().Format(time.RFC3339Nano))
 			cs := connectHTTP(t, endpoint, f.demo, "")
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
@@ -400,7 +429,7 @@ func TestDisconnectEndsTheTask(t *testing.T) {
 				} `json:"events"`
 			}
 			waitFor(t, 20*time.Second, func() bool {
-				f.node.JSON("GET", "/v1/events?tenant=demo&type=sandbox_issued", f.node.Token, nil, 200, &evs)
+				f.node.JSON("GET", "/v1/events?tenant=demo&type=sandbox_issued&since="+since, f.node.Token, nil, 200, &evs)
 				return len(evs.Events) > 0
 			})
 			time.Sleep(300 * time.Millisecond)
@@ -411,7 +440,7 @@ func TestDisconnectEndsTheTask(t *testing.T) {
 			// The task ends with the call (cancelled), not by its CPU or wall
 			// limit (20 s and 30 s), which the loop would otherwise reach.
 			waitFor(t, 60*time.Second, func() bool {
-				f.node.JSON("GET", "/v1/events?tenant=demo&type=execution_terminated,execution_completed", f.node.Token, nil, 200, &evs)
+				f.node.JSON("GET", "/v1/events?tenant=demo&type=execution_terminated,execution_completed&since="+since, f.node.Token, nil, 200, &evs)
 				return len(evs.Events) > 0
 			})
 			var d struct {

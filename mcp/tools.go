@@ -104,8 +104,12 @@ type TaskInfo struct {
 
 // CapabilitiesResult is the structured output of list_capabilities.
 type CapabilitiesResult struct {
-	*api.Capabilities
-	Error *callError `json:"error,omitempty" jsonschema:"the API's refusal"`
+	Tenant       string                  `json:"tenant,omitempty"`
+	PolicyDigest string                  `json:"policy_digest,omitempty" jsonschema:"the bundle these come from"`
+	Intents      []api.CapabilityIntent  `json:"intents,omitempty" jsonschema:"the intents the tenant may run under, with the profile each leads to"`
+	Profiles     []api.CapabilityProfile `json:"profiles,omitempty" jsonschema:"the profiles the tenant may use: limits, and egress.allow, the only hosts code may fetch"`
+	Budget       *api.CapabilityBudget   `json:"budget,omitempty" jsonschema:"the tenant's daily envelope (UTC day); 0 is no limit"`
+	Error        *callError              `json:"error,omitempty" jsonschema:"the API's refusal"`
 }
 
 var (
@@ -282,5 +286,5 @@ func (s *Server) listCapabilities(ctx context.Context, req *sdk.CallToolRequest,
 		}
 		return nil, CapabilitiesResult{}, err
 	}
-	return nil, CapabilitiesResult{Capabilities: &c}, nil
+	return nil, CapabilitiesResult{Tenant: c.Tenant, PolicyDigest: c.PolicyDigest, Intents: c.Intents, Profiles: c.Profiles, Budget: &c.Budget}, nil
 }

@@ -43,7 +43,8 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"promoteCanary":   n.endCanary(true),
 		"abortCanary":     n.endCanary(false),
 
-		"listTenants": n.listTenants,
+		"listTenants":     n.listTenants,
+		"getCapabilities": n.getCapabilities,
 
 		"createAPIKey": n.createAPIKey,
 		"listAPIKeys":  n.listAPIKeys,
@@ -71,6 +72,8 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"streamEvents": func(w http.ResponseWriter, r *http.Request) error {
 			return n.evh.Stream(w, scopeEvents(r))
 		},
+
+		"mcp": n.mcpHandler(),
 
 		"pprofIndex": func(w http.ResponseWriter, r *http.Request) error {
 			pprof.Index(w, r)
