@@ -588,6 +588,9 @@ func applySetCanary(tx *Tx, c *SetCanary) (*PolicyChange, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The running canary passed its gate (or was let through) when it
+	// was set: a new percentage for it is not a new promotion.
+	ok = ok || (hasCur && digest == cur.Digest)
 	if !ok && !c.Override {
 		return nil, refuse(CodeGateNotPassed, "%s has never been in stage; a canary in prod must have been (or override, as an admin, with a reason)", digest)
 	}

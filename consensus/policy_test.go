@@ -83,6 +83,7 @@ func lifecycle(t testing.TB) (steps []policyStep, a, b, c string) {
 		{name: "and back again", cmd: &RollbackPolicy{Env: "prod", By: "op", At: at(16)}, prod: a},
 		{name: "canary of a stored digest never in stage", cmd: &SetCanary{Digest: c, Percent: 5, By: "op", At: at(17)}, code: CodeGateNotPassed, canary: "-"},
 		{name: "canary override", cmd: &SetCanary{Digest: c, Percent: 5, Override: true, Reason: "patch", By: "admin", At: at(18)}, prod: a, canary: c},
+		{name: "the overridden canary's percentage changes without a new override", cmd: &SetCanary{Percent: 20, By: "op", At: at(19)}, prod: a, canary: c},
 	}, a, b, c
 }
 
@@ -137,20 +138,20 @@ func TestPolicyLifecycle(t *testing.T) {
 	for _, e := range h {
 		actions = append(actions, e.Action)
 	}
-	want := "canary_set rollback rollback promote push rollback canary_promote canary_set canary_abort canary_set canary_set put"
+	want := "canary_set canary_set rollback rollback promote push rollback canary_promote canary_set canary_abort canary_set canary_set put"
 	if got := strings.Join(actions, " "); got != want {
 		t.Fatalf("prod history %q, want %q", got, want)
 	}
 	if h[0].Seq != uint64(len(h)) || h[len(h)-1].Seq != 1 {
 		t.Errorf("sequence numbers %d … %d", h[0].Seq, h[len(h)-1].Seq)
 	}
-	if e := h[4]; !e.Override || e.Reason != "hotfix" || e.Digest != c || e.Previous != a {
+	if e := h[5]; !e.Override || e.Reason != "hotfix" || e.Digest != c || e.Previous != a {
 		t.Errorf("override entry %+v", e)
 	}
-	if e := h[5]; e.Digest != a || e.Previous != b || e.Reason != "regression" {
+	if e := h[6]; e.Digest != a || e.Previous != b || e.Reason != "regression" {
 		t.Errorf("rollback entry %+v", e)
 	}
-	if e := h[7]; e.CanaryDigest != b || e.CanaryPercent != 10 {
+	if e := h[8]; e.CanaryDigest != b || e.CanaryPercent != 10 {
 		t.Errorf("canary entry %+v", e)
 	}
 	// Paging: before a sequence number.
@@ -367,7 +368,7 @@ func TestPolicyStateFormat(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	const want = "5f688deabdb3f51ffd15f17e40abee0d2826cb0e3c923ed5cf404f8972174f4e"
+	const want = "13af1de906576c34092e5c48b111d7542123fc5c149d486331d2f0b11a0c43fb"
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		t.Fatalf("policy state: %d keys, sha256 %s, want %s", keys, got, want)
 	}
