@@ -21,6 +21,7 @@ type table[T any] struct {
 	key      func(*T) string // the record's key
 	indexes  []index[T]
 	counters []counter[T]
+	sums     []sum[T]
 }
 
 // index is a secondary index: a record in it has one key there (ok
@@ -37,6 +38,15 @@ type index[T any] struct {
 type counter[T any] struct {
 	name string
 	key  func(*T) (key string, ok bool)
+}
+
+// sum is a total kept under a key: a record adds amount under the key it
+// maps to (the session KV's bytes per session). A total that falls to 0
+// is deleted.
+type sum[T any] struct {
+	name   string
+	key    func(*T) string
+	amount func(*T) int64
 }
 
 // get reads the record stored under key.
@@ -86,6 +96,16 @@ func (tb *table[T]) put(tx *Tx, old, cur *T) error {
 			}
 		}
 	}
+	for _, c := range tb.sums {
+		if old != nil {
+			if err := addCount(tx, c.key(old), -c.amount(old)); err != nil {
+				return fmt.Errorf("%s sum %s: %w", tb.name, c.name, err)
+			}
+		}
+		if err := addCount(tx, c.key(cur), c.amount(cur)); err != nil {
+			return fmt.Errorf("%s sum %s: %w", tb.name, c.name, err)
+		}
+	}
 	return put(tx, tb.key(cur), cur)
 }
 
@@ -102,6 +122,11 @@ func (tb *table[T]) remove(tx *Tx, old *T) error {
 			if err := addCount(tx, k, -1); err != nil {
 				return fmt.Errorf("%s counter %s: %w", tb.name, c.name, err)
 			}
+		}
+	}
+	for _, c := range tb.sums {
+		if err := addCount(tx, c.key(old), -c.amount(old)); err != nil {
+			return fmt.Errorf("%s sum %s: %w", tb.name, c.name, err)
 		}
 	}
 	tx.Delete(tb.key(old))

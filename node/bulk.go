@@ -62,6 +62,7 @@ func (h bulkHost) Prepare(ctx context.Context, l *consensus.Lease, p *policy.Pro
 		return err
 	}
 	t.Host.Fetch = tc
+	t.Host.KV = h.n.sessionKVFor(l, p)
 	return nil
 }
 

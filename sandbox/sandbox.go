@@ -110,6 +110,8 @@ type Host struct {
 	// Fetch performs an outbound HTTP request through the egress gateway.
 	// Nil: every fetch is refused (default deny).
 	Fetch Fetcher
+	// KV is the session key-value store (kv.go). Nil: the task has none.
+	KV KV
 }
 
 // Fetcher performs one outbound request for a guest. Implementations

@@ -17,7 +17,7 @@ const (
 	Error Level = 3
 )
 
-// ABIVersion is the host ABI version the node speaks (1 today).
+// ABIVersion is the host ABI version the node speaks (2 today: 2 added the session KV).
 func ABIVersion() int { return int(abiVersion()) }
 
 // Log sends one log line to the task's logs. Lines count against the
