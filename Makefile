@@ -19,7 +19,7 @@ CLANG := clang-16
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror -Wl,--strip-all
 WASM_DEB_PACKAGES := clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32
 
-.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools faults
+.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools faults tsdeps
 
 all: build
 
@@ -76,8 +76,25 @@ $(BUILD)/engine/.warm: $(ENGINE) $(wildcard sandbox/js*.go)
 vet:
 	$(GO) vet ./...
 
-unit: guests engine $(EMBEDDED_ENGINE) nettools
-	$(GO) test $(GOFLAGS_RACE) -count=1 -timeout 30m ./...
+unit: guests engine $(EMBEDDED_ENGINE) nettools tsdeps
+	LEASH_REQUIRE_NODE=1 $(GO) test $(GOFLAGS_RACE) -count=1 -timeout 30m ./...
+
+# tsdeps installs Node.js and npm (Debian packages) when they are missing,
+# and the pinned npm dev dependencies (package-lock.json) of the TypeScript
+# client and of the MCP SDK test client. The Go tests that run them with
+# Node's test runner (clients/typescript, mcp) need it; under
+# LEASH_REQUIRE_NODE=1 they fail rather than skip without it.
+TS_DIRS := clients/typescript mcp/testdata/tsclient
+tsdeps:
+	@{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || { \
+	  echo "installing Debian packages: nodejs npm"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm; }
+	@for d in $(TS_DIRS); do \
+	  if [ ! -f $$d/node_modules/.package-lock.json ] || [ $$d/package-lock.json -nt $$d/node_modules/.package-lock.json ]; then \
+	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
 
 # nettools installs iptables, which the cluster tests use to partition
 # nodes (e2e/cluster_test.go; they run as root).
