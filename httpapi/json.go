@@ -68,24 +68,28 @@ func Bearer(r *http.Request) string {
 	return ""
 }
 
-// StallWriter gives every write of a streamed answer a deadline of its
-// own: a client that keeps reading may take as long as the stream is, one
-// that stops is cut off after the timeout.
+// StallWriter gives every write of a streamed answer (an export, an event
+// stream) a deadline of its own: a client that keeps reading may take as
+// long as the stream is, one that stops is cut off after the timeout. It
+// is an http.ResponseWriter whose Flush reaches the connection.
 type StallWriter struct {
-	w       http.ResponseWriter
+	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
 }
 
 // NewStallWriter wraps w; each Write must finish within timeout.
 func NewStallWriter(w http.ResponseWriter, timeout time.Duration) *StallWriter {
-	return &StallWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
+	return &StallWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout}
 }
 
 func (s *StallWriter) Write(p []byte) (int, error) {
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	return s.w.Write(p)
+	return s.ResponseWriter.Write(p)
 }
+
+// Unwrap lets http.ResponseController reach the connection (Flush).
+func (s *StallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // ErrBodyTimeout answers a request whose body did not arrive within
 // Config.BodyTimeout.

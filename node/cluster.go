@@ -780,9 +780,11 @@ func (n *Node) fetchModule(ctx context.Context, digest, tenant string) ([]byte, 
 			if err := n.addOwner(digest, tenant, b); err != nil {
 				return nil, err
 			}
-		} else if err := n.db.Set([]byte(prefixModule+digest), b, pebble.Sync); err != nil {
-			return nil, fmt.Errorf("store module: %w", err)
 		}
+		// A copy for this node's own use (an attempt, a replication) is
+		// not stored: nobody here owns it, so nothing would ever delete
+		// it. Its compiled code stays in the bounded compiled-module
+		// cache, and a later miss asks the peer again.
 		n.log.Info("module fetched from a peer", "digest", digest, "peer", m.ID, "bytes", len(b)-1, "tenant", tenant)
 		return b, nil
 	}

@@ -131,7 +131,15 @@ func (n *Node) dropOwner(digest, tenant string) (bool, error) {
 	if !others {
 		_ = b.Delete([]byte(prefixModule+digest), nil)
 	}
-	return true, b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return false, err
+	}
+	if !others && !n.state.HasQueueModule(digest) {
+		// Nobody here owns it, and no bulk task needs it: its compiled
+		// code goes too.
+		n.box.Forget(digest)
+	}
+	return true, nil
 }
 
 // deleteModule answers DELETE /v1/modules/{digest}: the caller's tenant

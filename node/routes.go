@@ -70,7 +70,8 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 			return n.evh.List(w, scopeEvents(r))
 		},
 		"streamEvents": func(w http.ResponseWriter, r *http.Request) error {
-			return n.evh.Stream(w, scopeEvents(r))
+			// A client that stops reading is cut off, like an export.
+			return n.evh.Stream(httpapi.NewStallWriter(w, n.cfg.BodyTimeout), scopeEvents(r))
 		},
 
 		"mcp": n.mcpHandler(),

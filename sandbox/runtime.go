@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -71,16 +72,16 @@ type Runtime struct {
 	trimming  atomic.Bool
 	sinceTrim atomic.Int64
 
-	mu      sync.Mutex
-	modules map[string]*cacheEntry
+	mu sync.Mutex
+	// modules is the compiled-module cache, least recently used out
+	// first, bounded by count (the LRU's size) and by bytes (store).
+	modules *simplelru.LRU[string, *Module]
 	// evicted are modules out of the cache that runs still use: a compile
 	// of the same bytes takes one back rather than compiling anew (wazero
 	// would share its code, which the last run's release then frees).
 	evicted  map[string]*Module
-	maxMods  int
 	maxBytes int64
 	bytes    int64 // cached bytes, as cacheBytes counts them
-	tick     uint64
 }
 
 // cacheBytes is what a cached module counts against MaxCachedBytes.
@@ -90,11 +91,6 @@ func cacheBytes(m *Module) int64 {
 		n += int64(len(p.bytecode))
 	}
 	return n
-}
-
-type cacheEntry struct {
-	mod  *Module
-	used uint64
 }
 
 // New starts a Runtime.
@@ -138,13 +134,12 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		log:      cfg.Logger.With("component", "sandbox"),
 		wasi:     wr,
 		cache:    cache,
-		modules:  map[string]*cacheEntry{},
 		evicted:  map[string]*Module{},
-		maxMods:  cfg.MaxCachedModules,
 		maxBytes: cfg.MaxCachedBytes,
 		cacheDir: cfg.CacheDir,
 		maxDisk:  cfg.MaxDiskCacheBytes,
 	}
+	r.modules, _ = simplelru.NewLRU(cfg.MaxCachedModules, r.onEvict) // size > 0: no error
 	r.trimDiskCache()
 	if cfg.EnginePath != "" {
 		r.js, r.jsErr = newJSEngine(ctx, cfg.EnginePath, r.log)
@@ -180,13 +175,16 @@ func Digest(b []byte) string {
 func (r *Runtime) Cached(digest string) (*Module, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, ok := r.modules[digest]
-	if ok {
-		r.tick++
-		e.used = r.tick
-		return e.mod, true
-	}
-	return nil, false
+	return r.modules.Get(digest)
+}
+
+// Forget drops digest's compiled code from memory (a module deleted from
+// this node): once the runs using it end, its code is freed.
+func (r *Runtime) Forget(digest string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.modules.Remove(digest)
+	delete(r.evicted, digest)
 }
 
 // Compile validates and compiles module bytes of the given kind, or
@@ -246,35 +244,33 @@ func (r *Runtime) compile(ctx context.Context, kind Kind, digest string, code []
 func (r *Runtime) store(ctx context.Context, m *Module) *Module {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.modules[m.Digest]; ok && old.mod.Kind == m.Kind {
+	if old, ok := r.modules.Get(m.Digest); ok && old.Kind == m.Kind {
 		// Another compile of the same bytes stored first (compiles are
 		// one per digest at a time, so only across kinds or after an
 		// eviction race): keep that one, and do not close m's code, which
 		// wazero shares with it (see compiling).
-		return old.mod
+		return old
 	}
-	r.tick++
-	r.modules[m.Digest] = &cacheEntry{mod: m, used: r.tick}
+	r.modules.Remove(m.Digest) // the same bytes as the other kind, if cached
+	r.modules.Add(m.Digest, m) // over the count: the oldest goes (onEvict)
 	r.bytes += cacheBytes(m)
-	for len(r.modules) > r.maxMods || (r.bytes > r.maxBytes && len(r.modules) > 1) {
-		var oldest string
-		var oldestUse uint64
-		for d, e := range r.modules {
-			if oldest == "" || e.used < oldestUse {
-				oldest, oldestUse = d, e.used
-			}
-		}
-		ev := r.modules[oldest].mod
-		delete(r.modules, oldest)
-		r.bytes -= cacheBytes(ev)
-		ev.evicted = true
-		if ev.refs == 0 {
-			r.closeLocked(ctx, ev)
-		} else {
-			r.evicted[oldest] = ev
-		}
+	for r.bytes > r.maxBytes && r.modules.Len() > 1 {
+		r.modules.RemoveOldest()
 	}
 	return m
+}
+
+// onEvict frees a module that left the cache, or keeps it aside while
+// runs still use it (r.mu is held: the LRU calls it from Add and
+// Remove*).
+func (r *Runtime) onEvict(digest string, m *Module) {
+	r.bytes -= cacheBytes(m)
+	m.evicted = true
+	if m.refs == 0 {
+		r.closeLocked(context.Background(), m)
+	} else {
+		r.evicted[digest] = m
+	}
 }
 
 // revive puts back in the cache an evicted module that runs still use.

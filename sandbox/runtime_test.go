@@ -73,7 +73,7 @@ func TestRunEcho(t *testing.T) {
 		t.Errorf("status %d headers %v", res.Response.Status, res.Response.Headers)
 	}
 	body := string(res.Response.Body)
-	for _, want := range []string{"abi=1", "method=POST", "path=/some/path", "query=x=1", "x-test=hello", "greeting=hi", "task=tsk_1", "body=payload"} {
+	for _, want := range []string{"abi=2", "method=POST", "path=/some/path", "query=x=1", "x-test=hello", "greeting=hi", "task=tsk_1", "body=payload"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("body lacks %q:\n%s", want, body)
 		}
@@ -404,6 +404,35 @@ func TestCacheBoundInBytes(t *testing.T) {
 	defer r.mu.Unlock()
 	if r.bytes != int64(len(b)) {
 		t.Errorf("cache counts %d bytes, want %d", r.bytes, len(b))
+	}
+}
+
+// TestForgetDropsCompiledCode: a module forgotten (deleted from the node)
+// leaves the cache and its bytes leave the count; compiling it again
+// works.
+func TestForgetDropsCompiledCode(t *testing.T) {
+	ctx := context.Background()
+	r, err := New(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	m := compile(t, r, "minimal")
+	r.Forget(m.Digest)
+	if _, ok := r.Cached(m.Digest); ok {
+		t.Fatal("a forgotten module is still cached")
+	}
+	r.mu.Lock()
+	held := r.bytes
+	r.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("the cache still counts %d bytes", held)
+	}
+	if m2 := compile(t, r, "minimal"); m2.Digest != m.Digest {
+		t.Fatal("compiled again to another digest")
+	}
+	if res := r.Run(ctx, &Task{ID: "t", Module: compile(t, r, "minimal"), Request: Request{Method: "GET", URL: "http://x.example/"}, Limits: testLimits}); res.Outcome != OutcomeOK {
+		t.Fatalf("run after forget: %s (%s)", res.Outcome, res.Error)
 	}
 }
 
