@@ -11,7 +11,7 @@ import (
 // The FSM command set. This file is the one place that lists every change
 // replicated state can undergo: the ops below and the table commands,
 // which names each op's body type and its applier (in the file of its
-// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go, apikeys.go). Commands are msgpack, wrapped in a versioned
+// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go, apikeys.go, kv.go). Commands are msgpack, wrapped in a versioned
 // envelope; an unknown version or op is refused, never guessed.
 
 // CommandVersion is the envelope version this build writes and reads.
@@ -58,6 +58,16 @@ const (
 	OpRollbackPolicy Op = 52 // return an environment to its previous digest
 	OpSetCanary      Op = 53 // start prod's canary or change its percentage
 	OpEndCanary      Op = 54 // promote or abort prod's canary
+
+	// Usage counters and budget envelopes (usage.go).
+	OpUsageBatch  Op = 60 // add a node's batch of usage deltas, once per node and sequence
+	OpSetEnvelope Op = 61 // set, raise or reset a tenant's daily envelope
+
+	// The session KV (kv.go).
+	OpPutKV      Op = 70 // write one entry of a session, within its quota
+	OpDeleteKV   Op = 71 // delete one entry
+	OpExpireKV   Op = 72 // forget entries past their TTL
+	OpEndSession Op = 73 // drop every entry of a session
 )
 
 // commands is the command set as a table: for every op, its name, its
@@ -93,6 +103,14 @@ var commands = map[Op]spec{
 	OpRollbackPolicy: def("rollback_policy", applyRollbackPolicy),
 	OpSetCanary:      def("set_canary", applySetCanary),
 	OpEndCanary:      def("end_canary", applyEndCanary),
+
+	OpUsageBatch:  def("usage_batch", applyUsageBatch),
+	OpSetEnvelope: def("set_envelope", applySetEnvelope),
+
+	OpPutKV:      def("put_kv", applyPutKV),
+	OpDeleteKV:   def("delete_kv", applyDeleteKV),
+	OpExpireKV:   def("expire_kv", applyExpireKV),
+	OpEndSession: def("end_session", applyEndSession),
 }
 
 // spec is one command's row in the table.

@@ -118,6 +118,19 @@ type BudgetExhausted Budget
 
 func (BudgetExhausted) EventType() Type { return TypeBudgetExhausted }
 
+// BudgetChanged: an operator set, raised or reset a tenant's daily
+// envelope at run time (the scope names the tenant).
+type BudgetChanged struct {
+	Mode              string `json:"mode"` // set, raise or reset
+	CPUMsPerDay       int64  `json:"cpu_ms_per_day"`
+	EgressBytesPerDay int64  `json:"egress_bytes_per_day"`
+	ToolCallsPerDay   int64  `json:"tool_calls_per_day"`
+	TasksPerDay       int64  `json:"tasks_per_day"`
+	By                string `json:"by"`
+}
+
+func (BudgetChanged) EventType() Type { return TypeBudgetChanged }
+
 // LeaseRevoked: one lease, or all of a tenant's or a profile's leases,
 // were revoked. The envelope names the lease when Scope is lease.
 type LeaseRevoked struct {
@@ -245,6 +258,8 @@ func dataFor(t Type) Data {
 		return &BudgetWarning{}
 	case TypeBudgetExhausted:
 		return &BudgetExhausted{}
+	case TypeBudgetChanged:
+		return &BudgetChanged{}
 	case TypeLeaseRevoked:
 		return &LeaseRevoked{}
 	case TypeProfileFrozen:

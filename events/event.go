@@ -27,6 +27,7 @@ const (
 	TypeExecutionTerminated Type = "execution_terminated"
 	TypeBudgetWarning       Type = "budget_warning"
 	TypeBudgetExhausted     Type = "budget_exhausted"
+	TypeBudgetChanged       Type = "budget_changed"
 	TypeLeaseRevoked        Type = "lease_revoked"
 	TypeProfileFrozen       Type = "profile_frozen"
 	TypeDestinationBlocked  Type = "destination_blocked"
@@ -43,7 +44,7 @@ const (
 var Types = []Type{
 	TypeSandboxIssued, TypeToolCallAttempted, TypeToolCallBlocked,
 	TypeExecutionCompleted, TypeExecutionTerminated,
-	TypeBudgetWarning, TypeBudgetExhausted,
+	TypeBudgetWarning, TypeBudgetExhausted, TypeBudgetChanged,
 	TypeLeaseRevoked, TypeProfileFrozen, TypeDestinationBlocked, TypePolicyPromoted,
 	TypeNodeJoined, TypeNodeLeft, TypeLeaderChanged,
 	TypeTaskEnqueued, TypeTaskRetried, TypeTaskDead,

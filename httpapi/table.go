@@ -41,6 +41,14 @@ var Table = []Route{
 	{"abortCanary", "POST", "/v1/policy/canary/abort", Admin | Operator},
 
 	{"listTenants", "GET", "/v1/tenants", Staff},
+
+	// Usage and budgets (docs/budgets.md): a tenant's credential reads its
+	// own; staff every tenant's; envelopes are set by admins and operators.
+	{"getUsage", "GET", "/v1/usage", Staff | Tenant},
+	{"getFocus", "GET", "/v1/usage/focus", Staff | Tenant},
+	{"getBudget", "GET", "/v1/budgets/{tenant}", Staff | Tenant},
+	{"putBudget", "PUT", "/v1/budgets/{tenant}", Admin | Operator},
+	{"resetBudget", "DELETE", "/v1/budgets/{tenant}", Admin | Operator},
 	// What a tenant may do (intents, profiles, egress allow-lists,
 	// budget): its own for a tenant's credential, any for staff.
 	{"getCapabilities", "GET", "/v1/capabilities", Staff | Tenant | LeaseHolder},
@@ -59,6 +67,14 @@ var Table = []Route{
 	{"listTasks", "GET", "/v1/tasks", Staff | Tenant | LeaseHolder},
 	{"getTask", "GET", "/v1/tasks/{id}", Staff | Tenant | LeaseHolder},
 	{"cancelTask", "DELETE", "/v1/tasks/{id}", Admin | Operator | Tenant | LeaseHolder},
+
+	// Session state (docs/sessions.md): a tenant's own sessions, a
+	// lease's own session, or the admin's with ?tenant=.
+	{"listSessionKeys", "GET", "/v1/sessions/{session}/kv", Admin | Tenant | LeaseHolder},
+	{"getSessionKey", "GET", "/v1/sessions/{session}/kv/{key}", Admin | Tenant | LeaseHolder},
+	{"putSessionKey", "PUT", "/v1/sessions/{session}/kv/{key}", Admin | Tenant | LeaseHolder},
+	{"deleteSessionKey", "DELETE", "/v1/sessions/{session}/kv/{key}", Admin | Tenant | LeaseHolder},
+	{"endSession", "DELETE", "/v1/sessions/{session}", Admin | Tenant | LeaseHolder},
 
 	{"getCheckpoint", "GET", "/v1/ledger/checkpoint", Anyone},
 	{"getReceipt", "GET", "/v1/ledger/receipts/{index}", Staff | Tenant | LeaseHolder},

@@ -70,6 +70,9 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 	if !ok {
 		return api.Errorf(http.StatusBadRequest, api.CodeUnknownTenant, "tenant %q is not in the active policy bundle", req.Tenant)
 	}
+	if err := n.checkBudget(req.Tenant); err != nil {
+		return err
+	}
 	if !t.MayUse(env) {
 		return api.Errorf(http.StatusForbidden, consensus.CodeEnvNotAllowed, "tenant %q may not issue leases in %s (tenants.%s.environments)", req.Tenant, env, req.Tenant)
 	}

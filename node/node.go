@@ -126,6 +126,9 @@ type Config struct {
 	// Ready, when set, is called with the API address once the node
 	// serves and has a leader.
 	Ready func(apiAddr string)
+	// KVNow, when set, is the session KV's clock (TTLs, expiry): tests
+	// inject one. Nil: the node's clock.
+	KVNow func() time.Time
 }
 
 // DefaultConfig is what `leash serve` starts with.
@@ -250,6 +253,7 @@ type Node struct {
 	inflight gate // offloaded tasks: open only while the node serves
 	tasks    *running
 	bulk     atomic.Pointer[bulk.Worker]
+	usage    *usageState // the meter (usage.go)
 	bg       sync.WaitGroup
 
 	// canaryHealth counts receipts by policy digest (policy_canary.go).
@@ -379,6 +383,10 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.startReceipts()
+	if err := n.startUsage(); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	n.startBulk(ctx)
 	n.metrics.SetQueueSource(n.queueSnapshot)
 	return ln, nil
@@ -475,6 +483,11 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		defer n.bg.Done()
 		n.forgetExpiredLeases(ctx)
 	}()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.forgetExpiredKV(ctx)
+	}()
 	go func() {
 		defer n.bg.Done()
 		n.forgetOldTasks(ctx)
@@ -536,6 +549,7 @@ func (n *Node) shutdown(srv *http.Server) {
 func (n *Node) close() error {
 	var errs []error
 	n.bulk.Load().Stop()
+	n.stopUsage()
 	if n.receipts != nil {
 		n.receipts.close()
 	}
@@ -570,6 +584,7 @@ func (n *Node) onApply(a consensus.Applied) {
 		return
 	}
 	n.policyApplied(a)
+	n.usageApplied(a)
 	n.bulk.Load().Applied(a)
 	switch c := a.Command.(type) {
 	case *consensus.RevokeLease:

@@ -125,6 +125,7 @@ func (n *Node) refreshBundleLabels() {
 // observeTask records a finished task in metrics and events.
 func (n *Node) observeTask(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result, out *api.TaskResult) {
 	u := res.Usage
+	n.meterTask(l, t, res)
 	n.metrics.TaskFinished(l.Tenant, l.Profile, l.Class, string(res.Outcome), u.Wall)
 	n.metrics.Egress(l.Tenant, l.Profile, u.EgressBytesOut, u.EgressBytesIn)
 	if u.Startup > 0 {
@@ -154,6 +155,7 @@ func (n *Node) observeTask(ctx context.Context, l *consensus.Lease, t *sandbox.T
 
 // observeDecision turns an egress decision into an event and metrics.
 func (n *Node) observeDecision(ctx context.Context, d *egress.Decision) {
+	n.meterCall(d)
 	if d.Blocked() {
 		n.metrics.CallBlocked(d.Clause)
 		n.emit(ctx, events.ToolCallBlocked{Tool: "fetch", Destination: d.Destination, Method: d.Method, Clause: d.Clause,

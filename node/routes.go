@@ -43,6 +43,12 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"promoteCanary":   n.endCanary(true),
 		"abortCanary":     n.endCanary(false),
 
+		"getUsage":    n.getUsage,
+		"getFocus":    n.getFocus,
+		"getBudget":   n.getBudget,
+		"putBudget":   n.putBudget,
+		"resetBudget": n.resetBudget,
+
 		"listTenants":     n.listTenants,
 		"getCapabilities": n.getCapabilities,
 
@@ -60,6 +66,12 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"listTasks":    n.listTasks,
 		"getTask":      n.getTask,
 		"cancelTask":   n.cancelTask,
+
+		"listSessionKeys":  n.listSessionKeys,
+		"getSessionKey":    n.getSessionKey,
+		"putSessionKey":    n.putSessionKey,
+		"deleteSessionKey": n.deleteSessionKey,
+		"endSession":       n.endSession,
 
 		"getCheckpoint":  n.getCheckpoint,
 		"getReceipt":     n.getReceipt,

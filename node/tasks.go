@@ -64,6 +64,9 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	l := httpapi.CallerOf(r.Context()).Lease // verified by authorize, on caught-up state
+	if err := n.checkBudget(l.Tenant); err != nil {
+		return err
+	}
 	bundle, err := n.state.Bundle(l.PolicyDigest)
 	if err != nil {
 		return fmt.Errorf("bundle %s of lease %s: %w", l.PolicyDigest, l.ID, err)
@@ -122,6 +125,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	t.Host.Fetch = tc
+	t.Host.KV = n.sessionKVFor(l, profile)
 	if l.Class == consensus.ClassBulk {
 		return n.submitBulk(w, r, l, t, &req)
 	}
@@ -171,6 +175,11 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	// above would have missed this task: look again.
 	if cur, err := n.state.Lease(l.ID); err == nil && cur.Revoked() {
 		cancel(sandbox.Terminate(sandbox.ReasonRevoked))
+	}
+	// A queued bulk task, or one admitted just before the crossing,
+	// does not start once its tenant's day is exhausted (usage.go).
+	if ctx.Err() == nil && n.budgetExhausted(l.Tenant) {
+		cancel(sandbox.Terminate(sandbox.ReasonBudget))
 	}
 	var res *sandbox.Result
 	if ctx.Err() != nil {

@@ -105,7 +105,7 @@ func Parse(src []byte) (*Bundle, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&b); err != nil {
-		return nil, &ValidationError{Errors: yamlErrors(err)}
+		return nil, &ValidationError{Errors: withFields(yamlErrors(err), lines)}
 	}
 	if errs := b.validate(lines); len(errs) > 0 {
 		return nil, &ValidationError{Errors: errs}
@@ -285,6 +285,9 @@ func (b *Bundle) validate(lines map[string]int) []FieldError {
 				v.add(f+".budget."+field, "must not be negative")
 			}
 		}
+	}
+	if b.Prices != nil {
+		b.Prices.validate(v)
 	}
 	for i, d := range b.Deny {
 		if err := ValidateDenyEntry(d); err != nil {

@@ -28,6 +28,10 @@ type Bundle struct {
 	Tenants  map[string]*Tenant  `yaml:"tenants" json:"tenants"`
 	// Deny lists hosts, *.wildcards and CIDRs that no profile may reach.
 	Deny []string `yaml:"deny,omitempty" json:"deny"`
+	// Prices is the price list for chargeback; nil: usage has no cost.
+	// Left out of the canonical form when unset, so bundles written
+	// before it keep their digest.
+	Prices *Prices `yaml:"prices,omitempty" json:"prices,omitempty"`
 }
 
 // Profile is a capability profile: what a task under a lease for it may
