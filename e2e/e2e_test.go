@@ -419,7 +419,7 @@ func TestGuestPackage(t *testing.T) {
 	l := issue(t, n, api.LeaseRequest{Tenant: "demo", Intent: "roomy_task"})
 	res := runTask(t, n, l.Token, wasmTask(base64.StdEncoding.EncodeToString(wasm)))
 	body, _ := res.Response.Bytes()
-	if res.Outcome != "ok" || string(body) != "abi=1\n" {
+	if res.Outcome != "ok" || string(body) != "abi=2\n" {
 		t.Fatalf("outcome %s body %q", res.Outcome, body)
 	}
 	if len(res.Logs) != 2 || res.Logs[0].Message != "handling GET /" || res.Logs[1].Level != "warn" {

@@ -2,11 +2,15 @@
 // task variables say what to do: KV_OP (get, put, delete, list, incr),
 // KV_KEY, KV_TTL (seconds, for put); a put stores the request body, incr
 // adds 1 to the decimal counter under KV_KEY and answers the new value.
-// A refused call answers 409 with the error code from last_error.
+// A refused call answers 409 with the error code from last_error. For
+// the benchmarks: none (no KV call), and bench-get / bench-put, which
+// time KV_N calls on the guest's monotonic clock and answer one latency
+// in nanoseconds a line.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <time.h>
 
 #define IMPORT(name) __attribute__((import_module("leash"), import_name(#name)))
 IMPORT(kv_get) int leash_kv_get(const char *k, int kn, char *buf, int cap, uint32_t *len);
@@ -96,6 +100,25 @@ int main(void) {
 		if (rc != 0) return refused(rc);
 		fputs("Content-Type: application/json\n\n", stdout);
 		fwrite(buf, 1, n, stdout);
+		return 0;
+	}
+	if (!strcmp(op, "none")) {
+		fputs("Content-Type: text/plain\n\nok", stdout);
+		return 0;
+	}
+	if (!strcmp(op, "bench-get") || !strcmp(op, "bench-put")) {
+		const char *ns = getenv("KV_N");
+		int count = ns ? atoi(ns) : 100;
+		int put = op[6] == 'p';
+		fputs("Content-Type: text/plain\n\n", stdout);
+		for (int i = 0; i < count; i++) {
+			struct timespec a, b;
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			rc = put ? leash_kv_put(key, kn, "value-0123456789", 16, "", 0) : leash_kv_get(key, kn, buf, sizeof buf, &n);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			if (rc < 0) return refused(rc);
+			printf("%lld\n", (long long)(b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec));
+		}
 		return 0;
 	}
 	fputs("Status: 400 Bad Request\n\nunknown KV_OP", stdout);

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/internal/nodetest"
+)
+
+func sessionPolicyPath() string {
+	return filepath.Join(nodetest.RepoRoot(), "e2e", "testdata", "session-policy.yaml")
+}
+
+// sessionGoGuest builds examples/session (the Go guest package's KV) for
+// wasip1.
+func sessionGoGuest(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "session.wasm")
+	cmd := exec.Command("go", "build", "-o", out, "./examples/session")
+	cmd.Dir = nodetest.RepoRoot()
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// kvTask runs testdata/guests/kv.c ("op key [ttl]") on n.
+func kvTask(t *testing.T, n *nodetest.Node, token, wasm, cmd, body string) (int, string) {
+	t.Helper()
+	f := strings.Fields(cmd)
+	env := map[string]string{"KV_OP": f[0], "KV_KEY": f[1]}
+	if len(f) > 2 {
+		env["KV_TTL"] = f[2]
+	}
+	req := api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: api.StringEnv(env),
+		Request: api.TaskHTTPRequest{Method: "POST", URL: "https://task.local/", Body: api.Body{Body: &body}}}
+	res := runTask(t, n, token, req)
+	if res.Response == nil {
+		t.Fatalf("%s: no response: %+v", cmd, res)
+	}
+	b, _ := res.Response.Bytes()
+	return res.Response.Status, string(b)
+}
+
+// goTask runs the Go guest with a query on n.
+func goTask(t *testing.T, n *nodetest.Node, token, wasm, query string) (int, string) {
+	t.Helper()
+	req := api.TaskRequest{Module: api.Module{WASM: &wasm}, Request: api.TaskHTTPRequest{Method: "GET", URL: "https://task.local/?" + query}}
+	res := runTask(t, n, token, req)
+	if res.Response == nil {
+		t.Fatalf("%s: no response: %+v", query, res)
+	}
+	b, _ := res.Response.Bytes()
+	return res.Response.Status, string(b)
+}
+
+// kvAPI calls the sessions API and returns status, body and error code.
+func kvAPI(t *testing.T, n *nodetest.Node, method, path, token string, body any) (int, string, string) {
+	t.Helper()
+	st, b := n.Do(method, path, token, body)
+	code := ""
+	if st >= 400 && len(b) > 0 && b[0] == '{' {
+		code = errCode(t, b)
+	}
+	return st, string(b), code
+}
+
+// TestSessionState runs on three real nodes: WASI guests (C on every
+// node, and Go through the guest package on one, as compiling a Go
+// module under the race detector is slow) share one session's state across tasks on
+// different nodes and with clients of the API; another session and
+// another tenant see none of it; the quota holds cluster-wide; a TTL
+// runs out on every node; the state survives kill -9 of the leader.
+func TestSessionState(t *testing.T) {
+	goWasm := sessionGoGuest(t)
+	cWasm := guestB64(t, "kv")
+	c := nodetest.StartCluster(t, nodetest.ClusterOptions{N: 3, Policy: sessionPolicyPath(), Args: clusterArgs()})
+	a, b, d := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	key := func(tenant string) string {
+		var k api.APIKey
+		a.JSON("POST", "/v1/apikeys", a.Token, api.APIKeyRequest{Role: "tenant", Tenant: tenant}, 201, &k)
+		return k.Key
+	}
+	demo, other := key("demo"), key("other")
+	lease := func(n *nodetest.Node, session string) string {
+		var l api.Lease
+		n.JSON("POST", "/v1/leases", demo, api.LeaseRequest{Intent: "stateful", Session: session}, 201, &l)
+		return l.Token
+	}
+	s1 := lease(a, "chat-1")
+
+	// Tasks of one session on three nodes, C and Go guests, add to one
+	// counter; each sees the one before it.
+	for i, step := range []struct {
+		n  *nodetest.Node
+		goGuest bool
+	}{{a, false}, {b, true}, {d, false}, {a, false}, {b, true}} {
+		var st int
+		var out string
+		if step.goGuest {
+			st, out = goTask(t, step.n, s1, goWasm, "op=incr&key=turns")
+		} else {
+			st, out = kvTask(t, step.n, s1, cWasm, "incr turns", "")
+		}
+		if st != 200 || out != fmt.Sprint(i+1) {
+			t.Fatalf("step %d on %s (go %v): %d %q", i, step.n.ID(), step.goGuest, st, out)
+		}
+	}
+	// A client reads the tasks' state on a third node and writes a note
+	// a task then reads.
+	if st, body, _ := kvAPI(t, d, "GET", "/v1/sessions/chat-1/kv/turns", demo, nil); st != 200 || body != "5" {
+		t.Fatalf("client read: %d %q", st, body)
+	}
+	if st, body, _ := kvAPI(t, b, "PUT", "/v1/sessions/chat-1/kv/note%2F1", demo, "remember this"); st != 200 {
+		t.Fatalf("client put: %d %s", st, body)
+	}
+	if st, out := goTask(t, b, s1, goWasm, "op=get&key=note/1"); st != 200 || out != "remember this" {
+		t.Fatalf("task reads the client's note: %d %q", st, out)
+	}
+	if st, out := kvTask(t, a, s1, cWasm, "list note/", ""); st != 200 || !strings.Contains(out, `"name":"note/1"`) {
+		t.Fatalf("task lists: %d %s", st, out)
+	}
+
+	// Isolation: another session of the tenant, another tenant's session
+	// of the same name, and a lease reaching for another session.
+	s2 := lease(b, "chat-2")
+	if st, out := kvTask(t, b, s2, cWasm, "get turns", ""); st != 404 {
+		t.Fatalf("another session's task: %d %q", st, out)
+	}
+	if st, _, code := kvAPI(t, a, "GET", "/v1/sessions/chat-1/kv/turns", other, nil); st != 404 || code != "kv_not_found" {
+		t.Fatalf("another tenant: %d %s", st, code)
+	}
+	if st, _, code := kvAPI(t, a, "GET", "/v1/sessions/chat-1/kv/turns", s2, nil); st != 403 || code != "session_not_allowed" {
+		t.Fatalf("a lease of another session: %d %s", st, code)
+	}
+
+	// The quota is the session's, on every node: fill it through one node,
+	// be refused through another, and nothing is written.
+	fill := strings.Repeat("f", 120)
+	for i := 0; ; i++ {
+		n := c.Nodes[i%3]
+		st, _, code := kvAPI(t, n, "PUT", fmt.Sprintf("/v1/sessions/chat-2/kv/fill-%d", i), demo, fill)
+		if st == 429 && code == "kv_quota_exceeded" {
+			break
+		}
+		if st != 200 || i > 3 {
+			t.Fatalf("fill %d: %d %s", i, st, code)
+		}
+	}
+	if st, out := kvTask(t, d, s2, cWasm, "put one-more", fill); st != 409 || out != "kv_quota_exceeded" {
+		t.Fatalf("task over the quota: %d %q", st, out)
+	}
+	if st, _, _ := kvAPI(t, a, "GET", "/v1/sessions/chat-2/kv/one-more", demo, nil); st != 404 {
+		t.Fatalf("a refused put was written: %d", st)
+	}
+
+	// A short TTL runs out on every node.
+	if st, out := kvTask(t, a, s1, cWasm, "put brief 1", "soon gone"); st != 204 {
+		t.Fatalf("put with a ttl: %d %q", st, out)
+	}
+	waitFor(t, 30*time.Second, "the brief entry to expire everywhere", func() bool {
+		for _, n := range c.Nodes {
+			if st, _, _ := kvAPI(t, n, "GET", "/v1/sessions/chat-1/kv/brief", demo, nil); st != 404 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// kill -9 of the leader: the survivors elect another, keep the state
+	// and take writes; the killed node comes back with it.
+	leader := c.Leader(30*time.Second)
+	leader.Kill()
+	survivor := c.Leader(60*time.Second, leader)
+	var rest *nodetest.Node
+	for _, n := range c.Nodes {
+		if n != leader && n != survivor {
+			rest = n
+		}
+	}
+	if st, body, _ := kvAPI(t, rest, "GET", "/v1/sessions/chat-1/kv/turns", demo, nil); st != 200 || body != "5" {
+		t.Fatalf("after the leader died: %d %q", st, body)
+	}
+	waitFor(t, 60*time.Second, "a task to write after the leader died", func() bool {
+		st, out := kvTask(t, rest, s1, cWasm, "incr turns", "")
+		return st == 200 && out == "6"
+	})
+	leader.Restart()
+	leader.WaitReady(60 * time.Second)
+	waitFor(t, 60*time.Second, "the restarted node to serve the state", func() bool {
+		st, body, _ := kvAPI(t, leader, "GET", "/v1/sessions/chat-1/kv/turns", demo, nil)
+		return st == 200 && body == "6"
+	})
+
+	// Ending the session drops its state on every node.
+	var ended api.SessionEnded
+	rest.JSON("DELETE", "/v1/sessions/chat-1", demo, nil, 200, &ended)
+	if ended.Deleted < 2 {
+		t.Fatalf("end session: %+v", ended)
+	}
+	for _, n := range c.Nodes {
+		waitFor(t, 10*time.Second, "the ended session to be gone on "+n.ID(), func() bool {
+			st, _, _ := kvAPI(t, n, "GET", "/v1/sessions/chat-1/kv/turns", demo, nil)
+			return st == 404
+		})
+	}
+}
