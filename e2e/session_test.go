@@ -104,7 +104,7 @@ func TestSessionState(t *testing.T) {
 	// Tasks of one session on three nodes, C and Go guests, add to one
 	// counter; each sees the one before it.
 	for i, step := range []struct {
-		n  *nodetest.Node
+		n       *nodetest.Node
 		goGuest bool
 	}{{a, false}, {b, true}, {d, false}, {a, false}, {b, true}} {
 		var st int
@@ -181,7 +181,7 @@ func TestSessionState(t *testing.T) {
 
 	// kill -9 of the leader: the survivors elect another, keep the state
 	// and take writes; the killed node comes back with it.
-	leader := c.Leader(30*time.Second)
+	leader := c.Leader(30 * time.Second)
 	leader.Kill()
 	survivor := c.Leader(60*time.Second, leader)
 	var rest *nodetest.Node
