@@ -472,6 +472,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sessions/{session}/kv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The session's live keys in byte order, in Workers KV's list shape (docs/sessions.md). */
+        get: operations["listSessionKeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{session}/kv/{key}": {
+        parameters: {
+            query?: {
+                /** @description the admin names the tenant */
+                tenant?: string;
+                /** @description the profile whose kv limits apply (a tenant key) */
+                profile?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session id (a lease's session) */
+                session: components["parameters"]["Session"];
+                /** @description the key, one path segment (percent-encode /) */
+                key: string;
+            };
+            cookie?: never;
+        };
+        /** A key's value (missing or expired, or another tenant's, is 404 kv_not_found). */
+        get: operations["getSessionKey"];
+        /** Write a key through Raft (visible on this node when answered), within the session's quota. */
+        put: operations["putSessionKey"];
+        post?: never;
+        /** Delete a key (a missing key is no error). */
+        delete: operations["deleteSessionKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{session}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End the session - drop all its state (leases naming it stay valid). */
+        delete: operations["endSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/ledger/checkpoint": {
         parameters: {
             query?: never;
@@ -629,6 +692,28 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        KVList: {
+            keys: {
+                name: string;
+                /** @description unix seconds */
+                expiration?: number;
+                /** @description the put's metadata */
+                metadata?: unknown;
+            }[];
+            list_complete: boolean;
+            /** @description pass back for the next page */
+            cursor?: string;
+        };
+        SessionPut: {
+            key: string;
+            session_bytes: number;
+            session_entries: number;
+            quota_bytes: number;
+        };
+        SessionEnded: {
+            session: string;
+            deleted: number;
+        };
         Digest: string;
         ErrorBody: {
             error: components["schemas"]["Error"];
@@ -1065,6 +1150,8 @@ export interface components {
         };
     };
     parameters: {
+        /** @description the session id (a lease's session) */
+        Session: string;
         /** @description dev, stage or prod */
         Env: string;
     };
@@ -1999,6 +2086,190 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listSessionKeys: {
+        parameters: {
+            query?: {
+                prefix?: string;
+                cursor?: string;
+                limit?: number;
+                /** @description the admin names the tenant */
+                tenant?: string;
+                profile?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session id (a lease's session) */
+                session: components["parameters"]["Session"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of keys */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KVList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getSessionKey: {
+        parameters: {
+            query?: {
+                /** @description the admin names the tenant */
+                tenant?: string;
+                /** @description the profile whose kv limits apply (a tenant key) */
+                profile?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session id (a lease's session) */
+                session: components["parameters"]["Session"];
+                /** @description the key, one path segment (percent-encode /) */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the value's bytes */
+            200: {
+                headers: {
+                    /** @description unix seconds */
+                    "Leash-Kv-Expiration"?: number;
+                    /** @description the put's metadata, JSON */
+                    "Leash-Kv-Metadata"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    putSessionKey: {
+        parameters: {
+            query?: {
+                /** @description the admin names the tenant */
+                tenant?: string;
+                /** @description the profile whose kv limits apply (a tenant key) */
+                profile?: string;
+                /** @description seconds, capped to the profile's kv.ttl */
+                expiration_ttl?: number;
+            };
+            header?: {
+                /** @description metadata (JSON) */
+                "Leash-Kv-Metadata"?: string;
+            };
+            path: {
+                /** @description the session id (a lease's session) */
+                session: components["parameters"]["Session"];
+                /** @description the key, one path segment (percent-encode /) */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description written */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionPut"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteSessionKey: {
+        parameters: {
+            query?: {
+                /** @description the admin names the tenant */
+                tenant?: string;
+                /** @description the profile whose kv limits apply (a tenant key) */
+                profile?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session id (a lease's session) */
+                session: components["parameters"]["Session"];
+                /** @description the key, one path segment (percent-encode /) */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    endSession: {
+        parameters: {
+            query?: {
+                /** @description the admin names the tenant */
+                tenant?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session id (a lease's session) */
+                session: components["parameters"]["Session"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description ended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionEnded"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
     };
