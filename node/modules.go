@@ -55,21 +55,8 @@ func (n *Node) addOwner(digest, tenant string, stored []byte) error {
 		closer.Close()
 		return nil // owned already; its bytes are stored with it
 	}
-	if tenant != publicOwner {
-		q := policy.ModuleQuota{}
-		if _, b, err := n.state.ActiveBundle(Env); err == nil {
-			if t, ok := b.Tenants[tenant]; ok {
-				q = t.Modules
-			}
-		}
-		count, bytes, err := n.tenantModules(tenant)
-		if err != nil {
-			return err
-		}
-		if count+1 > q.Count() || bytes+size > q.Bytes() {
-			return api.Errorf(http.StatusRequestEntityTooLarge, CodeModuleQuota,
-				"tenant %q stores %d modules (%d bytes) on this node; its quota is %d modules, %d bytes: DELETE /v1/modules/{digest} what it no longer needs", tenant, count, bytes, q.Count(), q.Bytes())
-		}
+	if err := n.checkModuleQuota(tenant, size); err != nil {
+		return err
 	}
 	b := n.db.NewBatch()
 	defer b.Close()
@@ -79,6 +66,32 @@ func (n *Node) addOwner(digest, tenant string, stored []byte) error {
 	binary.BigEndian.PutUint64(sz[:], uint64(size))
 	_ = b.Set([]byte(prefixModuleTenant+tenant+"/"+digest), sz[:], nil)
 	return b.Commit(pebble.Sync)
+}
+
+// checkModuleQuota refuses a new module of size bytes that would take
+// tenant past its module quota on this node (an admin's modules count
+// against none). Uploads check it before compiling, so that a tenant at
+// its quota costs the node no compile; addOwner checks it again, under
+// the lock, when it stores.
+func (n *Node) checkModuleQuota(tenant string, size int64) error {
+	if tenant == publicOwner {
+		return nil
+	}
+	q := policy.ModuleQuota{}
+	if _, b, err := n.state.ActiveBundle(Env); err == nil {
+		if t, ok := b.Tenants[tenant]; ok {
+			q = t.Modules
+		}
+	}
+	count, bytes, err := n.tenantModules(tenant)
+	if err != nil {
+		return err
+	}
+	if count+1 > q.Count() || bytes+size > q.Bytes() {
+		return api.Errorf(http.StatusRequestEntityTooLarge, CodeModuleQuota,
+			"tenant %q stores %d modules (%d bytes) on this node; its quota is %d modules, %d bytes: DELETE /v1/modules/{digest} what it no longer needs", tenant, count, bytes, q.Count(), q.Bytes())
+	}
+	return nil
 }
 
 // tenantModules is what tenant stores on this node: modules and bytes.
@@ -236,6 +249,11 @@ func (n *Node) putModule(w http.ResponseWriter, r *http.Request) error {
 	code, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.cfg.MaxModuleBytes))
 	if err != nil {
 		return httpapi.BodyReadError(err, n.cfg.MaxModuleBytes, "module")
+	}
+	if !n.ownedLocally(sandbox.Digest(code), owner) {
+		if err := n.checkModuleQuota(owner, int64(len(code))); err != nil {
+			return err
+		}
 	}
 	m, err := n.compile(r.Context(), kind, code)
 	if err != nil {

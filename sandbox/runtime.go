@@ -120,8 +120,13 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	// WASI guests are arbitrary code: the compiler inserts termination
 	// checks so that a cancelled context (cpu, wall, output, shutdown,
 	// revoked) stops even a tight loop.
+	// Debug info off: with it, wazero keeps every custom section of a
+	// module in memory (to find DWARF among them), and a guest's custom
+	// sections are as large as its uploader likes — an upload flood
+	// measured 264 MB of them held by the compiled-module cache.
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCloseOnContextDone(true).
+		WithDebugInfoEnabled(false).
 		WithCompilationCache(cache)
 	wr := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, wr); err != nil {

@@ -197,6 +197,14 @@ func (n *Node) WaitReady(timeout time.Duration) {
 // URL is the API base URL.
 func (n *Node) URL() string { return "http://" + n.API }
 
+// PID is the node process's id (0 before it starts).
+func (n *Node) PID() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Logs is everything the node wrote so far.
 func (n *Node) Logs() string { return n.logs.String() }
 
