@@ -11,7 +11,7 @@ import (
 // The FSM command set. This file is the one place that lists every change
 // replicated state can undergo: the ops below and the table commands,
 // which names each op's body type and its applier (in the file of its
-// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go, apikeys.go, kv.go). Commands are msgpack, wrapped in a versioned
+// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go, apikeys.go, kv.go, history.go). Commands are msgpack, wrapped in a versioned
 // envelope; an unknown version or op is refused, never guessed.
 
 // CommandVersion is the envelope version this build writes and reads.
@@ -68,6 +68,10 @@ const (
 	OpDeleteKV   Op = 71 // delete one entry
 	OpExpireKV   Op = 72 // forget entries past their TTL
 	OpEndSession Op = 73 // drop every entry of a session
+
+	// Durable task history (history.go).
+	OpPutTaskRecords   Op = 74 // add a batch of finished tasks to history
+	OpPurgeTaskRecords Op = 75 // forget records past their tenant's retention
 )
 
 // commands is the command set as a table: for every op, its name, its
@@ -111,6 +115,9 @@ var commands = map[Op]spec{
 	OpDeleteKV:   def("delete_kv", applyDeleteKV),
 	OpExpireKV:   def("expire_kv", applyExpireKV),
 	OpEndSession: def("end_session", applyEndSession),
+
+	OpPutTaskRecords:   def("put_task_records", applyPutTaskRecords),
+	OpPurgeTaskRecords: def("purge_task_records", applyPurgeTaskRecords),
 }
 
 // spec is one command's row in the table.
