@@ -60,3 +60,30 @@ func TestKVFields(t *testing.T) {
 		})
 	}
 }
+
+// TestTaskRetention: a tenant's task retention defaults to 7 days, is
+// bounded, and leaves the digest of bundles that do not set it.
+func TestTaskRetention(t *testing.T) {
+	def := Default()
+	if strings.Contains(string(def.Canonical()), "retention") {
+		t.Fatal("a bundle without retention mentions it in its canonical form")
+	}
+	if got := def.Tenants["demo"].TaskRetention(); got != 7*24*time.Hour {
+		t.Fatalf("default retention %v", got)
+	}
+	set := func(r string) string {
+		return strings.Replace(string(DefaultYAML()), "  demo:\n", "  demo:\n    retention: {tasks: "+r+"}\n", 1)
+	}
+	b, err := Parse([]byte(set("48h")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Tenants["demo"].TaskRetention(); got != 48*time.Hour {
+		t.Fatalf("retention %v", got)
+	}
+	for _, bad := range []string{"30m", "8761h"} {
+		if _, err := Parse([]byte(set(bad))); err == nil || !strings.Contains(err.Error(), "retention.tasks") {
+			t.Errorf("retention %s: %v", bad, err)
+		}
+	}
+}

@@ -277,6 +277,9 @@ func (b *Bundle) validate(lines map[string]int) []FieldError {
 		v.rangeCheck(f+".weight", int64(t.Weight), 0, 1000)
 		v.rangeCheck(f+".modules.max_bytes", t.Modules.MaxBytes, 0, 16<<30)
 		v.rangeCheck(f+".modules.max_count", t.Modules.MaxCount, 0, 100000)
+		if r := t.Retention; r != nil && r.Tasks != 0 && (r.Tasks < MinTaskRetention || r.Tasks > MaxTaskRetention) {
+			v.add(f+".retention.tasks", "must be between 1h and 8760h")
+		}
 		for field, val := range map[string]int64{
 			"cpu_ms_per_day": t.Budget.CPUMsPerDay, "egress_bytes_per_day": t.Budget.EgressBytesPerDay,
 			"tool_calls_per_day": t.Budget.ToolCallsPerDay, "tasks_per_day": t.Budget.TasksPerDay,

@@ -224,6 +224,31 @@ type Tenant struct {
 	// canonical form when unset, so bundles written before it keep their
 	// digest.
 	Environments []string `yaml:"environments,omitempty" json:"environments,omitempty"`
+	// Retention says how long the cluster keeps the tenant's history
+	// (docs/sessions.md). Left out of the canonical form when unset.
+	Retention *Retention `yaml:"retention,omitempty" json:"retention,omitempty"`
+}
+
+// Retention is a tenant's history retention.
+type Retention struct {
+	// Tasks: how long a finished task's record stays readable on every
+	// node (GET /v1/tasks/{id}). 0: DefaultTaskRetention.
+	Tasks Duration `yaml:"tasks,omitempty" json:"tasks,omitempty"`
+}
+
+// Task history retention: the default and the bounds.
+const (
+	DefaultTaskRetention = Duration(7 * 24 * time.Hour)
+	MinTaskRetention     = Duration(time.Hour)
+	MaxTaskRetention     = Duration(365 * 24 * time.Hour)
+)
+
+// TaskRetention is how long the tenant's task records are kept.
+func (t *Tenant) TaskRetention() time.Duration {
+	if t == nil || t.Retention == nil || t.Retention.Tasks <= 0 {
+		return DefaultTaskRetention.D()
+	}
+	return t.Retention.Tasks.D()
 }
 
 // Policy environments, in promotion order.
