@@ -477,6 +477,11 @@ func TestModuleQuota(t *testing.T) {
 	if st != 413 || code != CodeModuleQuota {
 		t.Fatalf("third module past a quota of 2: %d %s", st, code)
 	}
+	// The quota is checked before the upload is compiled: bytes that
+	// would not even compile are refused for the quota, at no compile.
+	if st, _, code := send(t, tn, "PUT", "/v1/modules", limited.Token, "application/wasm", []byte("\x00asm not a module")); st != 413 || code != CodeModuleQuota {
+		t.Fatalf("an upload past the quota was looked at: %d %s", st, code)
+	}
 	st, third, _ := put(demo.Token, "fail")
 	if st != 201 {
 		t.Fatalf("another tenant's upload: %d", st)
