@@ -414,7 +414,7 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 	}
 	active, err := n.state.EnvDigest(Env)
 	switch {
-	case bundle != nil && active != bundle.Digest():
+	case bundle != nil && active != bundle.Digest() && n.policyFileApplies(bundle.Digest()):
 		cmds = append(cmds, &consensus.PutPolicy{Canonical: bundle.Canonical(), Source: src, Env: Env, By: n.id.NodeID, At: now})
 	case errors.Is(err, consensus.ErrNotFound):
 		def := policy.Default()

@@ -452,3 +452,18 @@ func (n *Node) getCanary(w http.ResponseWriter, r *http.Request) error {
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
+
+// policyFileApplies reports whether a node's --policy file may replace
+// prod's bundle at start. It may until the lifecycle manages prod: once
+// prod's newest change is a push, promotion, canary change or rollback,
+// a node restarted with an older file must not undo it (and end a
+// canary) on every node; the file is then ignored, with a warning.
+func (n *Node) policyFileApplies(digest string) bool {
+	h, err := n.state.History(policy.EnvProd, 0, 1)
+	if err != nil || len(h) == 0 || h[0].Action == consensus.ActionPut {
+		return true
+	}
+	n.log.Warn("--policy not applied: prod is managed by the policy lifecycle; push the file to dev and promote it",
+		"file_digest", digest, "prod_action", h[0].Action, "prod_seq", h[0].Seq, "prod_digest", h[0].Digest)
+	return false
+}

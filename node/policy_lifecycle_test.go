@@ -2,9 +2,11 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -362,5 +364,71 @@ func TestCanaryAutoAbort(t *testing.T) {
 	}
 	if c := h.Changes[0]; c.By != "auto" || !strings.Contains(c.Reason, "automatic abort: canary bad outcomes 100.0%") {
 		t.Fatalf("abort %+v", c)
+	}
+}
+
+// TestPolicyFileDoesNotUndoTheLifecycle: a node restarted with its
+// --policy file re-applies the file only while prod has seen nothing but
+// puts; after a promotion, the promotion stays.
+func TestPolicyFileDoesNotUndoTheLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bundle.yaml")
+	if err := os.WriteFile(file, variantYAML(450), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fileDigest := mustParse(t, variantYAML(450)).Digest()
+	start := func() (*testNode, func()) {
+		cfg := Config{DataDir: filepath.Join(dir, "data"), Addr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", PolicyFile: file,
+			AdminToken: "node-test-admin-token-0123456789", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		ready := make(chan string, 1)
+		cfg.Ready = func(addr string) { ready <- addr }
+		ctx, cancel := context.WithCancel(context.Background())
+		tn := &testNode{token: cfg.AdminToken, cancel: cancel, done: make(chan error, 1)}
+		go func() { tn.done <- Run(ctx, cfg) }()
+		select {
+		case addr := <-ready:
+			tn.url = "http://" + addr
+		case err := <-tn.done:
+			t.Fatalf("node exited: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("node not ready")
+		}
+		return tn, func() {
+			cancel()
+			if err := <-tn.done; err != nil {
+				t.Errorf("node: %v", err)
+			}
+		}
+	}
+	prod := func(tn *testNode) string {
+		var e api.PolicyEnv
+		tn.call(t, "GET", "/v1/policy/envs/prod", tn.token, nil, &e, 200)
+		return e.Digest
+	}
+	tn, stop := start()
+	if d := prod(tn); d != fileDigest {
+		t.Fatalf("prod %s, want the file's %s", d, fileDigest)
+	}
+	// A put (PUT /v1/policy) is still undone by the file at restart.
+	if st, b := tn.raw(t, "PUT", "/v1/policy", tn.token, "application/yaml", variantYAML(440)); st != 200 {
+		t.Fatalf("put: %d %s", st, b)
+	}
+	stop()
+	tn, stop = start()
+	if d := prod(tn); d != fileDigest {
+		t.Fatalf("after a put and a restart prod is %s, want the file's %s", d, fileDigest)
+	}
+	// A promotion is not.
+	promoted := mustParse(t, variantYAML(430)).Digest()
+	if st, b := tn.raw(t, "PUT", "/v1/policy/envs/dev", tn.token, "application/yaml", variantYAML(430)); st != 200 {
+		t.Fatalf("push: %d %s", st, b)
+	}
+	tn.call(t, "POST", "/v1/policy/envs/stage/promote", tn.token, api.PromoteRequest{}, nil, 200)
+	tn.call(t, "POST", "/v1/policy/envs/prod/promote", tn.token, api.PromoteRequest{}, nil, 200)
+	stop()
+	tn, stop = start()
+	defer stop()
+	if d := prod(tn); d != promoted {
+		t.Fatalf("after a promotion and a restart prod is %s, want the promoted %s", d, promoted)
 	}
 }
