@@ -467,3 +467,61 @@ func waitFor(t *testing.T, timeout time.Duration, ok func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestLeaseReuse: the node's /mcp reuses a call's lease for the next call
+// of the same key and intent; a revoked lease is replaced at once, and a
+// revoked key is refused at once; a server without reuse (stdio, a
+// standalone one) issues a lease per call.
+func TestLeaseReuse(t *testing.T) {
+	f := startFixture(t)
+	hello := map[string]any{"code": `export default { fetch() { return new Response("x") } }`, "intent": "compute"}
+	leaseOf := func(t *testing.T, cs *sdk.ClientSession) string {
+		t.Helper()
+		res, out := call(t, cs, "run_javascript", hello)
+		if res.IsError {
+			t.Fatalf("run: %v", out)
+		}
+		return out["lease"].(map[string]any)["lease_id"].(string)
+	}
+	t.Run("node", func(t *testing.T) {
+		var key api.APIKey
+		f.node.JSON("POST", "/v1/apikeys", f.node.Token, api.APIKeyRequest{Role: "tenant", Tenant: "demo", Name: "reuse"}, 201, &key)
+		cs := connectHTTP(t, f.node.URL()+"/mcp", key.Key, "")
+		first := leaseOf(t, cs)
+		if again := leaseOf(t, cs); again != first {
+			t.Fatalf("second call: lease %s, want the first call's %s", again, first)
+		}
+		// Another intent is another lease.
+		res, out := call(t, cs, "run_javascript", map[string]any{"code": hello["code"], "intent": "call_api"})
+		if res.IsError || out["lease"].(map[string]any)["lease_id"] == first {
+			t.Fatalf("another intent: %v", out)
+		}
+		// The tenant revokes the kept lease: the next call runs under a new one.
+		if st, body := f.node.Do("DELETE", "/v1/leases/"+first, key.Key, nil); st != 204 {
+			t.Fatalf("revoke: %d %s", st, body)
+		}
+		if next := leaseOf(t, cs); next == first {
+			t.Fatal("a revoked lease was used again")
+		}
+		// A revoked key is refused at once, kept lease or not.
+		if st, body := f.node.Do("DELETE", "/v1/apikeys/"+key.KeyID, f.node.Token, nil); st != 204 {
+			t.Fatalf("revoke key: %d %s", st, body)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "run_javascript", Arguments: hello}); err == nil {
+			t.Fatal("a revoked key still runs code through /mcp")
+		}
+	})
+	for name, connect := range map[string]func(t *testing.T) *sdk.ClientSession{
+		"standalone": func(t *testing.T) *sdk.ClientSession { return connectHTTP(t, f.standalone(t), f.demo, "") },
+		"stdio":      func(t *testing.T) *sdk.ClientSession { return connectStdio(t, f.node.URL(), f.demo) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cs := connect(t)
+			if a, b := leaseOf(t, cs), leaseOf(t, cs); a == b {
+				t.Fatalf("two calls under one lease %s without reuse", a)
+			}
+		})
+	}
+}

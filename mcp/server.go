@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/leash-dev/leash/api"
@@ -45,6 +46,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported as the server's version.
 	Version string
+	// LeaseReuse, when positive, lets a call reuse the lease of an earlier
+	// call with the same credential, tenant, intent and profile for at
+	// most this long (and never within 30 s of its expiry), instead of
+	// issuing one per call (docs/mcp.md). The node's /mcp sets it; the
+	// node checks the credential on every request there, so a revoked key
+	// stops at once. Zero: a lease per call.
+	LeaseReuse time.Duration
 	// Token is the credential of calls whose transport carries none:
 	// leash mcp's (stdio) from the environment. Over HTTP every request
 	// carries its own, and Handler refuses one without.
@@ -53,9 +61,10 @@ type Options struct {
 
 // Server is leash's MCP server.
 type Server struct {
-	api *apiClient
-	log *slog.Logger
-	srv *sdk.Server
+	api    *apiClient
+	leases *leaseCache
+	log    *slog.Logger
+	srv    *sdk.Server
 	// token is the credential of a stdio session (the environment);
 	// over HTTP every request carries its own and token is empty.
 	token string
@@ -76,7 +85,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	s := &Server{api: &apiClient{hc: &http.Client{Transport: opts.API}, base: base}, log: opts.Logger.With("component", "mcp"), token: opts.Token}
+	s := &Server{api: &apiClient{hc: &http.Client{Transport: opts.API}, base: base}, log: opts.Logger.With("component", "mcp"), token: opts.Token,
+		leases: newLeaseCache(opts.LeaseReuse)}
 	s.srv = sdk.NewServer(&sdk.Implementation{Name: "leash", Title: "leash executor mesh", Version: opts.Version}, &sdk.ServerOptions{
 		Instructions: "leash runs code in sandboxes under capability profiles. Call list_capabilities first: it names the intents you may run under, " +
 			"their limits and the hosts their code may fetch. Then run_javascript (a Workers module) or run_wasm. A refused call, a blocked fetch or " +

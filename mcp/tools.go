@@ -148,29 +148,46 @@ func (s *Server) run(ctx context.Context, req *sdk.CallToolRequest, tool string,
 			return refused(&callError{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: "env: " + err.Error()})
 		}
 	}
-	var l api.Lease
-	if _, err := s.api.call(ctx, http.MethodPost, "/v1/leases", hdr, cred, api.LeaseRequest{Tenant: tenant, Intent: intent, Profile: profile, Class: "interactive"}, &l); err != nil {
-		var ce *callError
-		if errors.As(err, &ce) {
-			return refused(ce)
-		}
-		return nil, RunResult{}, err
-	}
-	lease := &LeaseInfo{LeaseID: l.LeaseID, Tenant: l.Tenant, Profile: l.Profile, PolicyDigest: l.PolicyDigest}
 	// A caller that goes away mid-call takes its task with it: ctx ends
 	// with the call's HTTP request (withRequest), and the node ends a task
 	// whose request is gone (terminated:cancelled).
-	var res api.TaskResult
-	_, err := s.api.call(ctx, http.MethodPost, "/v1/tasks", hdr, l.Token, tr, &res)
-	if err != nil {
-		var ce *callError
-		if errors.As(err, &ce) {
-			out, rr, _ := refused(ce)
-			rr.Lease = lease
-			return out, rr, nil
+	lr := api.LeaseRequest{Tenant: tenant, Intent: intent, Profile: profile, Class: "interactive"}
+	key := cacheKey(cred, lr)
+	var (
+		l   api.Lease
+		res api.TaskResult
+	)
+	for attempt := 0; ; attempt++ {
+		var reused bool
+		if l, reused = s.leases.get(key); !reused {
+			if _, err := s.api.call(ctx, http.MethodPost, "/v1/leases", hdr, cred, lr, &l); err != nil {
+				var ce *callError
+				if errors.As(err, &ce) {
+					return refused(ce)
+				}
+				return nil, RunResult{}, err
+			}
+			s.leases.put(key, l)
 		}
-		return nil, RunResult{}, err
+		_, err := s.api.call(ctx, http.MethodPost, "/v1/tasks", hdr, l.Token, tr, &res)
+		if err == nil {
+			break
+		}
+		var ce *callError
+		if !errors.As(err, &ce) {
+			return nil, RunResult{}, err
+		}
+		if reused && attempt == 0 && leaseRefused(ce.Code) {
+			// The kept lease was revoked or ran out: forget it and
+			// try once with a fresh one (which policy may refuse).
+			s.leases.drop(key)
+			continue
+		}
+		out, rr, _ := refused(ce)
+		rr.Lease = &LeaseInfo{LeaseID: l.LeaseID, Tenant: l.Tenant, Profile: l.Profile, PolicyDigest: l.PolicyDigest}
+		return out, rr, nil
 	}
+	lease := &LeaseInfo{LeaseID: l.LeaseID, Tenant: l.Tenant, Profile: l.Profile, PolicyDigest: l.PolicyDigest}
 	out := runResult(&res)
 	out.Lease = lease
 	if res.Usage.Blocked > 0 {

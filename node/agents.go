@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
@@ -73,6 +74,10 @@ func capabilities(name, digest string, b *policy.Bundle, t *policy.Tenant) api.C
 	return out
 }
 
+// MCPLeaseReuse is how long /mcp's tool calls reuse a lease of the same
+// credential, tenant and intent before they issue a new one.
+const MCPLeaseReuse = time.Minute
+
 // mcpHandler serves POST /mcp: the MCP server (package mcp) over
 // Streamable HTTP, calling this node's own API in process with the
 // caller's credential. It is built on first use, from the same route
@@ -90,7 +95,10 @@ func (n *Node) mcpHandler() httpapi.HandlerFunc {
 				return
 			}
 			var srv *mcp.Server
-			srv, err = mcp.New(mcp.Options{API: mcp.InProcess(routes), Logger: n.log, Version: n.cfg.Version})
+			// The outer request's credential is checked by the route
+			// table on every call, so a kept lease outlives no revoked
+			// key (docs/mcp.md, "Why reuse a lease for a minute?").
+			srv, err = mcp.New(mcp.Options{API: mcp.InProcess(routes), Logger: n.log, Version: n.cfg.Version, LeaseReuse: MCPLeaseReuse})
 			if err == nil {
 				h = srv.Handler()
 			}
