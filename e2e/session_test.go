@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -215,5 +216,47 @@ func TestSessionState(t *testing.T) {
 			st, _, _ := kvAPI(t, n, "GET", "/v1/sessions/chat-1/kv/turns", demo, nil)
 			return st == 404
 		})
+	}
+}
+
+// TestTaskHistoryOnAnyNode: an interactive task's record is readable on
+// every node of the cluster (bounded: no body, no logs), by its tenant
+// and staff only.
+func TestTaskHistoryOnAnyNode(t *testing.T) {
+	c := nodetest.StartCluster(t, nodetest.ClusterOptions{N: 3, Policy: sessionPolicyPath(), Args: clusterArgs("--no-offload")})
+	a := c.Nodes[0]
+	key := func(tenant string) string {
+		var k api.APIKey
+		a.JSON("POST", "/v1/apikeys", a.Token, api.APIKeyRequest{Role: "tenant", Tenant: tenant}, 201, &k)
+		return k.Key
+	}
+	demo, other := key("demo"), key("other")
+	var l api.Lease
+	a.JSON("POST", "/v1/leases", demo, api.LeaseRequest{Intent: "stateful"}, 201, &l)
+	wasm := guestB64(t, "kv")
+	res := runTask(t, a, l.Token, api.TaskRequest{Module: api.Module{WASM: &wasm}, Env: api.StringEnv(map[string]string{"KV_OP": "none", "KV_KEY": "x"})})
+	if res.Outcome != "ok" || res.Node != a.ID() {
+		t.Fatalf("task: %+v", res)
+	}
+	for _, n := range c.Nodes[1:] {
+		var got api.Task
+		waitFor(t, 30*time.Second, "the task's record on "+n.ID(), func() bool {
+			st, b := n.Do("GET", "/v1/tasks/"+res.TaskID, demo, nil)
+			return st == 200 && json.Unmarshal(b, &got) == nil
+		})
+		r := got.Result
+		if got.State != "succeeded" || r == nil || r.Outcome != "ok" || r.Node != a.ID() || r.Tenant != "demo" ||
+			r.Receipt == nil || r.Receipt.Index != res.Receipt.Index || !r.ResponseElided || r.Response == nil || r.Response.Status != 200 || len(r.Logs) != 0 {
+			t.Fatalf("record on %s: %+v", n.ID(), got)
+		}
+		if body, _ := r.Response.Bytes(); len(body) != 0 {
+			t.Fatalf("history kept the body on %s: %q", n.ID(), body)
+		}
+		if st, _ := n.Do("GET", "/v1/tasks/"+res.TaskID, other, nil); st != 404 {
+			t.Fatalf("another tenant reads the record on %s: %d", n.ID(), st)
+		}
+		if st, _ := n.Do("GET", "/v1/tasks/"+res.TaskID, n.Token, nil); st != 200 {
+			t.Fatalf("the admin reads the record on %s: %d", n.ID(), st)
+		}
 	}
 }

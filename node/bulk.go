@@ -289,6 +289,10 @@ func (n *Node) findTask(ctx context.Context, id string) (*api.Task, string, erro
 			}
 			return t, tenant, nil
 		}
+		// Any node's finished task, from replicated history (history.go).
+		if ht, tenant, ok := n.historyTask(id); ok {
+			return ht, tenant, nil
+		}
 		if try > 0 || n.syncWithLeader(ctx) != nil {
 			return nil, "", err
 		}

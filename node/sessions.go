@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -320,9 +321,22 @@ func (k *taskKV) List(ctx context.Context, o sandbox.KVListOptions) (*sandbox.KV
 // tenant per day). Until that lands here, the event above is the record.
 func (n *Node) meterToolCall(ctx context.Context, l *consensus.Lease, tool string) {}
 
-// forgetExpiredKV: the leader forgets entries past their TTL in bounded
-// batches (consensus.ExpireKV), as leases are forgotten.
+// forgetExpiredKV is the state tiers' housekeeping: the leader forgets
+// KV entries past their TTL in bounded batches (consensus.ExpireKV), as
+// leases are forgotten; and beside it run the task history's batcher
+// and purge (history.go).
 func (n *Node) forgetExpiredKV(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		n.historyLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		n.purgeHistoryLoop(ctx)
+	}()
 	t := time.NewTicker(kvExpireEvery)
 	defer t.Stop()
 	for {

@@ -212,9 +212,11 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	if out.Outcome != string(sandbox.OutcomeOK) {
 		state = api.TaskFailed
 	}
-	if err := n.saveTask(&api.Task{TaskID: t.ID, State: state, Class: l.Class, Attempts: t.Attempt, Result: out}); err != nil {
+	rec := &api.Task{TaskID: t.ID, State: state, Class: l.Class, Attempts: t.Attempt, Result: out}
+	if err := n.saveTask(rec); err != nil {
 		n.log.Error("record task", "task", t.ID, "err", err)
 	}
+	n.recordHistory(l, rec) // replicated, bounded (history.go)
 	return out
 }
 
