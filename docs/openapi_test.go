@@ -256,9 +256,20 @@ func TestOpenAPIMatchesRealTraffic(t *testing.T) {
 	r.json("POST", "/mcp", key.Key, map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize",
 		"params": map[string]any{"protocolVersion": "2025-11-25", "capabilities": map[string]any{}, "clientInfo": map[string]any{"name": "openapi", "version": "1"}}}, 200, nil)
 	r.json("POST", "/mcp", "", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, 401, nil)
-	if slices.ContainsFunc(httpapi.Table, func(rt httpapi.Route) bool { return rt.Op == "listPolicyEnvs" }) {
-		r.json("GET", "/v1/policy/envs", admin, nil, 200, nil)
+	r.json("GET", "/v1/policy/envs", admin, nil, 200, nil)
+	r.json("GET", "/v1/usage", key.Key, nil, 200, nil)
+	r.json("GET", "/v1/usage?group_by=profile", admin, nil, 200, nil)
+	r.do("GET", "/v1/usage/focus", key.Key, "", nil)
+	r.json("GET", "/v1/budgets/demo", key.Key, nil, 200, nil)
+	r.json("PUT", "/v1/budgets/demo", admin, map[string]any{"mode": "raise", "limits": map[string]any{"tasks_per_day": 200000}}, 200, nil)
+	if st, b := r.do("PUT", "/v1/sessions/s1/kv/greeting", key.Key, "application/octet-stream", []byte("hello")); st != 200 {
+		t.Fatalf("PUT session key: %d %s", st, b)
 	}
+	r.do("GET", "/v1/sessions/s1/kv/greeting", key.Key, "", nil)
+	r.json("GET", "/v1/sessions/s1/kv", key.Key, nil, 200, nil)
+	r.json("DELETE", "/v1/sessions/s1/kv/greeting", key.Key, nil, 204, nil)
+	r.json("GET", "/v1/sessions/s1/kv/greeting", key.Key, nil, 404, nil)
+	r.json("DELETE", "/v1/sessions/s1", key.Key, nil, 200, nil)
 
 	ctx := context.Background()
 	for _, ex := range r.seen {
@@ -297,7 +308,7 @@ func clip(b []byte) string {
 }
 
 func init() {
-	for _, ct := range []string{"application/wasm", "application/javascript", "text/javascript", "application/yaml", "application/x-yaml", "application/x-ndjson", "text/event-stream", "text/html", "application/octet-stream"} {
+	for _, ct := range []string{"application/wasm", "application/javascript", "text/javascript", "application/yaml", "application/x-yaml", "application/x-ndjson", "text/event-stream", "text/html", "text/csv", "application/octet-stream"} {
 		openapi3filter.RegisterBodyDecoder(ct, func(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
 			b, err := io.ReadAll(body)
 			return string(b), err

@@ -308,6 +308,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Usage counters per tenant, profile and UTC day, grouped and priced (staff; a tenant key reads its own). */
+        get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/usage/focus": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The same usage as a FOCUS 1.3 CSV. */
+        get: operations["getFocus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/budgets/{tenant}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        /** A tenant's day against its envelope (staff, or the tenant's key). */
+        get: operations["getBudget"];
+        /** Set or raise a tenant's envelope at run time (admin, operator). */
+        put: operations["putBudget"];
+        post?: never;
+        /** Back to the bundle's budget, with today's usage forgiven for the budget (admin, operator). */
+        delete: operations["resetBudget"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/capabilities": {
         parameters: {
             query?: never;
@@ -801,6 +856,56 @@ export interface components {
             reason?: string;
             if_version?: number;
         };
+        /** @description per UTC day; 0 is no limit */
+        BudgetLimits: {
+            cpu_ms_per_day?: number;
+            egress_bytes_per_day?: number;
+            tool_calls_per_day?: number;
+            tasks_per_day?: number;
+        };
+        BudgetReport: {
+            tenant: string;
+            day: string;
+            /** @description override, bundle or none */
+            source: string;
+            limits: components["schemas"]["BudgetLimits"];
+            warn_percent: number;
+            dimensions: {
+                name: string;
+                used: number;
+                limit: number;
+                percent: number;
+                warned: boolean;
+                exhausted: boolean;
+            }[] | null;
+            /** Format: date-time */
+            resets_at: string;
+        };
+        UsageRow: {
+            tenant?: string;
+            profile?: string;
+            day?: string;
+            /** @description the replicated counters (tasks, cpu_ms, wall_ms, memory_peak_bytes, memory_mib_seconds, egress_bytes_in, egress_bytes_out, tool_calls, blocked_calls, subrequests, model_tokens_input, model_tokens_output) */
+            usage: {
+                [key: string]: number;
+            };
+            cost?: {
+                cpu?: number;
+                egress?: number;
+                tool_calls?: number;
+                tasks?: number;
+                total?: number;
+            };
+        };
+        UsageReport: {
+            from: string;
+            to: string;
+            group_by: ("tenant" | "profile" | "day")[] | null;
+            currency?: string;
+            policy_digest: string;
+            rows: components["schemas"]["UsageRow"][] | null;
+            total: components["schemas"]["UsageRow"];
+        };
         Capabilities: {
             tenant: string;
             policy_digest: components["schemas"]["Digest"];
@@ -1137,6 +1242,15 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["ErrorBody"];
+            };
+        };
+        /** @description the tenant's day against its envelope */
+        Budget: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["BudgetReport"];
             };
         };
         /** @description the change, as recorded in the environment's history */
@@ -1694,6 +1808,128 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getUsage: {
+        parameters: {
+            query?: {
+                tenant?: string;
+                profile?: string;
+                /** @description YYYY-MM-DD */
+                from?: string;
+                /** @description YYYY-MM-DD */
+                to?: string;
+                /** @description comma-separated: tenant, profile, day */
+                group_by?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the usage report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    getFocus: {
+        parameters: {
+            query?: {
+                tenant?: string;
+                profile?: string;
+                from?: string;
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one row per tenant, profile, day and charge */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    getBudget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Budget"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    putBudget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    mode: "set" | "raise";
+                    limits: components["schemas"]["BudgetLimits"];
+                };
+            };
+        };
+        responses: {
+            200: components["responses"]["Budget"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    resetBudget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Budget"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
     };
