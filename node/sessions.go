@@ -316,10 +316,11 @@ func (k *taskKV) List(ctx context.Context, o sandbox.KVListOptions) (*sandbox.KV
 	return l, err
 }
 
-// meterToolCall is where a task's KV call is metered as a tool call
-// (the issue "Budgets, metering and chargeback" counts tool calls per
-// tenant per day). Until that lands here, the event above is the record.
-func (n *Node) meterToolCall(ctx context.Context, l *consensus.Lease, tool string) {}
+// meterToolCall meters a task's KV call as one tool call of its tenant
+// and profile (usage.go: the daily tool_calls envelope and chargeback).
+func (n *Node) meterToolCall(_ context.Context, l *consensus.Lease, _ string) {
+	n.meter().Add(l.Tenant, l.Profile, n.now(), consensus.UsageCounters{ToolCalls: 1})
+}
 
 // forgetExpiredKV is the state tiers' housekeeping: the leader forgets
 // KV entries past their TTL in bounded batches (consensus.ExpireKV), as

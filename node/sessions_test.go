@@ -249,6 +249,32 @@ func TestSessionKV(t *testing.T) {
 		t.Fatalf("kv tool call events: %v", tools)
 	}
 
+	// ... and tool calls in the tenant's usage (the daily envelope,
+	// chargeback); the meter sends its batches every few seconds.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var u struct {
+			Rows []struct {
+				Profile string `json:"profile"`
+				Usage   struct {
+					ToolCalls int64 `json:"tool_calls"`
+				} `json:"usage"`
+			} `json:"rows"`
+		}
+		tn.call(t, "GET", "/v1/usage?tenant=demo&group_by=profile", tn.token, nil, &u, 200)
+		var calls int64 // every profile's: the onecall lease's get counts too
+		for _, r := range u.Rows {
+			calls += r.Usage.ToolCalls
+		}
+		if calls >= int64(tools["kv.get"]+tools["kv.put"]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metered tool calls: %d, want at least %d (%+v)", calls, tools["kv.get"]+tools["kv.put"], u)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// Ending the session drops its state, not the other tenant's.
 	for _, k := range []string{demo, other} {
 		if st, b, _ := kvDo(t, tn, "PUT", "/v1/sessions/s1/kv/a", k, []byte("7")); st != 200 {
