@@ -11,7 +11,7 @@ import (
 // The FSM command set. This file is the one place that lists every change
 // replicated state can undergo: the ops below and the table commands,
 // which names each op's body type and its applier (in the file of its
-// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go, apikeys.go, kv.go, history.go). Commands are msgpack, wrapped in a versioned
+// area: leases.go, policy.go, nodes.go, ledger.go, queue_state.go, apikeys.go, kv.go, history.go, runbook.go). Commands are msgpack, wrapped in a versioned
 // envelope; an unknown version or op is refused, never guessed.
 
 // CommandVersion is the envelope version this build writes and reads.
@@ -72,6 +72,14 @@ const (
 	// Durable task history (history.go).
 	OpPutTaskRecords   Op = 74 // add a batch of finished tasks to history
 	OpPurgeTaskRecords Op = 75 // forget records past their tenant's retention
+
+	// The security runbook (runbook.go).
+	OpFreezeProfile     Op = 80 // freeze (optionally revoking its live leases) or thaw a profile
+	OpRevokeLeases      Op = 81 // revoke every live lease a selector matches
+	OpBlockDestinations Op = 82 // block or unblock destinations on the global deny list
+	OpOpenIncident      Op = 83 // open an incident with its steps
+	OpCompleteStep      Op = 84 // record an incident's step as done
+	OpCloseIncident     Op = 85 // close an incident
 )
 
 // commands is the command set as a table: for every op, its name, its
@@ -118,6 +126,13 @@ var commands = map[Op]spec{
 
 	OpPutTaskRecords:   def("put_task_records", applyPutTaskRecords),
 	OpPurgeTaskRecords: def("purge_task_records", applyPurgeTaskRecords),
+
+	OpFreezeProfile:     def("freeze_profile", applyFreezeProfile),
+	OpRevokeLeases:      def("revoke_leases", applyRevokeLeases),
+	OpBlockDestinations: def("block_destinations", applyBlockDestinations),
+	OpOpenIncident:      def("open_incident", applyOpenIncident),
+	OpCompleteStep:      def("complete_step", applyCompleteStep),
+	OpCloseIncident:     def("close_incident", applyCloseIncident),
 }
 
 // spec is one command's row in the table.

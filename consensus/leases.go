@@ -67,6 +67,9 @@ func applyIssueLease(tx *Tx, c *IssueLease) (*Lease, error) {
 	if !ok {
 		return nil, refuse(CodeUnknownProf, "profile %q is not in the bundle", l.Profile)
 	}
+	if err := checkNotFrozen(tx, l.Profile); err != nil {
+		return nil, err
+	}
 	if !t.Allows(l.Profile) {
 		return nil, refuse(CodeNotAllowed, "tenant %q may not use profile %q", l.Tenant, l.Profile)
 	}
