@@ -293,6 +293,30 @@ func (b *Worker) Applied(a consensus.Applied) {
 	}
 }
 
+// Restored reacts to a snapshot that replaced the replicated state: the
+// queue commands it stands for were never applied here one by one, so
+// attempts running here of tasks cancelled meanwhile end, and the workers
+// look for work.
+func (b *Worker) Restored() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	ids := make([]string, 0, len(b.running))
+	for id := range b.running {
+		ids = append(ids, id)
+	}
+	b.mu.Unlock()
+	for _, id := range ids {
+		if t, err := b.state.QueueTask(id); err == nil && t.CancelRequested {
+			if b.cancelRunning(id, sandbox.Terminate(sandbox.ReasonCancelled)) {
+				b.log.Info("restored state: a cancelled task ended here", "task", id)
+			}
+		}
+	}
+	b.poke()
+}
+
 func (b *Worker) cancelRunning(id string, cause error) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()

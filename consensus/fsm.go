@@ -29,6 +29,7 @@ type FSM struct {
 	// mu orders Apply against Restore and Snapshot.
 	mu        sync.Mutex
 	listeners []func(Applied)
+	restored  []func()
 }
 
 var (
@@ -90,6 +91,17 @@ func (f *FSM) OnApply(fn func(Applied)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.listeners = append(f.listeners, fn)
+}
+
+// OnRestore registers fn to be called after a snapshot replaced the
+// state (a follower catching up by snapshot): what a node derives from
+// replicated state must be derived again, as if it had applied the
+// commands one by one. fn runs on raft's FSM goroutine, after the new
+// state is committed.
+func (f *FSM) OnRestore(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restored = append(f.restored, fn)
 }
 
 // Apply applies one log entry.
@@ -286,10 +298,18 @@ func (s *fsmSnapshot) Release() { _ = s.snap.Close() }
 const maxSnapshotRecord = 64 << 20
 
 // Restore replaces all replicated state with a snapshot's.
-func (f *FSM) Restore(rc io.ReadCloser) error {
+func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	defer rc.Close()
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	restored := f.restored
+	defer func() {
+		f.mu.Unlock()
+		if err == nil {
+			for _, fn := range restored {
+				fn()
+			}
+		}
+	}()
 	r := bufio.NewReaderSize(rc, 1<<16)
 	v, err := r.ReadByte()
 	if err != nil {

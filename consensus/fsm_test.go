@@ -161,9 +161,14 @@ func TestSnapshotPlusTail(t *testing.T) {
 
 	dstDB := newStateDB(t)
 	dst := NewFSM(dstDB, nil)
+	restored := 0
+	dst.OnRestore(func() { restored++ })
 	applyAll(t, dst, cmds[:2], 1) // stale state that Restore must replace
 	if err := dst.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
+	}
+	if restored != 1 {
+		t.Fatalf("OnRestore listeners ran %d times, want once", restored)
 	}
 	applyAll(t, dst, cmds[5:], 6)
 	if !bytes.Equal(stateBytes(t, full), stateBytes(t, dstDB)) {
@@ -179,6 +184,7 @@ func TestSnapshotPlusTail(t *testing.T) {
 func TestRestoreRefusesGarbage(t *testing.T) {
 	f := NewFSM(newStateDB(t), nil)
 	applyAll(t, f, script(t), 1)
+	f.OnRestore(func() { t.Error("a refused restore ran the restore listeners") })
 	before, _ := f.State().Digest()
 	for name, b := range map[string][]byte{
 		"empty":       {},

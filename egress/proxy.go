@@ -434,6 +434,28 @@ func (p *Proxy) CloseLease(leaseID string) int {
 	return len(ts)
 }
 
+// Leases lists the leases with open tunnels or a cached client here, for a
+// node that must check them again (after a snapshot restore).
+func (p *Proxy) Leases() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	add := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	for t := range p.tunnels {
+		add(t.lease)
+	}
+	for id := range p.clients {
+		add(id)
+	}
+	return out
+}
+
 func (p *Proxy) untrack(t *tunnel) {
 	p.mu.Lock()
 	delete(p.tunnels, t)

@@ -324,6 +324,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.fsm.OnApply(n.onApply)
+	n.fsm.OnRestore(n.onRestore)
 	n.fresh = newFreshness(cfg.MaxStaleness)
 	if err := n.openMesh(); err != nil {
 		return nil, err
