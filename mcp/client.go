@@ -110,54 +110,70 @@ func (e *callError) Error() string { return e.Code + ": " + e.Message }
 // 2xx answer into out. A refusal by the API is a *callError; other errors
 // (the node unreachable, a malformed answer) are returned wrapped.
 func (c *apiClient) call(ctx context.Context, method, path string, hdr http.Header, cred string, in, out any) (int, error) {
-	var body io.Reader
+	var body []byte
+	ctype := ""
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return 0, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
-		body = bytes.NewReader(b)
+		body, ctype = b, "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	status, _, raw, err := c.raw(ctx, method, path, hdr, cred, body, ctype)
 	if err != nil {
-		return 0, fmt.Errorf("build %s %s: %w", method, path, err)
+		return status, err
+	}
+	if out != nil && status != http.StatusNoContent {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return status, fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+		}
+	}
+	return status, nil
+}
+
+// raw sends one API request with body (of type ctype, when not empty) and
+// returns the answer's status, headers and body; a refusal is a
+// *callError.
+func (c *apiClient) raw(ctx context.Context, method, path string, hdr http.Header, cred string, body []byte, ctype string) (int, http.Header, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("build %s %s: %w", method, path, err)
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("read answer of %s %s: %w", method, path, err)
+		return resp.StatusCode, nil, nil, fmt.Errorf("read answer of %s %s: %w", method, path, err)
 	}
 	if len(raw) > maxAnswerBytes {
-		return resp.StatusCode, fmt.Errorf("answer of %s %s is larger than %d bytes", method, path, maxAnswerBytes)
+		return resp.StatusCode, nil, nil, fmt.Errorf("answer of %s %s is larger than %d bytes", method, path, maxAnswerBytes)
 	}
 	if resp.StatusCode >= 300 {
 		var eb struct {
 			Error *api.Error `json:"error"`
 		}
 		if json.Unmarshal(raw, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
-			return resp.StatusCode, &callError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+			return resp.StatusCode, resp.Header, nil, &callError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 		}
-		return resp.StatusCode, &callError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(clip(string(raw), 512))}
+		return resp.StatusCode, resp.Header, nil, &callError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(clip(string(raw), 512))}
 	}
-	if out != nil && resp.StatusCode != http.StatusNoContent {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode answer of %s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, raw, nil
 }
 
 // clip shortens s to at most n bytes (on a rune boundary).

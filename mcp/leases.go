@@ -14,7 +14,7 @@ import (
 const maxReused = 1024
 
 // leaseCache keeps the leases of recent calls for reuse by the next call
-// with the same credential, tenant, intent and profile, for at most a
+// with the same credential, tenant, intent, profile and session, for at most a
 // short age (Options.LeaseReuse). A reused lease is one the caller could
 // have kept itself: it names the same tenant, profile and bundle, and the
 // node verifies it (revocation, expiry) on every task. A nil cache keeps
@@ -35,7 +35,7 @@ func newLeaseCache(maxAge time.Duration) *leaseCache {
 // keeps no secret it was given) and the request's fields.
 func cacheKey(cred string, req api.LeaseRequest) string {
 	h := sha256.New()
-	for _, s := range []string{cred, req.Tenant, req.Intent, req.Profile, req.Class} {
+	for _, s := range []string{cred, req.Tenant, req.Intent, req.Profile, req.Class, req.Session} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -182,7 +182,7 @@ func TestToolsOverEveryTransport(t *testing.T) {
 					}
 				}
 				slices.Sort(names)
-				if want := []string{"get_task", "list_capabilities", "run_javascript", "run_wasm"}; !slices.Equal(names, want) {
+				if want := []string{"get_task", "list_capabilities", "run_javascript", "run_wasm", "session_get", "session_put"}; !slices.Equal(names, want) {
 					t.Fatalf("tools %v, want %v", names, want)
 				}
 			})
@@ -296,6 +296,26 @@ func TestToolsOverEveryTransport(t *testing.T) {
 				}
 				if !strings.HasPrefix(out["body"].(string), "caught: ") {
 					t.Errorf("body %q", out["body"])
+				}
+			})
+			t.Run("session state", func(t *testing.T) {
+				session := "mcp-" + strings.NewReplacer(" ", "-", "/", "").Replace(name)
+				res, out := call(t, cs, "session_put", map[string]any{"session": session, "key": "plan", "value": "step 2", "profile": "quick"})
+				if res.IsError || out["stored"] != true {
+					t.Fatalf("session_put: %v %s", out, text(res))
+				}
+				res, out = call(t, cs, "session_get", map[string]any{"session": session, "key": "plan"})
+				if res.IsError || out["value"] != "step 2" || out["expiration"] == nil {
+					t.Fatalf("session_get: %v %s", out, text(res))
+				}
+				res, out = call(t, cs, "session_get", map[string]any{"session": session, "key": "nope"})
+				if !res.IsError || out["error"].(map[string]any)["code"] != "kv_not_found" {
+					t.Fatalf("missing key: %v %v", res.IsError, out)
+				}
+				// A run under a lease for the session.
+				res, out = call(t, cs, "run_javascript", map[string]any{"code": `export default { fetch() { return new Response("in session") } }`, "intent": "compute", "session": session})
+				if res.IsError || out["body"] != "in session" {
+					t.Fatalf("run in session: %v", out)
 				}
 			})
 			t.Run("bad arguments", func(t *testing.T) {

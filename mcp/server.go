@@ -115,6 +115,7 @@ func (s *Server) addTools() error {
 		sc.Properties["profile"].Pattern = namePattern
 		sc.Properties["tenant"].Pattern = namePattern
 		sc.Properties["env"].MaxProperties = ptr(64)
+		sc.Properties["session"].Pattern = `^[A-Za-z0-9_.:-]{1,128}$`
 	}
 	js, err := jsonschema.For[RunJavaScriptInput](nil)
 	if err != nil {
@@ -142,6 +143,24 @@ func (s *Server) addTools() error {
 	}
 	caps.Properties["tenant"].Pattern = namePattern
 
+	sget, err := jsonschema.For[SessionGetInput](nil)
+	if err != nil {
+		return fmt.Errorf("session_get schema: %w", err)
+	}
+	sput, err := jsonschema.For[SessionPutInput](nil)
+	if err != nil {
+		return fmt.Errorf("session_put schema: %w", err)
+	}
+	for _, sc := range []*jsonschema.Schema{sget, sput} {
+		sc.Properties["session"].Pattern = `^[A-Za-z0-9_.:-]{1,128}$`
+		sc.Properties["key"].MinLength = ptr(1)
+		sc.Properties["key"].MaxLength = ptr(512)
+		sc.Properties["tenant"].Pattern = namePattern
+	}
+	sput.Properties["value"].MaxLength = ptr(maxSessionValue * 4 / 3)
+	sput.Properties["profile"].Pattern = namePattern
+	sput.Properties["expiration_ttl"].Minimum = ptr(0.0)
+
 	sdk.AddTool(s.srv, &sdk.Tool{Name: "run_javascript", Title: "Run JavaScript",
 		Description: "Run a JavaScript module (Cloudflare Workers syntax: export default { async fetch(request, env, ctx) {...} }) in a sandbox, under a " +
 			"fresh lease for the intent, and return its HTTP response, logs, usage, receipt index and task id. Its fetch reaches only the hosts in the " +
@@ -158,6 +177,12 @@ func (s *Server) addTools() error {
 		Description: "List the intents and capability profiles the caller's tenant may run under: each profile's limits (cpu, wall, memory, " +
 			"output, logs, subrequests), its egress allow-list (the only hosts code may fetch) and the tenant's daily budget. Call it before running code.",
 		InputSchema: caps, Annotations: &sdk.ToolAnnotations{ReadOnlyHint: true}}, s.listCapabilities)
+	sdk.AddTool(s.srv, &sdk.Tool{Name: "session_get", Title: "Read session state",
+		Description: "Read one key of a session's KV state (what code run under a lease for that session reads and writes with its KV binding).",
+		InputSchema: sget, Annotations: &sdk.ToolAnnotations{ReadOnlyHint: true}}, s.sessionGet)
+	sdk.AddTool(s.srv, &sdk.Tool{Name: "session_put", Title: "Write session state",
+		Description: "Write one key of a session's KV state, within the profile's KV quota and TTL; the value is replicated before the call answers.",
+		InputSchema: sput, Annotations: &sdk.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false)}}, s.sessionPut)
 	return nil
 }
 

@@ -29,6 +29,7 @@ type RunJavaScriptInput struct {
 	Env     map[string]any `json:"env,omitempty" jsonschema:"bindings the module sees as env (JSON values)"`
 	Intent  string         `json:"intent,omitempty" jsonschema:"the task intent (list_capabilities names them); it picks the capability profile the code runs under"`
 	Profile string         `json:"profile,omitempty" jsonschema:"a capability profile by name, instead of an intent"`
+	Session string         `json:"session,omitempty" jsonschema:"a session id: the lease names it, so the code's KV binding reads and writes that session's state (session_get, session_put)"`
 	Tenant  string         `json:"tenant,omitempty" jsonschema:"the tenant to run as; only for an admin or operator credential (a tenant key runs as its own tenant)"`
 }
 
@@ -39,6 +40,7 @@ type RunWasmInput struct {
 	Env     map[string]any `json:"env,omitempty" jsonschema:"environment the module sees"`
 	Intent  string         `json:"intent,omitempty" jsonschema:"the task intent (list_capabilities names them)"`
 	Profile string         `json:"profile,omitempty" jsonschema:"a capability profile by name, instead of an intent"`
+	Session string         `json:"session,omitempty" jsonschema:"a session id: the lease names it, so the code's KV binding reads and writes that session's state (session_get, session_put)"`
 	Tenant  string         `json:"tenant,omitempty" jsonschema:"the tenant to run as; only for an admin or operator credential"`
 }
 
@@ -119,7 +121,7 @@ var (
 )
 
 // run issues a lease for the call and submits the task under it.
-func (s *Server) run(ctx context.Context, req *sdk.CallToolRequest, tool string, mod api.Module, r *HTTPRequest, env map[string]any, tenant, intent, profile string) (*sdk.CallToolResult, RunResult, error) {
+func (s *Server) run(ctx context.Context, req *sdk.CallToolRequest, tool string, mod api.Module, r *HTTPRequest, env map[string]any, tenant, intent, profile, session string) (*sdk.CallToolResult, RunResult, error) {
 	ctx, cancel := withRequest(ctx)
 	defer cancel()
 	cred, hdr := s.credential(req)
@@ -151,7 +153,7 @@ func (s *Server) run(ctx context.Context, req *sdk.CallToolRequest, tool string,
 	// A caller that goes away mid-call takes its task with it: ctx ends
 	// with the call's HTTP request (withRequest), and the node ends a task
 	// whose request is gone (terminated:cancelled).
-	lr := api.LeaseRequest{Tenant: tenant, Intent: intent, Profile: profile, Class: "interactive"}
+	lr := api.LeaseRequest{Tenant: tenant, Intent: intent, Profile: profile, Class: "interactive", Session: session}
 	key := cacheKey(cred, lr)
 	var (
 		l   api.Lease
@@ -260,12 +262,12 @@ func (s *Server) blocked(ctx context.Context, hdr http.Header, cred string, res 
 
 func (s *Server) runJavaScript(ctx context.Context, req *sdk.CallToolRequest, in RunJavaScriptInput) (*sdk.CallToolResult, RunResult, error) {
 	code := in.Code
-	return s.run(ctx, req, "run_javascript", api.Module{JS: &code}, in.Request, in.Env, in.Tenant, in.Intent, in.Profile)
+	return s.run(ctx, req, "run_javascript", api.Module{JS: &code}, in.Request, in.Env, in.Tenant, in.Intent, in.Profile, in.Session)
 }
 
 func (s *Server) runWasm(ctx context.Context, req *sdk.CallToolRequest, in RunWasmInput) (*sdk.CallToolResult, RunResult, error) {
 	d := in.Digest
-	return s.run(ctx, req, "run_wasm", api.Module{Digest: &d}, in.Request, in.Env, in.Tenant, in.Intent, in.Profile)
+	return s.run(ctx, req, "run_wasm", api.Module{Digest: &d}, in.Request, in.Env, in.Tenant, in.Intent, in.Profile, in.Session)
 }
 
 func (s *Server) getTask(ctx context.Context, req *sdk.CallToolRequest, in GetTaskInput) (*sdk.CallToolResult, TaskInfo, error) {

@@ -53,7 +53,7 @@ for (const [name, make] of transports) {
 
     await t.test("list tools with schemas", async () => {
       const { tools } = await client.listTools();
-      assert.deepEqual(tools.map((x) => x.name).sort(), ["get_task", "list_capabilities", "run_javascript", "run_wasm"]);
+      assert.deepEqual(tools.map((x) => x.name).sort(), ["get_task", "list_capabilities", "run_javascript", "run_wasm", "session_get", "session_put"]);
       for (const tool of tools) {
         assert.equal(tool.inputSchema.type, "object", tool.name);
         assert.ok(tool.outputSchema, `${tool.name} has an output schema`);
@@ -123,6 +123,14 @@ for (const [name, make] of transports) {
       assert.equal(res.isError, true);
       assert.equal(res.structuredContent.blocked[0].destination, "elsewhere.example.org:443");
       assert.ok(res.structuredContent.blocked[0].clause);
+    });
+
+    await t.test("session_put and session_get", async () => {
+      const session = "ts-" + name.replace(/[^A-Za-z0-9]/g, "");
+      let res = await client.callTool({ name: "session_put", arguments: { session, key: "k", value: "v1", profile: "quick" } });
+      assert.ok(!res.isError, JSON.stringify(res));
+      res = await client.callTool({ name: "session_get", arguments: { session, key: "k" } });
+      assert.equal(res.structuredContent.value, "v1");
     });
 
     await t.test("arguments that fail the schema", async () => {
