@@ -140,6 +140,16 @@ func TestSessionKV(t *testing.T) {
 		t.Fatalf("lease reads another session: %d %s", st, code)
 	}
 
+	// Revoking a lease of the session does not delete its state.
+	var rl api.Lease
+	tn.call(t, "POST", "/v1/leases", demo, api.LeaseRequest{Profile: "kv", Session: "s1"}, &rl, 201)
+	if st, _, _ := kvDo(t, tn, "DELETE", "/v1/leases/"+rl.LeaseID, demo, nil); st != 204 {
+		t.Fatalf("revoke: %d", st)
+	}
+	if st, b, _ := kvDo(t, tn, "GET", "/v1/sessions/s1/kv/count", demo, nil); st != 200 || string(b) != "42" {
+		t.Fatalf("after a lease of the session was revoked: %d %q", st, b)
+	}
+
 	// Isolation: another session of the tenant and another tenant's
 	// session of the same name see nothing; their writes do not show.
 	if st, _, code := kvDo(t, tn, "GET", "/v1/sessions/s2/kv/count", demo, nil); st != 404 || code != CodeKVNotFound {
