@@ -19,7 +19,7 @@ CLANG := clang-16
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror -Wl,--strip-all
 WASM_DEB_PACKAGES := clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32
 
-.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools faults tsdeps
+.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools faults conformance tsdeps
 
 all: build
 
@@ -66,8 +66,19 @@ $(BUILD)/guests/%.wasm: testdata/guests/%.c | toolchain
 # compiled code beside it (engine/warm).
 engine: $(ENGINE) $(BUILD)/engine/.warm
 
-$(ENGINE): engine/build.sh engine/shim.c engine/prelude.js engine/quickjs-wasi.patch engine/quickjs-upstream.patch | toolchain
+$(ENGINE): engine/build.sh engine/shim.c engine/prelude.js engine/quickjs-wasi.patch engine/quickjs-upstream.patch engine/polyfill/entry.js engine/polyfill/package-lock.json | toolchain
 	engine/build.sh $(BUILD)/engine
+
+# conformance runs tc39/test262's built-ins and the web-platform-tests'
+# .any.js files in leash, and the WPT files in workerd too when WORKERD is
+# set (difftest/conformance; not part of `make test`). The suites are
+# read from checkouts outside the repository.
+TEST262 ?=
+WPT ?=
+WORKERD ?=
+conformance: engine
+	$(GO) test -tags conformance -count=1 -timeout 60m -v ./difftest/conformance/ -args \
+	    -test262 "$(TEST262)" -wpt "$(WPT)" -workerd "$(WORKERD)"
 
 $(BUILD)/engine/.warm: $(ENGINE) $(wildcard sandbox/js*.go)
 	$(GO) run ./engine/warm $(ENGINE)

@@ -4,7 +4,9 @@
 # Builds the leash JS engine, OUT_DIR/engine.wasm: QuickJS from Debian
 # trixie's quickjs source package, our patch (engine/quickjs-wasi.patch),
 # upstream fixes since the release (engine/quickjs-upstream.patch), our
-# shim (engine/shim.c) and prelude (engine/prelude.js), compiled for
+# shim (engine/shim.c), prelude (engine/prelude.js) and the core-js
+# modules of engine/polyfill (npm ci from its lockfile, bundled with
+# esbuild), compiled for
 # wasm32-wasi with Debian bookworm's clang-16, lld-16, wasi-libc and
 # compiler-rt. Nothing it downloads is committed: the source lands in
 # OUT_DIR/src.
@@ -81,6 +83,35 @@ fetch_source() {
 	(cd "$src" && dpkg-source --require-valid-signature -x "$dsc" quickjs >/dev/null)
 }
 
+# the core-js built-ins the engine lacks (engine/polyfill/entry.js), as one
+# minified script: npm installs the lockfile's exact packages (integrity
+# checked), esbuild bundles them; OUT_DIR/polyfill/polyfills.js
+build_polyfill() {
+	local pd="$out/polyfill"
+	mkdir -p "$pd"
+	if ! command -v npm >/dev/null; then
+		log "npm is missing: install Node.js and npm (Debian: apt-get install npm)"
+		exit 1
+	fi
+	if ! cmp -s "$here/polyfill/package-lock.json" "$pd/package-lock.json" || [ ! -x "$pd/node_modules/.bin/esbuild" ]; then
+		log "installing engine/polyfill's packages with npm ci"
+		cp "$here/polyfill/package.json" "$here/polyfill/package-lock.json" "$pd/"
+		(cd "$pd" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+	fi
+	cp "$here/polyfill/entry.js" "$pd/entry.js"
+	(cd "$pd" && node_modules/.bin/esbuild entry.js --bundle --format=iife --minify --target=es2022 \
+		--legal-comments=none --charset=utf8 --log-level=warning --outfile=polyfills.js)
+}
+
+# cbytes NAME FILE: FILE as a NUL-terminated C array NAME and NAME_len
+# (not const: the shim clears it once evaluated)
+cbytes() {
+	echo "char $1[] = {"
+	od -An -v -tx1 "$2" | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'
+	echo '0x00};'
+	echo "const uint32_t $1_len = $(wc -c <"$2");"
+}
+
 # compile SRC_DIR OUT_WASM
 compile() {
 	local qjs="$1" dst="$2" work
@@ -98,10 +129,8 @@ compile() {
 	cp "$here/shim.c" "$work/src/shim.c"
 	{
 		echo '#include <stdint.h>'
-		echo 'const char leash_prelude[] = {'
-		od -An -v -tx1 "$here/prelude.js" | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'
-		echo '0x00};'
-		echo "const uint32_t leash_prelude_len = $(wc -c <"$here/prelude.js");"
+		cbytes leash_prelude "$here/prelude.js"
+		cbytes leash_polyfills "$out/polyfill/polyfills.js"
 	} >"$work/src/prelude.c"
 	local cflags=(
 		--target=wasm32-wasi --sysroot=/usr -nostdlibinc -isystem /usr/include/wasm32-wasi
@@ -127,6 +156,7 @@ compile() {
 
 install_packages
 fetch_source
+build_polyfill
 qjs="$out/src/quickjs"
 
 if [ "${2:-}" = "--check" ]; then

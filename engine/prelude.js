@@ -22,7 +22,7 @@
   const ObjectGetPrototypeOf = Object.getPrototypeOf, ObjectSetPrototypeOf = Object.setPrototypeOf;
   const ObjectEntries = Object.entries, ObjectHasOwn = Object.hasOwn, ObjectIs = Object.is;
   const ArrayIsArray = Array.isArray, ArrayFrom = Array.from, ArrayBufferIsView = ArrayBuffer.isView;
-  const NumberIsInteger = Number.isInteger, MathMax = G.Math.max, MathMin = G.Math.min, MathCeil = G.Math.ceil;
+  const NumberIsInteger = Number.isInteger, MathMax = G.Math.max, MathMin = G.Math.min, MathCeil = G.Math.ceil, MathFloor = G.Math.floor;
   const StringFromCharCode = String.fromCharCode;
   const uncurry = f => (self, ...args) => ReflectApply(f, self, args);
   const getter = (proto, name) => uncurry(ReflectGetOwnPropertyDescriptor(proto, name).get);
@@ -55,7 +55,7 @@
   const has = (list, v) => { for (let i = 0; i < list.length; i++) if (list[i] === v) return true; return false; };
   const hostLog = host.log, hostNow = host.now, hostRandom = host.random;
   const hostDigest = host.digest, hostURL = host.urlParse, hostURLSet = host.urlSet, hostFetch = host.fetch;
-  const hostRespond = host.respond, hostFail = host.fail, hostDecode = host.decode;
+  const hostRespond = host.respond, hostFail = host.fail, hostDecode = host.decode, hostDetach = host.detach;
   const utf8Encode = host.utf8Encode, utf8Decode = host.utf8Decode;
   const JSONparse = G.JSON.parse, JSONstringify = G.JSON.stringify;
   const internal = Symbol('leash.internal');
@@ -153,7 +153,7 @@
   class Event {
     #type; #bubbles = false; #cancelable = false; #composed = false; #canceled = false;
     #target = null; #currentTarget = null; #phase = 0; #stop = false; #stopImmediate = false;
-    #dispatching = false; #initialized = true; #inPassive = false; #timeStamp;
+    #dispatching = false; #initialized = true; #inPassive = false; #timeStamp; #trusted = false;
     static {
       eventInternals = {
         begin(e, target) { e.#dispatching = true; e.#target = target; },
@@ -167,6 +167,7 @@
         canceled: e => e.#canceled,
         is: e => e !== null && typeof e === 'object' && #type in e,
         type: e => e.#type,
+        trusted(e) { e.#trusted = true; return e; },
       };
     }
     constructor(type, init = undefined) {
@@ -193,7 +194,7 @@
     set returnValue(v) { if (!v && this.#cancelable && !this.#inPassive) this.#canceled = true; }
     get cancelBubble() { return this.#stop; }
     set cancelBubble(v) { if (v) this.#stop = true; }
-    get isTrusted() { return false; }
+    get isTrusted() { return this.#trusted; }
     get timeStamp() { return this.#timeStamp; }
     composedPath() { return this.#dispatching && this.#currentTarget ? [this.#currentTarget] : []; }
     preventDefault() { if (this.#cancelable && !this.#inPassive) this.#canceled = true; }
@@ -369,7 +370,7 @@
       for (const fn of algorithms) {
         try { fn(); } catch (e) { reportError(e); }
       }
-      this.dispatchEvent(new Event('abort'));
+      this.dispatchEvent(eventInternals.trusted(new Event('abort'))); // fired by the platform: trusted
     }
     [internal](reason) {
       if (this.#aborted) return;
@@ -785,10 +786,166 @@
       memo.set(v, out);
       return out;
     }
-    if (options && options.transfer && options.transfer.length) {
-      throw new DOMException('Transferring objects is not supported.', 'DataCloneError');
+    // transfer: ArrayBuffers only (there are no ports or streams to
+    // transfer between tasks); each moves into the clone, the original is
+    // detached once the clone is made
+    const moved = [];
+    if (options !== undefined && options !== null && options.transfer !== undefined) {
+      for (const b of options.transfer) {
+        if (!isArrayBuffer(b)) throw new DOMException('Value not transferable', 'DataCloneError');
+        if (has(moved, b)) throw new DOMException('ArrayBuffer at index 1 is a duplicate of an earlier ArrayBuffer. Duplicates are not allowed.', 'DataCloneError');
+        if (isDetached(b)) throw new DOMException('An ArrayBuffer is detached and could not be cloned.', 'DataCloneError');
+        push(moved, b);
+      }
+      for (let i = 0; i < moved.length; i++) mapSet(memo, moved[i], taBuffer(copyBytes(new Uint8Array(moved[i]))));
     }
-    return clone(value);
+    const out = clone(value);
+    for (let i = 0; i < moved.length; i++) hostDetach(moved[i]);
+    return out;
+  }
+
+  // ---- ArrayBuffer.prototype.transfer (ES2024), Atomics ----
+
+  // detached: an ArrayBuffer no view can be made on
+  function isDetached(b) {
+    if (abByteLength(b) !== 0) return false;
+    try { new Uint8Array(b); return false; } catch { return true; }
+  }
+  function toIndex(v) {
+    if (v === undefined) return 0;
+    let n = +v;
+    n = n !== n ? 0 : n < 0 ? -MathFloor(-n) : MathFloor(n);
+    if (n === 0) n = 0;
+    if (n < 0 || n > 9007199254740991) throw new RangeError('Invalid array buffer length');
+    return n;
+  }
+  function transferBuffer(self, newLength) {
+    abByteLength(self); // an ArrayBuffer (not shared), or a TypeError
+    const len = newLength === undefined ? abByteLength(self) : toIndex(newLength);
+    if (isDetached(self)) throw new TypeError('Cannot perform ArrayBuffer.prototype.transfer on a detached ArrayBuffer');
+    const out = new ArrayBuffer(len);
+    const n = MathMin(len, abByteLength(self));
+    if (n) taSet(new Uint8Array(out), new Uint8Array(self, 0, n));
+    hostDetach(self);
+    return out;
+  }
+  if (typeof ArrayBuffer.prototype.transfer !== 'function') {
+    const methods = {
+      transfer(newLength = undefined) { return transferBuffer(this, newLength); },
+      transferToFixedLength(newLength = undefined) { return transferBuffer(this, newLength); },
+      get detached() { abByteLength(this); return isDetached(this); },
+    };
+    for (const k of ['transfer', 'transferToFixedLength']) {
+      ObjectDefineProperty(ArrayBuffer.prototype, k, { value: methods[k], writable: true, configurable: true });
+    }
+    ObjectDefineProperty(ArrayBuffer.prototype, 'detached', { get: ReflectGetOwnPropertyDescriptor(methods, 'detached').get, configurable: true });
+  }
+
+  // Atomics for one agent: the engine is built without threads, so the
+  // operations are the plain reads and writes they are when nobody else
+  // shares the memory; wait cannot block here (CanBlock is false, as on a
+  // Workers main thread) and notify wakes nobody.
+  if (typeof G.Atomics !== 'object') {
+    const BigIntAsIntN = G.BigInt.asIntN;
+    const intTypes = ['Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array'];
+    const TypedArrayTag = getter(TypedArrayPrototype, Symbol.toStringTag);
+    const isShared = b => { try { abByteLength(b); return false; } catch { return true; } };
+    function validate(ta, waitable) {
+      const tag = TypedArrayTag(ta);
+      if (waitable ? tag !== 'Int32Array' && tag !== 'BigInt64Array' : !has(intTypes, tag)) {
+        throw new TypeError('Atomics operations need an integer typed array');
+      }
+      const buf = taBuffer(ta);
+      if (!isShared(buf) && isDetached(buf)) throw new TypeError('Atomics operation on a detached ArrayBuffer');
+      return tag;
+    }
+    function access(ta, index) {
+      const i = toIndex(index);
+      if (i >= taLength(ta)) throw new RangeError('Invalid atomic access index');
+      return i;
+    }
+    function convert(tag, v) {
+      if (tag === 'BigInt64Array' || tag === 'BigUint64Array') return BigIntAsIntN(64, v); // ToBigInt: a Number is a TypeError
+      const n = +v;
+      return n !== n ? 0 : n < 0 ? -MathFloor(-n) : MathFloor(n);
+    }
+    function revalidate(ta, i) {
+      const buf = taBuffer(ta);
+      if (!isShared(buf) && isDetached(buf)) throw new TypeError('Atomics operation on a detached ArrayBuffer');
+      if (i >= taLength(ta)) throw new RangeError('Invalid atomic access index');
+    }
+    const rmw = (name, op) => ({
+      [name](ta, index, value) {
+        const tag = validate(ta, false);
+        const i = access(ta, index);
+        const v = convert(tag, value);
+        revalidate(ta, i);
+        const old = ta[i];
+        ta[i] = op(old, v);
+        return old;
+      },
+    })[name];
+    const A = {};
+    const ops = {
+      add: (a, b) => a + b, sub: (a, b) => a - b, and: (a, b) => a & b, or: (a, b) => a | b, xor: (a, b) => a ^ b,
+      exchange: (a, b) => b,
+    };
+    for (const k of ObjectKeys(ops)) A[k] = rmw(k, ops[k]);
+    A.compareExchange = function compareExchange(ta, index, expected, replacement) {
+      const tag = validate(ta, false);
+      const i = access(ta, index);
+      const e = convert(tag, expected), r = convert(tag, replacement);
+      revalidate(ta, i);
+      const old = ta[i];
+      // compare as the element type stores them
+      const probe = new G[tag](1);
+      probe[0] = e;
+      if (old === probe[0]) ta[i] = r;
+      return old;
+    };
+    A.load = function load(ta, index) {
+      validate(ta, false);
+      const i = access(ta, index);
+      revalidate(ta, i);
+      return ta[i];
+    };
+    A.store = function store(ta, index, value) {
+      const tag = validate(ta, false);
+      const i = access(ta, index);
+      let v = convert(tag, value);
+      if (typeof v === 'number' && v === 0) v = 0; // -0 stores as +0
+      revalidate(ta, i);
+      ta[i] = v;
+      return v;
+    };
+    A.isLockFree = function isLockFree(size) {
+      const n = convert('', size);
+      return n === 1 || n === 2 || n === 4 || n === 8;
+    };
+    A.wait = function wait(ta, index, value, timeout) {
+      const tag = validate(ta, true);
+      if (!isShared(taBuffer(ta))) throw new TypeError('Atomics.wait needs a shared typed array');
+      access(ta, index);
+      convert(tag, value);
+      const t = +timeout;
+      throw new TypeError('Atomics.wait cannot be called in this context');
+    };
+    A.notify = function notify(ta, index, count) {
+      validate(ta, true);
+      const i = access(ta, index);
+      if (count !== undefined) { const c = +count; if (c !== c) return 0; }
+      revalidate(ta, i);
+      return 0;
+    };
+    A.pause = function pause(n = undefined) {
+      if (n !== undefined && !NumberIsInteger(n)) throw new TypeError('Atomics.pause needs an integral Number or undefined');
+    };
+    const Atomics = {};
+    for (const k of ['add', 'and', 'compareExchange', 'exchange', 'isLockFree', 'load', 'notify', 'or', 'pause', 'store', 'sub', 'wait', 'xor']) {
+      ObjectDefineProperty(Atomics, k, { value: A[k], writable: true, configurable: true });
+    }
+    ObjectDefineProperty(Atomics, Symbol.toStringTag, { value: 'Atomics', configurable: true });
+    defineGlobal('Atomics', Atomics);
   }
 
   // ---- crypto ----
@@ -1531,6 +1688,49 @@
   }
   tag(TransformStream, 'TransformStream');
 
+  // TextDecoderStream and TextEncoderStream: a TextDecoder (streaming) and
+  // UTF-8 encoding over a TransformStream
+  class TextDecoderStream {
+    #decoder; #transform;
+    constructor(label = 'utf-8', options = undefined) {
+      const d = this.#decoder = new TextDecoder(label, options);
+      this.#transform = new TransformStream({
+        transform(chunk, c) {
+          if (!isBufferSource(chunk)) throw new TypeError("Failed to execute 'write' on 'TextDecoderStream': the chunk is not an ArrayBuffer or ArrayBufferView");
+          const s = d.decode(chunk, { stream: true });
+          if (s) c.enqueue(s);
+        },
+        flush(c) { const s = d.decode(); if (s) c.enqueue(s); },
+      });
+    }
+    get encoding() { return this.#decoder.encoding; }
+    get fatal() { return this.#decoder.fatal; }
+    get ignoreBOM() { return this.#decoder.ignoreBOM; }
+    get readable() { return this.#transform.readable; }
+    get writable() { return this.#transform.writable; }
+  }
+  tag(TextDecoderStream, 'TextDecoderStream');
+  class TextEncoderStream {
+    #transform;
+    constructor() {
+      let lead = ''; // a lead surrogate at the end of a chunk waits for its trail
+      this.#transform = new TransformStream({
+        transform(chunk, c) {
+          let s = lead + String(chunk);
+          lead = '';
+          const last = s.length ? stringCharCodeAt(s, s.length - 1) : 0;
+          if (last >= 0xd800 && last <= 0xdbff) { lead = stringSlice(s, s.length - 1); s = stringSlice(s, 0, s.length - 1); }
+          if (s.length) c.enqueue(encode(s));
+        },
+        flush(c) { if (lead) c.enqueue(new Uint8Array([0xef, 0xbf, 0xbd])); },
+      });
+    }
+    get encoding() { return 'utf-8'; }
+    get readable() { return this.#transform.readable; }
+    get writable() { return this.#transform.writable; }
+  }
+  tag(TextEncoderStream, 'TextEncoderStream');
+
   // ---- Headers ----
 
   // workerd accepts any byte above 0x7f in a header name too
@@ -1749,8 +1949,9 @@
       if (bodyUsed(this)) return rejectedWith(new TypeError(usedMsg));
       if (bodyLocked(this)) return rejectedWith(new TypeError(lockedMsg));
       const b = this.#stream || this.#body;
-      this.#used = true;
+      // a null body stays unused (Fetch: "fully read" of no body)
       if (b === null) return resolved({ __proto__: null, bytes: new Uint8Array(0) });
+      this.#used = true;
       if (isStream(b)) return readAll(b);
       return resolved({ __proto__: null, bytes: b });
     }
@@ -2107,7 +2308,7 @@
   const globals = {
     DOMException, Event, EventTarget, AbortController, AbortSignal,
     setTimeout, setInterval, clearTimeout, clearInterval: clearTimeout, queueMicrotask, reportError,
-    console, TextEncoder, TextDecoder, atob, btoa, structuredClone, CustomEvent,
+    console, TextEncoder, TextDecoder, TextEncoderStream, TextDecoderStream, atob, btoa, structuredClone, CustomEvent,
     crypto: new Crypto(internal), Crypto, SubtleCrypto,
     URL, URLSearchParams, Blob, File, FormData,
     ReadableStream, WritableStream, TransformStream,

@@ -84,8 +84,10 @@ IMPORT("bytecode") void host_bytecode(const uint8_t *p, uint32_t n);
 #define ABI_VERSION 1
 #define MALLOC_OVERHEAD 8
 
-extern const char leash_prelude[];
+extern char leash_prelude[];
 extern const uint32_t leash_prelude_len;
+extern char leash_polyfills[]; /* engine/polyfill: core-js */
+extern const uint32_t leash_polyfills_len;
 
 static JSRuntime *rt;
 static JSContext *ctx;
@@ -560,6 +562,17 @@ static JSValue n_utf8_decode(JSContext *c, JSValueConst this, int argc, JSValueC
     return r;
 }
 
+/* detach(arrayBuffer): detach it (ArrayBuffer.prototype.transfer,
+ * structuredClone's transfer); a TypeError for anything else */
+static JSValue n_detach(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
+{
+    size_t n;
+    if (!JS_GetArrayBuffer(c, &n, argv[0]))
+        return JS_EXCEPTION;
+    JS_DetachArrayBuffer(c, argv[0]);
+    return JS_UNDEFINED;
+}
+
 static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("log", 2, n_log),
     JS_CFUNC_DEF("now", 0, n_now),
@@ -568,6 +581,7 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("urlParse", 2, n_url_parse),
     JS_CFUNC_DEF("urlSet", 3, n_url_set),
     JS_CFUNC_DEF("decode", 3, n_decode),
+    JS_CFUNC_DEF("detach", 1, n_detach),
     JS_CFUNC_DEF("fetch", 2, n_fetch),
     JS_CFUNC_DEF("respond", 2, n_respond),
     JS_CFUNC_DEF("fail", 2, n_fail),
@@ -641,9 +655,24 @@ EXPORT("leash_init") int32_t leash_init(void)
      * snapshot); their toString is "[native code]", as built-ins' are.
      * Line numbers stay, for stacks. A worker's functions keep theirs. */
     JS_SetStripInfo(rt, JS_STRIP_SOURCE);
+    /* first the built-ins core-js gives (engine/polyfill), so that the
+     * prelude captures them like the engine's own */
+    r = JS_Eval(ctx, leash_polyfills, leash_polyfills_len, "polyfills.js", JS_EVAL_TYPE_GLOBAL);
+    if (JS_IsException(r)) {
+        JS_SetStripInfo(rt, 0);
+        JS_FreeValue(ctx, host);
+        report_exception("polyfills");
+        return 5;
+    }
+    JS_FreeValue(ctx, r);
     fn = JS_Eval(ctx, leash_prelude, leash_prelude_len, "prelude.js",
                  JS_EVAL_TYPE_GLOBAL | JS_EVAL_FLAG_STRICT);
     JS_SetStripInfo(rt, 0);
+    /* nothing refers to the sources once compiled (no source is kept):
+     * cleared, their pages are zero in the snapshot, which instances
+     * neither copy nor touch */
+    memset(leash_polyfills, 0, leash_polyfills_len);
+    memset(leash_prelude, 0, leash_prelude_len);
     if (JS_IsException(fn)) {
         JS_FreeValue(ctx, host);
         report_exception("prelude");

@@ -4,7 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -199,4 +205,80 @@ func BenchmarkJSEngineCompare(b *testing.B) {
 	b.ReportMetric(p50[1]/p50[0], "B/A-p50")
 	b.ReportMetric(float64(engines[1].image.size())/float64(engines[0].image.size()), "B/A-image")
 	b.ReportMetric(float64(peak[1])/float64(peak[0]), "B/A-linear")
+	// resident memory of 32 live instances on fresh memories, each
+	// engine in turn, twice
+	var rss [2]float64
+	for round := 0; round < 2; round++ {
+		for i, p := range []string{pathA, pathB} {
+			rss[i] += jsLiveRSS(b, p) / 2
+		}
+	}
+	b.ReportMetric(rss[0]/(1<<20), "A-rss-MiB/instance")
+	b.ReportMetric(rss[1]/(1<<20), "B-rss-MiB/instance")
+	b.ReportMetric(rss[1]/rss[0], "B/A-rss")
+}
+
+// jsLiveRSS holds 32 instances of a fresh engine (an empty pool: every
+// instance memory is new) live at once, each waiting on a timer, and
+// returns the process's resident memory growth per instance.
+func jsLiveRSS(b *testing.B, path string) float64 {
+	const live = 32
+	code, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := newJSEngineImage(context.Background(), code, nil, newDefaultImage, filepath.Join(os.TempDir(), "leash-bench-"+filepath.Base(filepath.Dir(path))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	task := &Task{Module: jsModule(b, e, `export default { async fetch() { await new Promise(r => setTimeout(r, 300)); return new Response("held"); } };`),
+		Request: get("https://x.example/"), Limits: jsTestLimits}
+	runtime.GC()
+	debug.FreeOSMemory()
+	rss0 := jsRSS()
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				if v := jsRSS(); v > peak.Load() {
+					peak.Store(v)
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for j := 0; j < live; j++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := e.run(context.Background(), task); res.Outcome != OutcomeOK {
+				b.Errorf("%s: %s", res.Outcome, res.Error)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	return float64(peak.Load()-rss0) / live
+}
+
+// jsRSS is the process's resident memory in bytes (Linux; 0 elsewhere).
+func jsRSS() int64 {
+	s, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(s))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }

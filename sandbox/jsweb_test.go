@@ -140,6 +140,54 @@ func TestJSWebAPIs(t *testing.T) {
   return [before, r.bodyUsed, r.body.locked, again, locked, s.bodyUsed].join(" ");`,
 			body: "false true true TypeError TypeError false",
 		},
+		"a null body stays unused when read": {
+			src:  `const r = new Response(null); await r.text(); return String(r.bodyUsed);`,
+			body: "false",
+		},
+		"the abort event is trusted": {
+			src: `const c = new AbortController(); let t; c.signal.onabort = e => { t = e.isTrusted; }; c.abort();
+  return t + " " + new Event("x").isTrusted;`,
+			body: "true false",
+		},
+		"TextEncoderStream and TextDecoderStream": {
+			src: `const enc = new TextEncoderStream(), dec = new TextDecoderStream("utf-8");
+  const out = enc.readable.pipeThrough(dec);
+  const w = enc.writable.getWriter(); w.write("h\ud83d"); w.write("\ude00!"); w.close();
+  let s = ""; for await (const c of out) s += c;
+  return s + " " + dec.encoding;`,
+			body: "h😀! utf-8",
+		},
+		"ArrayBuffer transfer and detached": {
+			src: `const b = new ArrayBuffer(8); new Uint8Array(b)[1] = 5;
+  const c = b.transfer(2); let e; try { b.transfer(); } catch (x) { e = x.constructor.name; }
+  return [b.detached, b.byteLength, c.byteLength, new Uint8Array(c)[1], c.detached, e, ArrayBuffer.prototype.transfer.length].join(" ");`,
+			body: "true 0 2 5 false TypeError 0",
+		},
+		"structuredClone transfers ArrayBuffers": {
+			src: `const b = new Uint8Array([1, 2, 3]).buffer; const v = new Uint8Array(b, 1);
+  const out = structuredClone({ b, v }, { transfer: [b] });
+  let dup; try { structuredClone(1, { transfer: [b, b] }); } catch (x) { dup = x.name; }
+  return [b.byteLength, out.b.byteLength, out.v[0], out.v.buffer === out.b, dup].join(" ");`,
+			body: "0 3 2 true DataCloneError",
+		},
+		"Atomics on one agent": {
+			src: `const a = new Int32Array(2), g = new BigInt64Array(1);
+  const r = [Atomics.add(a, 0, 5), Atomics.sub(a, 0, 2), Atomics.exchange(a, 1, 7), Atomics.compareExchange(a, 1, 7, 9), Atomics.load(a, 1),
+    Atomics.store(a, 0, -0), Atomics.isLockFree(4), Atomics.notify(a, 0), String(Atomics.add(g, 0, 3n)), String(g[0])];
+  let e1, e2; try { Atomics.add(new Float64Array(1), 0, 1); } catch (x) { e1 = x.constructor.name; }
+  try { Atomics.add(a, 2, 1); } catch (x) { e2 = x.constructor.name; }
+  return r.join(" ") + " " + e1 + " " + e2;`,
+			body: "0 5 0 7 9 0 true 0 0 3 TypeError RangeError",
+		},
+		"core-js gives the ES2025 and ES2026 library built-ins": {
+			src: `return [[1, 2, 3].values().filter(x => x > 1).map(x => x * 2).toArray().join(","), Iterator.from([1]).toArray().length,
+    [...new Set([1, 2]).union(new Set([3]))].join(","), new Set([1]).isSubsetOf(new Set([1, 2])),
+    await Promise.try(() => 4), RegExp.escape("a.b"), Math.f16round(1.337), Error.isError(new TypeError()),
+    (await Array.fromAsync([Promise.resolve(1), 2])).join(","), new Uint8Array([104, 105]).toBase64(), Uint8Array.fromHex("ff")[0],
+    new Map().getOrInsert("k", 1), Math.sumPrecise([0.1, 0.2]), typeof globalThis["__core-js_shared__"],
+    new Headers({ a: "1" }).keys().map(k => k.toUpperCase()).toArray()[0]].join(" ");`,
+			body: `4,6 1 1,2,3 true 4 \x61\.b 1.3369140625 true 1,2 aGk= 255 1 0.30000000000000004 undefined A`,
+		},
 		"a patched Object.prototype.then does not see body reads": {
 			src: `let calls = 0;
   Object.prototype.then = function (res) { calls++; delete Object.prototype.then; res(this); };
