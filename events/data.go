@@ -214,6 +214,17 @@ type LeaderChanged struct {
 
 func (LeaderChanged) EventType() Type { return TypeLeaderChanged }
 
+// ReceiptSpoolStale: signed receipts have waited in a node's local spool
+// for the ledger longer than they should (no leader reachable).
+type ReceiptSpoolStale struct {
+	Node             string `json:"node_id"`
+	Receipts         int    `json:"receipts"`
+	OldestAgeSeconds int64  `json:"oldest_age_seconds"`
+	ThresholdSeconds int64  `json:"threshold_seconds"`
+}
+
+func (ReceiptSpoolStale) EventType() Type { return TypeReceiptSpoolStale }
+
 // TaskEnqueued: a bulk task entered the replicated queue.
 type TaskEnqueued struct {
 	Class      string `json:"class"`
@@ -280,6 +291,8 @@ func dataFor(t Type) Data {
 		return &TaskRetried{}
 	case TypeTaskDead:
 		return &TaskDead{}
+	case TypeReceiptSpoolStale:
+		return &ReceiptSpoolStale{}
 	}
 	return nil
 }

@@ -38,6 +38,7 @@ const (
 	TypeTaskEnqueued        Type = "task_enqueued"
 	TypeTaskRetried         Type = "task_retried"
 	TypeTaskDead            Type = "task_dead"
+	TypeReceiptSpoolStale   Type = "receipt_spool_stale"
 )
 
 // Types lists every type, in the order docs/events.md gives them.
@@ -48,6 +49,7 @@ var Types = []Type{
 	TypeLeaseRevoked, TypeProfileFrozen, TypeDestinationBlocked, TypePolicyPromoted,
 	TypeNodeJoined, TypeNodeLeft, TypeLeaderChanged,
 	TypeTaskEnqueued, TypeTaskRetried, TypeTaskDead,
+	TypeReceiptSpoolStale,
 }
 
 var knownTypes = func() map[Type]bool {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/sandbox"
@@ -28,8 +29,9 @@ import (
 // key and appended through Raft to the replicated ledger before the task's
 // result is returned. Between the end of a task and the append, the
 // receipt waits in a local spool (x/spool/), so a crash in that window
-// loses nothing: on restart the spool is appended again, and the FSM
-// skips a task attempt already in the ledger.
+// loses nothing: the spool is appended again at start and every few
+// seconds while a leader is reachable (drain), and the FSM skips a task
+// attempt already in the ledger.
 const prefixSpool = consensus.PrefixLocal + "spool/"
 
 // Bounds of one append batch.
@@ -37,6 +39,13 @@ const (
 	maxBatchReceipts = 512
 	maxBatchBytes    = 2 << 20
 	receiptWait      = 30 * time.Second
+	// drainEvery: how often receipts left in the spool (their append
+	// failed: no leader in time) are appended again; spoolStale: the age
+	// of the oldest that raises a receipt_spool_stale event; maxDrain
+	// bounds one pass.
+	drainEvery = 5 * time.Second
+	spoolStale = 5 * time.Minute
+	maxDrain   = 10000
 )
 
 // ErrReceiptNotDurable means a receipt could not be appended in time; it
@@ -62,6 +71,10 @@ type receipts struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+
+	mu       sync.Mutex
+	inflight map[string]bool // spool keys queued or in a batch
+	stale    bool            // a receipt_spool_stale event was emitted
 }
 
 type pendingReceipt struct {
@@ -76,11 +89,13 @@ type pendingReceipt struct {
 }
 
 func (n *Node) startReceipts() {
-	r := &receipts{n: n, in: make(chan *pendingReceipt, 4096), stop: make(chan struct{}), done: make(chan struct{})}
+	r := &receipts{n: n, in: make(chan *pendingReceipt, 4096), stop: make(chan struct{}), done: make(chan struct{}),
+		inflight: map[string]bool{}}
 	n.receipts = r
 	go r.loop()
-	// Receipts spooled before a crash or shutdown go in first.
-	go r.resubmitSpool()
+	// Receipts spooled before a crash or shutdown go in first, then any
+	// whose append fails, while a leader is reachable.
+	go r.drainLoop()
 }
 
 // close stops batching once every queued receipt had its turn.
@@ -181,6 +196,11 @@ func (r *receipts) append(batch []*pendingReceipt) {
 		r.n.log.Error("receipts not appended; they stay spooled", "receipts", len(batch), "err", err)
 	}
 	r.n.log.Debug("receipts appended", "receipts", len(batch), "ms", time.Since(start).Milliseconds())
+	r.mu.Lock()
+	for _, p := range batch {
+		delete(r.inflight, string(p.spool))
+	}
+	r.mu.Unlock()
 	for _, p := range batch {
 		if err != nil {
 			p.err = fmt.Errorf("%w: %v", ErrReceiptNotDurable, err)
@@ -197,38 +217,111 @@ func (r *receipts) submit(taskID string, attempt int, env []byte) *pendingReceip
 	if err := r.n.db.Set(p.spool, env, pebble.NoSync); err != nil {
 		r.n.log.Error("spool receipt", "task", taskID, "err", err)
 	}
+	r.mu.Lock()
+	r.inflight[string(p.spool)] = true
+	r.mu.Unlock()
 	select {
 	case r.in <- p:
 	case <-r.stop:
+		r.mu.Lock()
+		delete(r.inflight, string(p.spool))
+		r.mu.Unlock()
 		p.err = fmt.Errorf("%w: node is stopping", ErrReceiptNotDurable)
 		close(p.ready)
 	}
 	return p
 }
 
-func (r *receipts) resubmitSpool() {
-	var keys, envs [][]byte
+// drainLoop appends the spool at start and then every drainEvery while a
+// leader is reachable, and keeps the spool's metrics current.
+func (r *receipts) drainLoop() {
+	t := time.NewTicker(drainEvery)
+	defer t.Stop()
+	for {
+		if id, _ := r.n.raft.Leader(); id != "" {
+			r.drain()
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// drain queues again every spooled receipt not queued or in a batch
+// already (appended as possibly repeated: the FSM skips an attempt the
+// ledger has), and reports the spool's depth and oldest age.
+func (r *receipts) drain() {
 	it, err := r.n.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSpool), UpperBound: consensus.PrefixEnd([]byte(prefixSpool))})
 	if err != nil {
 		return
 	}
-	for it.First(); it.Valid(); it.Next() {
-		keys = append(keys, append([]byte(nil), it.Key()...))
-		envs = append(envs, append([]byte(nil), it.Value()...))
+	var todo []*pendingReceipt
+	depth := 0
+	var oldest time.Time
+	r.mu.Lock()
+	for it.First(); it.Valid() && depth < maxDrain; it.Next() {
+		depth++
+		if end := receiptEnd(it.Value()); !end.IsZero() && (oldest.IsZero() || end.Before(oldest)) {
+			oldest = end
+		}
+		k := string(it.Key())
+		if r.inflight[k] {
+			continue
+		}
+		r.inflight[k] = true
+		todo = append(todo, &pendingReceipt{env: append([]byte(nil), it.Value()...), spool: []byte(k), resubmitted: true, ready: make(chan struct{})})
 	}
-	it.Close()
-	if len(envs) == 0 {
+	r.mu.Unlock()
+	_ = it.Close()
+
+	age := time.Duration(0)
+	if !oldest.IsZero() {
+		age = max(r.n.now().Sub(oldest), 0)
+	}
+	r.n.metrics.ReceiptSpool(depth, age)
+	r.mu.Lock()
+	raise := age > spoolStale && !r.stale
+	r.stale = depth > 0 && (r.stale || raise)
+	r.mu.Unlock()
+	if raise {
+		r.n.log.Warn("receipts wait in the spool for the ledger", "receipts", depth, "oldest_age_s", int64(age.Seconds()))
+		r.n.emit(context.Background(), events.ReceiptSpoolStale{Node: r.n.id.NodeID, Receipts: depth,
+			OldestAgeSeconds: int64(age.Seconds()), ThresholdSeconds: int64(spoolStale.Seconds())})
+	}
+	if len(todo) == 0 {
 		return
 	}
-	r.n.log.Info("appending spooled receipts", "receipts", len(envs))
-	for i := range envs {
-		p := &pendingReceipt{env: envs[i], spool: keys[i], resubmitted: true, ready: make(chan struct{})}
+	r.n.log.Info("appending spooled receipts", "receipts", len(todo))
+	for i, p := range todo {
 		select {
 		case r.in <- p:
 		case <-r.stop:
+			r.mu.Lock()
+			for _, q := range todo[i:] {
+				delete(r.inflight, string(q.spool))
+			}
+			r.mu.Unlock()
 			return
 		}
 	}
+}
+
+// receiptEnd is when a spooled receipt's task ended (zero if it cannot be
+// read).
+func receiptEnd(env []byte) time.Time {
+	e, err := ledger.DecodeEnvelope(env)
+	if err != nil {
+		return time.Time{}
+	}
+	var rc struct {
+		End time.Time `json:"end"`
+	}
+	if json.Unmarshal(e.Payload, &rc) != nil {
+		return time.Time{}
+	}
+	return rc.End
 }
 
 // receiptFor builds and signs the receipt of a finished task.

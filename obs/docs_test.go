@@ -47,6 +47,7 @@ func everyHelper(m *Metrics) {
 	m.LeaderChanged(false)
 	m.LedgerSize(1)
 	m.LedgerBatch(1, time.Millisecond)
+	m.ReceiptSpool(1, time.Second)
 	m.EventEmitted("tool_call_blocked")
 	m.SinkDropped("http", 1)
 	wait := Histogram{Bounds: []float64{0.001, 0.01}, Counts: []int64{3, 1, 0}, Sum: 0.012}

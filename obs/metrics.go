@@ -66,6 +66,8 @@ type Metrics struct {
 	ledgerSize    prometheus.Gauge
 	ledgerBatch   prometheus.Observer
 	ledgerBatchN  prometheus.Observer
+	spoolDepth    prometheus.Gauge
+	spoolOldest   prometheus.Gauge
 	events        *prometheus.CounterVec
 	sinkDrops     *prometheus.CounterVec
 	buildInfo     *prometheus.GaugeVec
@@ -130,6 +132,8 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 	m.ledgerSize = gauge("ledger_receipts", "Receipts in the replicated ledger (its tree size).")
 	m.ledgerBatch = histogram("ledger_batch_seconds", "Time to append one batch of receipts to the ledger through Raft.", ledgerBBuckets).WithLabelValues()
 	m.ledgerBatchN = histogram("ledger_batch_receipts", "Receipts per ledger batch.", batchNBuckets).WithLabelValues()
+	m.spoolDepth = gauge("receipt_spool_receipts", "Signed receipts waiting in this node's spool for the ledger.")
+	m.spoolOldest = gauge("receipt_spool_oldest_seconds", "Age of the oldest receipt in this node's spool (0: empty).")
 	m.events = counter("events_emitted_total", "Events emitted, by type.", "type")
 	m.sinkDrops = counter("event_sink_dropped_total", "Events a sink lost (queue full, write failed, or shutdown), by sink.", "sink")
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "build_info", Help: "Always 1; the labels name the version and node."}, []string{"version", "node"})
@@ -316,6 +320,16 @@ func (m *Metrics) LedgerBatch(receipts int, d time.Duration) {
 	m.ledgerBatchN.Observe(float64(receipts))
 }
 
+// ReceiptSpool sets the receipts waiting in the local spool and the age
+// of the oldest.
+func (m *Metrics) ReceiptSpool(receipts int, oldest time.Duration) {
+	if m == nil {
+		return
+	}
+	m.spoolDepth.Set(float64(receipts))
+	m.spoolOldest.Set(oldest.Seconds())
+}
+
 // EventEmitted counts an emitted event by type (events.BusConfig.OnEmit).
 func (m *Metrics) EventEmitted(eventType string) {
 	if m == nil {
@@ -337,7 +351,7 @@ func (m *Metrics) SinkDropped(sink string, n int) {
 var eventTypes = map[string]bool{
 	"sandbox_issued": true, "tool_call_attempted": true, "tool_call_blocked": true,
 	"execution_completed": true, "execution_terminated": true,
-	"budget_warning": true, "budget_exhausted": true,
+	"budget_warning": true, "budget_exhausted": true, "budget_changed": true, "receipt_spool_stale": true,
 	"lease_revoked": true, "profile_frozen": true, "destination_blocked": true, "policy_promoted": true,
 	"node_joined": true, "node_left": true, "leader_changed": true,
 	"task_enqueued": true, "task_retried": true, "task_dead": true,
