@@ -68,6 +68,11 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		cfg.Unaudited = true
 		cfg.Logger.Warn("LEASH_BENCH_UNAUDITED=1: tasks run WITHOUT receipts; for benchmarks only")
 	}
+	if env.Getenv("LEASH_BENCH_UNMETERED") == "1" {
+		// A benchmark switch: measure what metering costs. Never in production.
+		cfg.Unmetered = true
+		cfg.Logger.Warn("LEASH_BENCH_UNMETERED=1: usage is NOT metered and budgets never cross; for benchmarks only")
+	}
 	if err := chooseEngine(&cfg); err != nil {
 		cfg.Logger.Warn("no JS engine: JavaScript tasks are refused with js_engine_unavailable", "err", err)
 		cfg.EnginePath = ""

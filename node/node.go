@@ -61,6 +61,9 @@ type Config struct {
 	// Unaudited turns receipts (and events) off. It exists only to
 	// measure what audit costs (bench/); never run a node like this.
 	Unaudited bool
+	// Unmetered turns the usage meter off (no usage, so no budget ever
+	// crosses). It exists only to measure what metering costs (bench/).
+	Unmetered bool
 
 	// Cluster (docs/cluster.md). Secret is the cluster secret's text
 	// (LEASH_CLUSTER_SECRET); SecretFile names a file holding it; with

@@ -77,7 +77,7 @@ func (n *Node) stopUsage() {
 }
 
 func (n *Node) meter() *usage.Meter {
-	if n.usage == nil {
+	if n.usage == nil || n.cfg.Unmetered {
 		return nil
 	}
 	return n.usage.meter

@@ -70,6 +70,9 @@ type Meter struct {
 	cfg Config
 	log *slog.Logger
 
+	// journalMu is held shared by each Add from reserving its delta key
+	// to adding it up, and exclusively by a cut.
+	journalMu sync.RWMutex
 	mu        sync.Mutex
 	pending   map[entryKey]*consensus.UsageCounters
 	deltaSeq  uint64 // next delta key
@@ -135,8 +138,15 @@ func Open(cfg Config) (*Meter, error) {
 }
 
 // Add meters one delta: journalled at once and synced (neither a kill -9
-// nor a power loss loses it once Add returned; concurrent Adds share one
-// fsync in Pebble's commit pipeline), sent with the next batch.
+// nor a power loss loses it once Add returned), sent with the next batch.
+//
+// The synced write happens outside m.mu, so concurrent Adds reach
+// Pebble's commit pipeline together and share one fsync; m.mu only hands
+// out the delta's key and adds it up. journalMu keeps a cut from running
+// while a delta is reserved but not yet journalled and added (the cut
+// deletes the journal's deltas below deltaSeq and takes the pending sums:
+// a delta in between would be deleted before it is written, or written
+// below deltaLow and replayed twice after a crash).
 func (m *Meter) Add(tenant, profile string, at time.Time, u consensus.UsageCounters) {
 	if m == nil || tenant == "" || profile == "" {
 		return
@@ -147,13 +157,18 @@ func (m *Meter) Add(tenant, profile string, at time.Time, u consensus.UsageCount
 		m.log.Error("usage delta", "err", err)
 		return
 	}
+	m.journalMu.RLock()
+	defer m.journalMu.RUnlock()
 	m.mu.Lock()
-	if err := m.cfg.DB.Set([]byte(prefixDelta+string(be(m.deltaSeq))), b, pebble.Sync); err != nil {
-		m.mu.Unlock()
+	seq := m.deltaSeq
+	m.deltaSeq++
+	m.mu.Unlock()
+	if err := m.cfg.DB.Set([]byte(prefixDelta+string(be(seq))), b, pebble.Sync); err != nil {
+		// The key stays unused: a gap in the journal is harmless.
 		m.log.Error("usage journal", "err", err)
 		return
 	}
-	m.deltaSeq++
+	m.mu.Lock()
 	m.addLocked(entryKey{d.Tenant, d.Profile, d.Day}, &d.Usage)
 	full := len(m.pending) >= m.cfg.MaxPending
 	m.mu.Unlock()
@@ -227,6 +242,8 @@ func (m *Meter) Flush(ctx context.Context) error {
 // cut turns the pending deltas into the next batch, in the journal: the
 // batch written and its deltas deleted in one Pebble batch.
 func (m *Meter) cut() error {
+	m.journalMu.Lock()
+	defer m.journalMu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.pending) == 0 {
