@@ -79,15 +79,16 @@ func kvAPI(t *testing.T, n *nodetest.Node, method, path, token string, body any)
 }
 
 // TestSessionState runs on three real nodes: WASI guests (C on every
-// node, and Go through the guest package on one, as compiling a Go
-// module under the race detector is slow) share one session's state across tasks on
+// node, and Go through the guest package on one, with offloading off so
+// that only that node compiles it: compiling a Go module under the race
+// detector is slow) share one session's state across tasks on
 // different nodes and with clients of the API; another session and
 // another tenant see none of it; the quota holds cluster-wide; a TTL
 // runs out on every node; the state survives kill -9 of the leader.
 func TestSessionState(t *testing.T) {
 	goWasm := sessionGoGuest(t)
 	cWasm := guestB64(t, "kv")
-	c := nodetest.StartCluster(t, nodetest.ClusterOptions{N: 3, Policy: sessionPolicyPath(), Args: clusterArgs()})
+	c := nodetest.StartCluster(t, nodetest.ClusterOptions{N: 3, Policy: sessionPolicyPath(), Args: clusterArgs("--no-offload")})
 	a, b, d := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 	key := func(tenant string) string {
 		var k api.APIKey
