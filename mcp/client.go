@@ -131,6 +131,12 @@ func (c *apiClient) call(ctx context.Context, method, path string, hdr http.Head
 	return status, nil
 }
 
+// callBytes is a GET whose 2xx answer is returned as bytes.
+func (c *apiClient) callBytes(ctx context.Context, method, path string, hdr http.Header, cred string) ([]byte, error) {
+	_, _, raw, err := c.raw(ctx, method, path, hdr, cred, nil, "")
+	return raw, err
+}
+
 // raw sends one API request with body (of type ctype, when not empty) and
 // returns the answer's status, headers and body; a refusal is a
 // *callError.

@@ -236,29 +236,49 @@ func (s *Server) blocked(ctx context.Context, hdr http.Header, cred string, res 
 	if res.Receipt == nil {
 		return nil
 	}
+	raw, err := s.api.callBytes(ctx, http.MethodGet, fmt.Sprintf("/v1/ledger/receipts/%d", res.Receipt.Index), hdr, cred)
+	if err != nil {
+		s.log.Debug("mcp receipt unread", "task", res.TaskID, "receipt", res.Receipt.Index, "err", err)
+		return nil
+	}
+	blocked, err := blockedFromProof(raw, res.TaskID)
+	if err != nil {
+		s.log.Debug("mcp receipt not used", "task", res.TaskID, "err", err)
+	}
+	return blocked
+}
+
+// blockedFromProof reads the blocked attempts of task's receipt from a
+// receipt proof (GET /v1/ledger/receipts/{index}): the DSSE envelope's
+// payload is the receipt's JSON.
+func blockedFromProof(raw []byte, task string) ([]BlockedCall, error) {
 	var proof struct {
 		Envelope struct {
 			Payload []byte `json:"payload"` // base64 in JSON
 		} `json:"envelope"`
 	}
-	if _, err := s.api.call(ctx, http.MethodGet, fmt.Sprintf("/v1/ledger/receipts/%d", res.Receipt.Index), hdr, cred, nil, &proof); err != nil {
-		s.log.Debug("mcp receipt unread", "task", res.TaskID, "receipt", res.Receipt.Index, "err", err)
-		return nil
+	if err := json.Unmarshal(raw, &proof); err != nil {
+		return nil, fmt.Errorf("receipt proof: %w", err)
 	}
 	var rec struct {
 		Task    string        `json:"task_id"`
 		Blocked []BlockedCall `json:"blocked_attempts"`
 	}
 	if err := json.Unmarshal(proof.Envelope.Payload, &rec); err != nil {
-		s.log.Debug("mcp receipt undecodable", "task", res.TaskID, "err", err)
-		return nil
+		return nil, fmt.Errorf("receipt payload: %w", err)
 	}
-	if rec.Task != res.TaskID {
-		s.log.Debug("mcp receipt of another task", "task", res.TaskID, "receipt_task", rec.Task)
-		return nil
+	if rec.Task != task {
+		return nil, fmt.Errorf("the receipt is task %q's, not %q's", clip(rec.Task, 64), task)
 	}
-	return rec.Blocked
+	if len(rec.Blocked) > maxBlocked {
+		rec.Blocked = rec.Blocked[:maxBlocked]
+	}
+	return rec.Blocked, nil
 }
+
+// maxBlocked bounds the blocked calls a result lists (the receipt keeps
+// at most 256, each possibly standing for many).
+const maxBlocked = 32
 
 func (s *Server) runJavaScript(ctx context.Context, req *sdk.CallToolRequest, in RunJavaScriptInput) (*sdk.CallToolResult, RunResult, error) {
 	code := in.Code
