@@ -154,16 +154,18 @@ func TestToolsOverEveryTransport(t *testing.T) {
 	}
 	standalone := f.standalone(t)
 	transports := map[string]func(t *testing.T, key string) *sdk.ClientSession{
-		"http 2026-07-28": func(t *testing.T, key string) *sdk.ClientSession {
-			return connectHTTP(t, standalone, key, "2026-07-28")
+		// The node's own /mcp in both revisions; a standalone server
+		// (calling the node over HTTP) and stdio in one each.
+		"node /mcp 2026-07-28": func(t *testing.T, key string) *sdk.ClientSession {
+			return connectHTTP(t, f.node.URL()+"/mcp", key, "2026-07-28")
 		},
-		"http 2025-11-25": func(t *testing.T, key string) *sdk.ClientSession {
+		"node /mcp 2025-11-25": func(t *testing.T, key string) *sdk.ClientSession {
+			return connectHTTP(t, f.node.URL()+"/mcp", key, "2025-11-25")
+		},
+		"standalone 2025-11-25": func(t *testing.T, key string) *sdk.ClientSession {
 			return connectHTTP(t, standalone, key, "2025-11-25")
 		},
 		"stdio": func(t *testing.T, key string) *sdk.ClientSession { return connectStdio(t, f.node.URL(), key) },
-		"node /mcp": func(t *testing.T, key string) *sdk.ClientSession {
-			return connectHTTP(t, f.node.URL()+"/mcp", key, "")
-		},
 	}
 	for _, name := range slices.Sorted(mapsKeys(transports)) {
 		connect := transports[name]
