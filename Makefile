@@ -19,7 +19,7 @@ CLANG := clang-16
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror -Wl,--strip-all
 WASM_DEB_PACKAGES := clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32
 
-.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools faults conformance tsdeps
+.PHONY: all build serve test unit fuzz vet guests toolchain bench clean check engine nettools faults conformance tsdeps browser ui
 
 all: build
 
@@ -87,7 +87,7 @@ $(BUILD)/engine/.warm: $(ENGINE) $(wildcard sandbox/js*.go)
 vet:
 	$(GO) vet ./...
 
-unit: guests engine $(EMBEDDED_ENGINE) nettools tsdeps
+unit: guests engine $(EMBEDDED_ENGINE) nettools tsdeps browser
 	LEASH_REQUIRE_NODE=1 $(GO) test $(GOFLAGS_RACE) -count=1 -timeout 30m ./...
 
 # tsdeps installs Node.js and npm (Debian packages) when they are missing,
@@ -106,6 +106,22 @@ tsdeps:
 	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
 	  fi; \
 	done
+
+# browser installs Debian's chromium when it is missing: the dashboard's
+# browser test (e2e/dashboard_test.go, chromedp) drives it headless.
+browser:
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || { \
+	  echo "installing Debian package: chromium"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+# ui refreshes the dashboard's vendored chart.js (ui/static) from npm, at
+# the version ui/package-lock.json pins. The copy is committed, so a build
+# needs neither npm nor the network; TestVendoredChartJS checks the pin.
+ui: tsdeps
+	cd ui && npm ci --no-audit --no-fund --loglevel=error
+	cp ui/node_modules/chart.js/dist/chart.umd.min.js ui/static/chart.umd.min.js
+	cp ui/node_modules/chart.js/LICENSE.md ui/static/chart.js-LICENSE.md
 
 # nettools installs iptables, which the cluster tests use to partition
 # nodes (e2e/cluster_test.go; they run as root).

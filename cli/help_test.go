@@ -19,6 +19,8 @@ var subcommands = map[string][]string{
 	"policy canary": {"set", "promote", "abort", "status"},
 	"keys":          {"create", "list", "revoke"},
 	"tenants":       {"list"},
+	"incident":      {"open", "list", "report", "step", "close"},
+	"runbook":       {"status"},
 }
 
 // TestEveryCommandAnswersHelp runs every command and subcommand with -h and

@@ -132,13 +132,16 @@ type BudgetChanged struct {
 func (BudgetChanged) EventType() Type { return TypeBudgetChanged }
 
 // LeaseRevoked: one lease, or all of a tenant's or a profile's leases,
-// were revoked. The envelope names the lease when Scope is lease.
+// or every lease a runbook selector matches, were revoked. The envelope
+// names the lease when Scope is lease.
 type LeaseRevoked struct {
-	Scope   string `json:"scope"` // lease, tenant or profile
-	Profile string `json:"profile,omitempty"`
-	Count   int    `json:"count"` // leases revoked
-	Reason  string `json:"reason,omitempty"`
-	By      string `json:"by,omitempty"` // the actor (admin token name, runbook)
+	Scope    string `json:"scope"` // lease, tenant, profile or selector
+	Profile  string `json:"profile,omitempty"`
+	Selector string `json:"selector,omitempty"` // the runbook's selector, e.g. tenant=demo,session=s1
+	Count    int    `json:"count"`              // leases revoked
+	Reason   string `json:"reason,omitempty"`
+	By       string `json:"by,omitempty"`       // the actor (admin token name, runbook)
+	Incident string `json:"incident,omitempty"` // the incident the action belongs to
 }
 
 func (LeaseRevoked) EventType() Type { return TypeLeaseRevoked }
@@ -146,10 +149,11 @@ func (LeaseRevoked) EventType() Type { return TypeLeaseRevoked }
 // ProfileFrozen: a profile was frozen (no new leases, running tasks end)
 // or thawed.
 type ProfileFrozen struct {
-	Profile string `json:"profile"`
-	Frozen  bool   `json:"frozen"`
-	Reason  string `json:"reason,omitempty"`
-	By      string `json:"by,omitempty"`
+	Profile  string `json:"profile"`
+	Frozen   bool   `json:"frozen"`
+	Reason   string `json:"reason,omitempty"`
+	By       string `json:"by,omitempty"`
+	Incident string `json:"incident,omitempty"`
 }
 
 func (ProfileFrozen) EventType() Type { return TypeProfileFrozen }
@@ -161,9 +165,21 @@ type DestinationBlocked struct {
 	Blocked     bool   `json:"blocked"`
 	Reason      string `json:"reason,omitempty"`
 	By          string `json:"by,omitempty"`
+	Incident    string `json:"incident,omitempty"`
 }
 
 func (DestinationBlocked) EventType() Type { return TypeDestinationBlocked }
+
+// IncidentStepOverdue: an open incident's runbook step is past its time
+// box and not done (raised once by the leader that sees it).
+type IncidentStepOverdue struct {
+	Incident string    `json:"incident"`
+	Step     string    `json:"step"`
+	Owner    string    `json:"owner"`
+	Due      time.Time `json:"due"`
+}
+
+func (IncidentStepOverdue) EventType() Type { return TypeIncidentStepOverdue }
 
 // PolicyPromoted: an environment now points at another bundle (a
 // promotion, a canary change, or a rollback).
@@ -277,6 +293,8 @@ func dataFor(t Type) Data {
 		return &ProfileFrozen{}
 	case TypeDestinationBlocked:
 		return &DestinationBlocked{}
+	case TypeIncidentStepOverdue:
+		return &IncidentStepOverdue{}
 	case TypePolicyPromoted:
 		return &PolicyPromoted{}
 	case TypeNodeJoined:

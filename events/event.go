@@ -31,6 +31,7 @@ const (
 	TypeLeaseRevoked        Type = "lease_revoked"
 	TypeProfileFrozen       Type = "profile_frozen"
 	TypeDestinationBlocked  Type = "destination_blocked"
+	TypeIncidentStepOverdue Type = "incident_step_overdue"
 	TypePolicyPromoted      Type = "policy_promoted"
 	TypeNodeJoined          Type = "node_joined"
 	TypeNodeLeft            Type = "node_left"
@@ -46,7 +47,7 @@ var Types = []Type{
 	TypeSandboxIssued, TypeToolCallAttempted, TypeToolCallBlocked,
 	TypeExecutionCompleted, TypeExecutionTerminated,
 	TypeBudgetWarning, TypeBudgetExhausted, TypeBudgetChanged,
-	TypeLeaseRevoked, TypeProfileFrozen, TypeDestinationBlocked, TypePolicyPromoted,
+	TypeLeaseRevoked, TypeProfileFrozen, TypeDestinationBlocked, TypeIncidentStepOverdue, TypePolicyPromoted,
 	TypeNodeJoined, TypeNodeLeft, TypeLeaderChanged,
 	TypeTaskEnqueued, TypeTaskRetried, TypeTaskDead,
 	TypeReceiptSpoolStale,

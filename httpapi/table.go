@@ -61,6 +61,21 @@ var Table = []Route{
 	{"getLease", "GET", "/v1/leases/{id}", Staff | Tenant},
 	{"revokeLease", "DELETE", "/v1/leases/{id}", Admin | Operator | Tenant},
 
+	// The security runbook (docs/runbook.md): containment and incidents
+	// for admins and operators, reads for staff.
+	{"freezeProfile", "PUT", "/v1/runbook/frozen/{profile}", Admin | Operator},
+	{"unfreezeProfile", "DELETE", "/v1/runbook/frozen/{profile}", Admin | Operator},
+	{"listFrozen", "GET", "/v1/runbook/frozen", Staff},
+	{"revokeLeases", "POST", "/v1/runbook/revoke", Admin | Operator},
+	{"blockDestinations", "POST", "/v1/runbook/blocks", Admin | Operator},
+	{"unblockDestinations", "POST", "/v1/runbook/unblock", Admin | Operator},
+	{"listBlocks", "GET", "/v1/runbook/blocks", Staff},
+	{"openIncident", "POST", "/v1/incidents", Admin | Operator},
+	{"listIncidents", "GET", "/v1/incidents", Staff},
+	{"getIncident", "GET", "/v1/incidents/{id}", Staff},
+	{"completeStep", "POST", "/v1/incidents/{id}/steps/{step}", Admin | Operator},
+	{"closeIncident", "POST", "/v1/incidents/{id}/close", Admin | Operator},
+
 	{"putModule", "PUT", "/v1/modules", Admin | Tenant | LeaseHolder},
 	{"deleteModule", "DELETE", "/v1/modules/{digest}", Admin | Tenant | LeaseHolder},
 	{"submitTask", "POST", "/v1/tasks", LeaseHolder},

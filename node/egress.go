@@ -57,15 +57,16 @@ func (n *Node) openEgress() error {
 	return nil
 }
 
-// refreshDeny makes the global deny list that of the active bundle. It runs
-// at start and whenever a bundle is activated; running tasks see the new
-// list at their next request.
+// refreshDeny makes the global deny list that of the active bundle plus
+// the destinations the runbook blocked (runbook.go). It runs at start,
+// whenever a bundle is activated and whenever a block changes; running
+// tasks see the new list at their next request (or hop).
 func (n *Node) refreshDeny() {
 	_, b, err := n.state.ActiveBundle(Env)
 	if err != nil {
 		return
 	}
-	if err := n.egress.deny.Replace(b.Deny); err != nil {
+	if err := n.egress.deny.Replace(append(slices.Clone(b.Deny), n.runbookDeny()...)); err != nil {
 		n.log.Error("global deny list refused", "err", err)
 	}
 }

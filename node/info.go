@@ -140,6 +140,8 @@ func (n *Node) proposeError(err error) error {
 			status = http.StatusTooManyRequests
 		case consensus.CodeNotAllowed:
 			status = http.StatusForbidden
+		case consensus.CodeProfileFrozen:
+			status = http.StatusConflict
 		}
 		return &api.Error{Status: status, Code: re.Code, Message: re.Message}
 	case errors.Is(err, consensus.ErrOutcomeUnknown):

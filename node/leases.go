@@ -89,6 +89,9 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 	if !t.Allows(profileName) {
 		return api.Errorf(http.StatusForbidden, api.CodeProfileNotAllowed, "tenant %q may not use profile %q", req.Tenant, profileName)
 	}
+	if f, err := n.state.FrozenProfile(profileName); err == nil {
+		return api.Errorf(http.StatusConflict, consensus.CodeProfileFrozen, "profile %q is frozen (by %s: %s)", profileName, f.Action.By, f.Action.Reason)
+	}
 	class := req.Class
 	if class == "" {
 		class = consensus.ClassInteractive

@@ -479,6 +479,11 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 		defer n.bg.Done()
 		n.watchCanary(ctx)
 	}()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.watchRunbook(ctx)
+	}()
 	go func() {
 		defer n.bg.Done()
 		n.cosignLoop(ctx)
@@ -590,6 +595,7 @@ func (n *Node) onApply(a consensus.Applied) {
 	n.policyApplied(a)
 	n.usageApplied(a)
 	n.bulk.Load().Applied(a)
+	n.runbookApplied(a)
 	switch c := a.Command.(type) {
 	case *consensus.RevokeLease:
 		if k := n.tasks.cancelLease(c.LeaseID, sandbox.Terminate(sandbox.ReasonRevoked)); k > 0 {

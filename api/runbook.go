@@ -1,0 +1,128 @@
+package api
+
+import "time"
+
+// The security runbook's wire types (docs/runbook.md).
+
+// RunbookAction is what every runbook request may carry: why, and the
+// incident the action belongs to.
+type RunbookAction struct {
+	Reason   string `json:"reason,omitempty"`
+	Incident string `json:"incident,omitempty"`
+}
+
+// FreezeRequest freezes a profile; RevokeLive also revokes its live
+// leases.
+type FreezeRequest struct {
+	RunbookAction
+	RevokeLive bool `json:"revoke_live,omitempty"`
+}
+
+// RevokeRequest revokes every live lease matching all the fields set.
+type RevokeRequest struct {
+	RunbookAction
+	Tenant       string `json:"tenant,omitempty"`
+	Profile      string `json:"profile,omitempty"`
+	Session      string `json:"session,omitempty"`
+	PolicyDigest string `json:"policy_digest,omitempty"`
+}
+
+// BlockRequest blocks (or unblocks) destinations: hosts, *.wildcards,
+// IP literals, CIDR prefixes.
+type BlockRequest struct {
+	RunbookAction
+	Destinations []string `json:"destinations"`
+}
+
+// MaxListedLeases bounds the lease ids a revocation's answer lists.
+const MaxListedLeases = 1000
+
+// RunbookResult is the answer to a freeze, thaw, revocation, block or
+// unblock: what changed, and the log index it is in force from (on
+// every node once the answer arrives).
+type RunbookResult struct {
+	Action   string    `json:"action"` // freeze, unfreeze, revoke, block, unblock
+	Profile  string    `json:"profile,omitempty"`
+	Revoked  int       `json:"revoked"`
+	Leases   []string  `json:"leases,omitempty"` // at most MaxListedLeases
+	Changed  []string  `json:"changed,omitempty"`
+	By       string    `json:"by"`
+	At       time.Time `json:"at"`
+	Incident string    `json:"incident,omitempty"`
+	Index    uint64    `json:"index"`
+}
+
+// Frozen is a frozen profile.
+type Frozen struct {
+	Profile  string    `json:"profile"`
+	By       string    `json:"by"`
+	At       time.Time `json:"at"`
+	Reason   string    `json:"reason,omitempty"`
+	Incident string    `json:"incident,omitempty"`
+}
+
+// Block is a destination blocked at run time.
+type Block struct {
+	Destination string    `json:"destination"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+	Reason      string    `json:"reason,omitempty"`
+	Incident    string    `json:"incident,omitempty"`
+}
+
+// IncidentRequest opens an incident. TimeBoxes and Owners set a step's
+// time box (seconds from the opening) and owner; unset ones take the
+// defaults (docs/runbook.md) and the incident's owner.
+type IncidentRequest struct {
+	ID         string            `json:"incident_id,omitempty"`
+	Title      string            `json:"title"`
+	Owner      string            `json:"owner"`
+	DetectedAt *time.Time        `json:"detected_at,omitempty"`
+	TimeBoxes  map[string]int64  `json:"time_boxes,omitempty"`
+	Owners     map[string]string `json:"owners,omitempty"`
+}
+
+// StepRequest records a step as done.
+type StepRequest struct {
+	Detail string `json:"detail,omitempty"`
+}
+
+// IncidentStep is one of an incident's steps.
+type IncidentStep struct {
+	Name    string     `json:"name"`
+	Owner   string     `json:"owner"`
+	Due     time.Time  `json:"due"`
+	DoneAt  *time.Time `json:"done_at,omitempty"`
+	DoneBy  string     `json:"done_by,omitempty"`
+	Overdue bool       `json:"overdue"`
+}
+
+// TimelineEntry is one action of an incident.
+type TimelineEntry struct {
+	Kind   string    `json:"kind"`
+	Detail string    `json:"detail"`
+	Count  int       `json:"count,omitempty"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Incident is an incident with its steps and timeline.
+type Incident struct {
+	ID          string     `json:"incident_id"`
+	Title       string     `json:"title"`
+	Owner       string     `json:"owner"`
+	DetectedAt  time.Time  `json:"detected_at"`
+	OpenedAt    time.Time  `json:"opened_at"`
+	OpenedBy    string     `json:"opened_by"`
+	Open        bool       `json:"open"`
+	ContainedAt *time.Time `json:"contained_at,omitempty"`
+	// TimeToContainmentMs is from detection to the first containment
+	// action (freeze, revoke or block) that named the incident.
+	TimeToContainmentMs *int64          `json:"time_to_containment_ms,omitempty"`
+	ClosedAt            *time.Time      `json:"closed_at,omitempty"`
+	Steps               []IncidentStep  `json:"steps"`
+	Timeline            []TimelineEntry `json:"timeline"`
+	// Dropped counts actions past the timeline's bound.
+	Dropped int `json:"dropped,omitempty"`
+}

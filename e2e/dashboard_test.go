@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/internal/nodetest"
+)
+
+// chromium finds Debian's chromium (make unit installs it); the test
+// skips only when there is none at all.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no chromium on PATH (make unit installs Debian's chromium): the dashboard's browser test cannot run")
+	return ""
+}
+
+// artifactDir is where the screenshot goes: $LEASH_ARTIFACTS, else the
+// test's artifact directory (kept under -artifacts' output dir).
+func artifactDir(t *testing.T) string {
+	if d := os.Getenv("LEASH_ARTIFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.ArtifactDir()
+}
+
+// TestDashboard opens /ui in a real headless chromium: a tenant signs in
+// with its key and the page's figures (today against the envelope, the
+// 30 days' totals and cost, the recent tasks with their receipts) match
+// GET /v1/budgets and GET /v1/usage; the page loads nothing from
+// elsewhere and raises no error (its CSP refuses anything else); staff
+// switch between tenants. A screenshot is saved as an artifact.
+func TestDashboard(t *testing.T) {
+	exe := chromium(t)
+	n := nodetest.Start(t, nodetest.Options{Policy: filepath.Join(nodetest.RepoRoot(), "e2e", "testdata", "budget.yaml")})
+	var key api.APIKey
+	n.JSON("POST", "/v1/apikeys", n.Token, api.APIKeyRequest{Role: "tenant", Tenant: "team", Name: "dashboard"}, 201, &key)
+	var l api.Lease
+	n.JSON("POST", "/v1/leases", key.Key, api.LeaseRequest{Intent: "small_task"}, 201, &l)
+	wasm := guestB64(t, "minimal")
+	const tasks = 5
+	for range tasks {
+		if st, b := n.Do("POST", "/v1/tasks", l.Token, wasmTask(wasm)); st != 200 {
+			t.Fatalf("task: %d %s", st, b)
+		}
+	}
+	// The usage is replicated in batches (250 ms): wait until the API
+	// counts every task, then compare the page with it.
+	var usage usageReport
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		usage = usageReport{}
+		n.JSON("GET", "/v1/usage?group_by=tenant", key.Key, nil, 200, &usage)
+		if usage.Total.Usage["tasks"] == tasks {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage counts %d tasks, want %d", usage.Total.Usage["tasks"], tasks)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var budget budgetReport
+	n.JSON("GET", "/v1/budgets/team", key.Key, nil, 200, &budget)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.WindowSize(1200, 1800), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var problems []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, fmt.Sprintf("exception: %s %+v", e.ExceptionDetails.Text, e.ExceptionDetails.Exception))
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError {
+				problems = append(problems, fmt.Sprintf("console.error: %v", e.Args))
+			}
+		}
+	}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	eval := func(expr string, out any) error {
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](expr))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(raw, out)
+	}
+	poll := func(expr string, d time.Duration) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(d))(ctx, tg)
+			return err
+		})
+	}
+	loaded := func(tenant string) chromedp.Action[chromedp.Void] {
+		return poll(`document.body.dataset.loaded === `+strconv.Quote(tenant), 30*time.Second)
+	}
+	signIn := func(secret string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.WaitVisible(chromedp.CSS("#key")),
+			chromedp.SendKeys(chromedp.CSS("#key"), secret),
+			chromedp.Click(chromedp.CSS("#signin-button")))
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(n.URL()+"/ui"), signIn(key.Key), loaded("team")); err != nil {
+		t.Fatalf("sign in: %v (page error: %q)", err, text("#signin-error"))
+	}
+
+	// The 30 days' totals and cost are GET /v1/usage's.
+	tot := usage.Total.Usage
+	for sel, want := range map[string]string{
+		"#who":              "tenant team",
+		"#total-tasks":      strconv.FormatInt(tot["tasks"], 10),
+		"#total-cpu":        strconv.FormatInt(tot["cpu_ms"], 10),
+		"#total-egress":     strconv.FormatInt(tot["egress_bytes_in"]+tot["egress_bytes_out"], 10),
+		"#total-tool-calls": strconv.FormatInt(tot["tool_calls"], 10),
+		"#total-cost":       strconv.FormatFloat(usage.Total.Cost["total"], 'f', 6, 64),
+		"#currency":         usage.Currency,
+	} {
+		if got := text(sel); got != want {
+			t.Errorf("%s shows %q, the API %q", sel, got, want)
+		}
+	}
+	// Today against the envelope, per dimension, as GET /v1/budgets.
+	if len(budget.Dimensions) == 0 {
+		t.Fatal("GET /v1/budgets/team has no dimensions")
+	}
+	for _, d := range budget.Dimensions {
+		var cells []string
+		if err := eval(fmt.Sprintf(`[...document.querySelector('#budget-table tr[data-dim=%q]').cells].map(c => c.textContent)`, d.Name), &cells); err != nil {
+			t.Fatalf("budget row %s: %v", d.Name, err)
+		}
+		wantLimit := "unlimited"
+		if d.Limit > 0 {
+			wantLimit = fmtThousands(d.Limit)
+		}
+		if len(cells) < 3 || cells[1] != fmtThousands(d.Used) || cells[2] != wantLimit {
+			t.Errorf("budget %s: page %q, API used %d limit %d", d.Name, cells, d.Used, d.Limit)
+		}
+	}
+	// The charts were drawn by chart.js (the vendored copy, from /ui),
+	// with the 70% and 100% lines on the envelope's.
+	var lines []string
+	if err := eval(`["chart-budget","chart-cost","chart-tasks","chart-blocked"].every(id => Chart.getChart(id) !== undefined) ? Chart.getChart("chart-budget").data.datasets.map(d => d.label) : null`, &lines); err != nil || len(lines) != 3 {
+		t.Errorf("charts not drawn: %v %q", err, lines)
+	}
+	// Recent tasks: one row per task, each with its receipt, which opens.
+	var rows int
+	if err := chromedp.Do(ctx, poll(`document.querySelectorAll('#tasks-table button[data-receipt]').length >= `+strconv.Itoa(tasks), 10*time.Second)); err != nil {
+		_ = eval(`document.querySelectorAll('#tasks-table tbody tr').length`, &rows)
+		t.Errorf("recent tasks with receipts: %v (%d rows)", err, rows)
+	} else if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#tasks-table button[data-receipt]`)),
+		poll(`document.getElementById('receipt').textContent.length > 0`, 10*time.Second)); err != nil {
+		t.Errorf("open receipt: %v", err)
+	} else if receipt := text("#receipt"); !json.Valid([]byte(receipt)) {
+		t.Errorf("receipt shown is not the API's JSON: %.200s", receipt)
+	}
+	dir := artifactDir(t)
+	shoot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s (%d bytes)", filepath.Join(dir, name), len(png))
+	}
+	shoot("dashboard-tenant.png")
+
+	// Staff sign in with their token and switch between tenants.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#signout")), signIn(n.Token),
+		chromedp.WaitVisible(chromedp.CSS("#tenant-select")),
+		loaded("other"), // the first tenant by name
+		chromedp.SetValue(chromedp.CSS("#tenant-select"), "team"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById('tenant-select').dispatchEvent(new Event('change'))`)(ctx, tg)
+			return err
+		}),
+		loaded("team"),
+	); err != nil {
+		t.Fatalf("staff switch: %v", err)
+	}
+	if got := text("#total-tasks"); got != strconv.Itoa(tasks) {
+		t.Errorf("staff view of team: %s tasks, want %d", got, tasks)
+	}
+	shoot("dashboard-staff.png")
+	var csp []string
+	if err := eval(`window.leashProblems || []`, &csp); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range append(problems, csp...) {
+		t.Errorf("browser: %s", p)
+	}
+}
+
+// fmtThousands writes n as the page does (en-US grouping).
+func fmtThousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

