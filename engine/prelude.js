@@ -1147,7 +1147,7 @@
   class URLSearchParams {
     #list = new EntryList(); #url = null;
     constructor(init = '') {
-      if (init instanceof URLSearchParams) this.#list = new EntryList(init.#list.pairs());
+      if (init !== null && typeof init === 'object' && #list in init && init[Symbol.iterator] === searchEntries) this.#list = new EntryList(init.#list.pairs());
       else if (init !== null && (typeof init === 'object' || typeof init === 'function')) {
         if (typeof init[Symbol.iterator] === 'function') {
           for (const pair of init) {
@@ -1216,7 +1216,8 @@
     toString() { return this.#serialize(); }
   }
   const searchIterator = pairIterator('URLSearchParams', p => searchPairs(p));
-  ObjectDefineProperty(URLSearchParams.prototype, Symbol.iterator, { value: URLSearchParams.prototype.entries, writable: true, configurable: true });
+  const searchEntries = URLSearchParams.prototype.entries;
+  ObjectDefineProperty(URLSearchParams.prototype, Symbol.iterator, { value: searchEntries, writable: true, configurable: true });
   tag(URLSearchParams, 'URLSearchParams');
 
   function parseURL(input, base) {
@@ -1781,7 +1782,9 @@
     constructor(init = undefined) {
       if (init === undefined) return;
       if (init !== null && (typeof init === 'object' || typeof init === 'function')) {
-        if (#map in init) {
+        // another Headers copies as it is, unless it was given an
+        // iterator of its own (WebIDL converts through @@iterator)
+        if (#map in init && init[Symbol.iterator] === headersEntries) {
           mapForEach(init.#map, (vs, k) => { const c = []; for (let i = 0; i < vs.length; i++) push(c, vs[i]); mapSet(this.#map, k, c); });
           return;
         }
@@ -1888,7 +1891,8 @@
     values() { return headersIterator(this, 2); }
   }
   const headersIterator = pairIterator('Headers', h => sortedHeaders(h));
-  ObjectDefineProperty(Headers.prototype, Symbol.iterator, { value: Headers.prototype.entries, writable: true, configurable: true });
+  const headersEntries = Headers.prototype.entries;
+  ObjectDefineProperty(Headers.prototype, Symbol.iterator, { value: headersEntries, writable: true, configurable: true });
   tag(Headers, 'Headers');
   const headerList = h => headerPairs(h);
   function immutableHeaders(list) {
@@ -1907,7 +1911,10 @@
     if (body instanceof URLSearchParams) return [encode(body.toString()), 'application/x-www-form-urlencoded;charset=UTF-8'];
     if (body instanceof Blob) return [copyBytes(Blob[internal](body)), body.type || null];
     if (body instanceof FormData) return multipart(body);
-    if (isStream(body)) return [body, null];
+    if (isStream(body)) {
+      if (body.locked || body[internal]('disturbed')) throw new TypeError('The ReadableStream is locked or has been read from; it cannot be a body.');
+      return [body, null];
+    }
     return [encode(String(body)), 'text/plain;charset=UTF-8'];
   }
   const usedMsg = 'Body has already been used. It can only be used once. Use tee() first if you need to read it twice.';

@@ -140,6 +140,21 @@ func TestJSWebAPIs(t *testing.T) {
   return [before, r.bodyUsed, r.body.locked, again, locked, s.bodyUsed].join(" ");`,
 			body: "false true true TypeError TypeError false",
 		},
+		"a Headers or URLSearchParams with its own iterator converts through it": {
+			src: `const h = new Headers(); h[Symbol.iterator] = function* () { yield ["t", "1"]; };
+  const p = new URLSearchParams("a=1"); p[Symbol.iterator] = function* () { yield ["b", "2"]; };
+  return new Headers(h).get("t") + " " + new URLSearchParams(p).toString();`,
+			body: "1 b=2",
+		},
+		"a locked or read stream cannot be a body": {
+			src: `const out = [];
+  for (const f of [s => s.getReader(), s => s.getReader().read()]) {
+    const s = new ReadableStream({ start(c) { c.enqueue(new Uint8Array(1)); } }); f(s);
+    try { new Response(s); out.push("no"); } catch (e) { out.push(e.constructor.name); }
+  }
+  return out.join(",");`,
+			body: "TypeError,TypeError",
+		},
 		"a null body stays unused when read": {
 			src:  `const r = new Response(null); await r.text(); return String(r.bodyUsed);`,
 			body: "false",
