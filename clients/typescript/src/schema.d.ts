@@ -455,6 +455,164 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/runbook/frozen/{profile}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                profile: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        /** Freeze a profile on every node (no new leases; optionally revoke its live leases) (admin, operator). */
+        put: operations["freezeProfile"];
+        post?: never;
+        /** Thaw a frozen profile (admin, operator). */
+        delete: operations["unfreezeProfile"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runbook/frozen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The frozen profiles, with who, when, why and the incident (staff). */
+        get: operations["listFrozen"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runbook/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Revoke every live lease matching all the selector fields set, on every node (admin, operator). */
+        post: operations["revokeLeases"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runbook/blocks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The destinations blocked at run time, with who, when, why and the incident (staff). */
+        get: operations["listBlocks"];
+        put?: never;
+        /** Add destinations to the global deny list on every node (admin, operator). */
+        post: operations["blockDestinations"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runbook/unblock": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Remove destinations from the run-time blocks (admin, operator). */
+        post: operations["unblockDestinations"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/incidents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Incidents, open ones only with open=true (staff). */
+        get: operations["listIncidents"];
+        put?: never;
+        /** Open an incident with the runbook's five steps, each with an owner and a time box (admin, operator). */
+        post: operations["openIncident"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/incidents/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An incident with its steps, timeline and time to containment (staff). */
+        get: operations["getIncident"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/incidents/{id}/steps/{step}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Record an incident's step as done (admin, operator). */
+        post: operations["completeStep"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/incidents/{id}/close": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Close an incident (admin, operator). */
+        post: operations["closeIncident"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/modules": {
         parameters: {
             query?: never;
@@ -777,6 +935,68 @@ export interface components {
             code: components["schemas"]["ErrorCode"];
             /** @description for people */
             message: string;
+        };
+        RunbookResult: {
+            /** @enum {string} */
+            action: "freeze" | "unfreeze" | "revoke" | "block" | "unblock";
+            profile?: string;
+            /** @description leases revoked */
+            revoked: number;
+            leases?: string[];
+            /** @description the canonical destinations added or removed */
+            changed?: string[];
+            by: string;
+            /** Format: date-time */
+            at: string;
+            incident?: string;
+            index: number;
+        };
+        RunbookRecord: {
+            profile?: string;
+            destination?: string;
+            by: string;
+            /** Format: date-time */
+            at: string;
+            reason?: string;
+            incident?: string;
+        };
+        Incident: {
+            incident_id: string;
+            title: string;
+            owner: string;
+            /** Format: date-time */
+            detected_at: string;
+            /** Format: date-time */
+            opened_at: string;
+            opened_by: string;
+            open: boolean;
+            /** Format: date-time */
+            contained_at?: string;
+            time_to_containment_ms?: number;
+            /** Format: date-time */
+            closed_at?: string;
+            dropped?: number;
+            steps: {
+                /** @enum {string} */
+                name: "freeze" | "revoke" | "block" | "blast_radius" | "restore";
+                owner: string;
+                /** Format: date-time */
+                due: string;
+                /** Format: date-time */
+                done_at?: string;
+                done_by?: string;
+                overdue: boolean;
+            }[];
+            timeline: {
+                /** @enum {string} */
+                kind: "open" | "freeze" | "unfreeze" | "revoke" | "block" | "unblock" | "step" | "close";
+                detail: string;
+                count?: number;
+                by: string;
+                /** Format: date-time */
+                at: string;
+                reason?: string;
+            }[];
         };
         /**
          * @description A stable snake_case code; docs/api.md's errors table says what each
@@ -1135,6 +1355,24 @@ export interface components {
         };
     };
     responses: {
+        /** @description what the runbook action changed; in force on every node when this answer arrives */
+        RunbookResult: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["RunbookResult"];
+            };
+        };
+        /** @description the incident */
+        Incident: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Incident"];
+            };
+        };
         /** @description a field is invalid (bad_request, malformed_json, unknown_intent, …) */
         BadRequest: {
             headers: {
@@ -1269,7 +1507,17 @@ export interface components {
         /** @description dev, stage or prod */
         Env: string;
     };
-    requestBodies: never;
+    requestBodies: {
+        BlockRequest: {
+            content: {
+                "application/json": {
+                    destinations: string[];
+                    reason?: string;
+                    incident?: string;
+                };
+            };
+        };
+    };
     headers: never;
     pathItems: never;
 }
@@ -2123,6 +2371,301 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    freezeProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                profile: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    reason?: string;
+                    incident?: string;
+                    revoke_live?: boolean;
+                };
+            };
+        };
+        responses: {
+            200: components["responses"]["RunbookResult"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    unfreezeProfile: {
+        parameters: {
+            query?: {
+                reason?: string;
+                incident?: string;
+            };
+            header?: never;
+            path: {
+                profile: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["RunbookResult"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listFrozen: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the frozen profiles */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        frozen: components["schemas"]["RunbookRecord"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    revokeLeases: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    tenant?: string;
+                    profile?: string;
+                    session?: string;
+                    policy_digest?: string;
+                    reason?: string;
+                    incident?: string;
+                };
+            };
+        };
+        responses: {
+            200: components["responses"]["RunbookResult"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listBlocks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the blocks */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        blocks: components["schemas"]["RunbookRecord"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    blockDestinations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: components["requestBodies"]["BlockRequest"];
+        responses: {
+            200: components["responses"]["RunbookResult"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    unblockDestinations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: components["requestBodies"]["BlockRequest"];
+        responses: {
+            200: components["responses"]["RunbookResult"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listIncidents: {
+        parameters: {
+            query?: {
+                open?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the incidents */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        incidents: components["schemas"]["Incident"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    openIncident: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    incident_id?: string;
+                    title: string;
+                    owner: string;
+                    /** Format: date-time */
+                    detected_at?: string;
+                    time_boxes?: {
+                        [key: string]: number;
+                    };
+                    owners?: {
+                        [key: string]: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            201: components["responses"]["Incident"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getIncident: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Incident"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    completeStep: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                step: "freeze" | "revoke" | "block" | "blast_radius" | "restore";
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    detail?: string;
+                };
+            };
+        };
+        responses: {
+            200: components["responses"]["Incident"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    closeIncident: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    reason?: string;
+                };
+            };
+        };
+        responses: {
+            200: components["responses"]["Incident"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             503: components["responses"]["Unavailable"];
         };
     };
