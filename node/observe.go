@@ -122,10 +122,10 @@ func (n *Node) refreshBundleLabels() {
 	n.metrics.SetBundle(tenants, profiles)
 }
 
-// observeTask records a finished task in metrics and events.
+// observeTask records a finished task in metrics and events (execute
+// has metered it).
 func (n *Node) observeTask(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result, out *api.TaskResult) {
 	u := res.Usage
-	n.meterTask(l, t, res)
 	n.metrics.TaskFinished(l.Tenant, l.Profile, l.Class, string(res.Outcome), u.Wall)
 	n.metrics.Egress(l.Tenant, l.Profile, u.EgressBytesOut, u.EgressBytesIn)
 	if u.Startup > 0 {

@@ -192,6 +192,13 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	obs.End(span, nil)
 	addEgressUsage(t, &res.Usage)
 	out := n.resultView(l, t, res)
+	// The usage is journalled (synced) while the receipt is appended, so
+	// the meter's fsync hides behind the receipt's wait (docs/budgets.md).
+	metered := make(chan struct{})
+	go func() {
+		defer close(metered)
+		n.meterTask(l, t, res)
+	}()
 	// The result goes out only once its receipt is in the ledger; a client
 	// that went away does not stop that.
 	if !n.cfg.Unaudited {
@@ -204,6 +211,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 		}
 		out.Receipt = ref
 	}
+	<-metered
 	n.observeTask(parent, l, t, res, out)
 	n.log.Info("task finished", "task", t.ID, "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile,
 		"module", t.Module.Digest, "outcome", out.Outcome, "cpu_ms", out.Usage.CPUMs, "wall_ms", out.Usage.WallMs,
