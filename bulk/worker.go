@@ -71,6 +71,10 @@ const (
 	// keep (no leader to renew it, or it was reclaimed): another node may
 	// run the task now, so this one stops.
 	ReasonClaimLost = "claim_lost"
+	// ReasonNodeLost ends, in its receipt, an attempt whose node died
+	// or restarted before it completed: the node that reclaims the claim
+	// appends it.
+	ReasonNodeLost = "node_lost"
 	// ReasonModuleUnavailable ends an attempt this node could not start:
 	// its module does not compile here (no JS engine, say).
 	ReasonModuleUnavailable = "module_unavailable"
@@ -91,6 +95,9 @@ type Node interface {
 	Execute(ctx context.Context, l *consensus.Lease, t *sandbox.Task) *api.TaskResult
 	// LocalTask is this node's own record of a task it ran.
 	LocalTask(id string) (*api.Task, error)
+	// RecordLost appends the receipt (terminated:node_lost) of an attempt
+	// whose node was lost with its claim.
+	RecordLost(t *consensus.QueueTask, attempt int)
 	IsLeader() bool
 	// Draining reports that the node is shutting down: no new claims.
 	Draining() bool
@@ -935,6 +942,21 @@ func (b *Worker) reclaim(c *consensus.ReclaimTasks) {
 	}
 	b.stats.claimExpiries.Add(uint64(k))
 	b.log.Info("claims reclaimed", "node", c.Node, "requeued", len(rr.Requeued), "dead", len(rr.Dead), "cancelled", len(rr.Cancelled))
+	// Each lost attempt still gets its one receipt.
+	for _, ids := range [][]string{rr.Requeued, rr.Dead, rr.Cancelled} {
+		for _, id := range ids {
+			t, err := b.state.QueueTask(id)
+			if err != nil {
+				continue
+			}
+			for i := len(t.History) - 1; i >= 0; i-- {
+				if t.History[i].Outcome == consensus.OutcomeAbandoned {
+					b.node.RecordLost(t, t.History[i].N)
+					break
+				}
+			}
+		}
+	}
 	for _, id := range rr.Dead {
 		if t, err := b.state.QueueTask(id); err == nil {
 			b.stats.dead.Add(1)

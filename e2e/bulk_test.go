@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/internal/nodetest"
+	"github.com/leash-dev/leash/ledger"
 )
 
 // The bulk queue on the real binary: durable across kill -9, and taken
@@ -81,6 +83,22 @@ func countState(node *nodetest.Node, state string) int {
 	return len(tasks)
 }
 
+// allFinal reports whether every bulk task is in a final state, from one
+// listing (two, one per state, can miss a task that moves from running to
+// queued between them: a reclaim).
+func allFinal(node *nodetest.Node) bool {
+	tasks, err := bulkTasks(node, "")
+	if err != nil {
+		return false
+	}
+	for _, task := range tasks {
+		if task.State == api.TaskQueued || task.State == api.TaskRunning {
+			return false
+		}
+	}
+	return true
+}
+
 // checkFinished checks every task reached a final state with at most one
 // successful attempt, and returns how many attempts were abandoned.
 func checkFinished(t *testing.T, node *nodetest.Node, ids []string, want int) (abandoned map[string]int) {
@@ -141,7 +159,7 @@ func TestBulkSurvivesKill(t *testing.T) {
 	t.Logf("killed with %d tasks running", running)
 	n.Restart()
 	waitFor(t, 90*time.Second, "every task finished", func() bool {
-		return countState(n, "queued") == 0 && countState(n, "running") == 0
+		return allFinal(n)
 	})
 	abandoned := checkFinished(t, n, ids, 100)
 	t.Logf("all done %v after the start; abandoned attempts: %v", time.Since(start).Round(time.Millisecond), abandoned)
@@ -273,12 +291,39 @@ func TestBulkClusterFailover(t *testing.T) {
 		live = node
 	}
 	waitFor(t, 60*time.Second, "the live nodes finish every task", func() bool {
-		return countState(live, "queued") == 0 && countState(live, "running") == 0
+		return allFinal(live)
 	})
 	abandoned := checkFinished(t, live, ids, 36)
 	if abandoned[victimID+" claim_expired"] == 0 {
 		t.Errorf("no attempt of %s was reclaimed: %v", victimID, abandoned)
 	}
+	// Every attempt of every task has exactly one receipt; an attempt lost
+	// with the victim got its receipt from the node that reclaimed it
+	// (terminated:node_lost), unless the victim's own made it first.
+	waitFor(t, 30*time.Second, "a receipt for every attempt", func() bool {
+		byTask := ledgerReceipts(t, live)
+		lost := 0
+		for _, id := range ids {
+			var task api.Task
+			if live.TryJSON("GET", "/v1/tasks/"+id, live.Token, nil, 200, &task) != nil {
+				return false
+			}
+			for _, a := range task.History {
+				outs := byTask[id][a.Attempt]
+				if len(outs) > 1 {
+					t.Fatalf("task %s attempt %d has %d receipts: %v", id, a.Attempt, len(outs), outs)
+				}
+				if len(outs) == 0 {
+					return false
+				}
+				if outs[0] == "terminated:node_lost" {
+					lost++
+				}
+			}
+		}
+		t.Logf("%d lost attempts' receipts appended by the reclaiming node", lost)
+		return true
+	})
 	ran := map[string]int{}
 	tasks, _ := bulkTasks(live, "succeeded")
 	for _, task := range tasks {
@@ -337,4 +382,36 @@ func withCustomSection(wasm []byte, n int) []byte {
 	out = append(out, 0)
 	out = append(out, leb(len(body))...)
 	return append(out, body...)
+}
+
+// ledgerReceipts reads n's ledger export: the outcomes of every receipt,
+// by task and attempt.
+func ledgerReceipts(t *testing.T, n *nodetest.Node) map[string]map[int][]string {
+	t.Helper()
+	st, body := n.Do("GET", "/v1/ledger/export", n.Token, nil)
+	if st != 200 {
+		t.Fatalf("export: %d %s", st, body)
+	}
+	out := map[string]map[int][]string{}
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		var rec struct {
+			Envelope json.RawMessage `json:"envelope"`
+		}
+		if len(line) == 0 || json.Unmarshal(line, &rec) != nil {
+			continue
+		}
+		env, err := ledger.DecodeEnvelope(rec.Envelope)
+		if err != nil {
+			t.Fatalf("export line: %v", err)
+		}
+		var rc ledger.Receipt
+		if json.Unmarshal(env.Payload, &rc) != nil {
+			continue
+		}
+		if out[rc.TaskID] == nil {
+			out[rc.TaskID] = map[int][]string{}
+		}
+		out[rc.TaskID][rc.Attempt] = append(out[rc.TaskID][rc.Attempt], rc.Outcome)
+	}
+	return out
 }

@@ -71,8 +71,11 @@ func (h bulkHost) Execute(ctx context.Context, l *consensus.Lease, t *sandbox.Ta
 }
 
 func (h bulkHost) LocalTask(id string) (*api.Task, error) { return h.n.loadTask(id) }
-func (h bulkHost) IsLeader() bool                         { return h.n.raft.IsLeader() }
-func (h bulkHost) Draining() bool                         { return h.n.draining.Load() }
+func (h bulkHost) RecordLost(t *consensus.QueueTask, attempt int) {
+	h.n.recordUnrun(t, attempt, string(sandbox.Terminated(bulk.ReasonNodeLost)))
+}
+func (h bulkHost) IsLeader() bool { return h.n.raft.IsLeader() }
+func (h bulkHost) Draining() bool { return h.n.draining.Load() }
 
 // QueueStats are the scheduler's and the bulk queue's counters (zero
 // values before the node runs).
@@ -402,8 +405,14 @@ func (n *Node) cancelTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	setIndex(w, res)
 	n.log.Info("bulk task cancel", "task", id, "by", by, "traceparent", obs.RequestTraceparent(r.Context()))
+	wasQueued := qt.State == consensus.TaskQueued
 	if qt, err = n.state.QueueTask(id); err != nil {
 		return err
+	}
+	if wasQueued && qt.State == consensus.TaskCancelled {
+		// Admitted and never run: its receipt says so (a running one's
+		// attempt ends terminated:cancelled with its own).
+		n.recordUnrun(qt, qt.Attempts+1, string(sandbox.Terminated(sandbox.ReasonCancelled)))
 	}
 	httpapi.WriteJSON(w, http.StatusOK, n.bulkView(qt, true))
 	return nil

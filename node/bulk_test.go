@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/bulk"
+	"github.com/leash-dev/leash/ledger"
 )
 
 // bulkHarness drives an in-process node with the bulk test bundle.
@@ -314,4 +316,71 @@ func TestInteractiveDisconnectLeavesQueue(t *testing.T) {
 	if err := <-busy; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCancelQueuedTaskReceipt: a bulk task cancelled while it waits for
+// its next attempt gets a receipt for the attempt that never runs
+// (terminated:cancelled, with no usage), beside the one of the attempt that ran: one
+// receipt per admitted attempt.
+func TestCancelQueuedTaskReceipt(t *testing.T) {
+	tn := startTestNode(t, Config{PolicyFile: "testdata/bulk-policy.yaml", Slots: 4, RetryBudgetMin: 100})
+	h := &bulkHarness{t: t, tn: tn}
+	alpha := h.lease("alpha", "work", "bulk")
+	l := h.lease("alpha", "patient", "bulk")
+	id := h.submit(l.Token, "", map[string]string{"FAIL_UNTIL": "9"})
+	h.wait(id, 10*time.Second, func(task api.Task) bool { return task.State == api.TaskQueued && task.Attempts == 1 })
+	var task api.Task
+	tn.call(t, "DELETE", "/v1/tasks/"+id, alpha.Token, nil, &task, 200)
+	if task.State != api.TaskCancelled {
+		t.Fatalf("a queued task cancelled: %+v", task)
+	}
+	// Attempt 1 ran (its receipt: error); attempt 2 never will.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		outcomes := receiptsOf(t, tn, id)
+		if outcomes[1] != "" && outcomes[2] == "terminated:cancelled" && len(outcomes) == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receipts of the cancelled task by attempt: %v", outcomes)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// receiptsOf reads the ledger's export and returns the outcome of each of
+// task's receipts by attempt (a repeated attempt fails the test).
+func receiptsOf(t *testing.T, tn *testNode, task string) map[int]string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", tn.url+"/v1/ledger/export", nil)
+	req.Header.Set("Authorization", "Bearer "+tn.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[int]string{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	for sc.Scan() {
+		var line struct {
+			Envelope json.RawMessage `json:"envelope"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		env, err := ledger.DecodeEnvelope(line.Envelope)
+		if err != nil {
+			continue
+		}
+		var rc ledger.Receipt
+		if json.Unmarshal(env.Payload, &rc) != nil || rc.TaskID != task {
+			continue
+		}
+		if _, dup := out[rc.Attempt]; dup {
+			t.Fatalf("two receipts for attempt %d of %s", rc.Attempt, task)
+		}
+		out[rc.Attempt] = rc.Outcome
+	}
+	return out
 }

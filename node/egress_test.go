@@ -71,7 +71,9 @@ func startTestNodeTB(t testing.TB, cfg Config) *testNode {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.RaftAddr = "127.0.0.1:0"
 	cfg.AdminToken = "node-test-admin-token-0123456789"
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	ready := make(chan string, 1)
 	cfg.Ready = func(addr string) { ready <- addr }
 	ctx, cancel := context.WithCancel(context.Background())

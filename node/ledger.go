@@ -22,6 +22,7 @@ import (
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/ledger"
+	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/sandbox"
 )
 
@@ -209,9 +210,10 @@ func (r *receipts) append(batch []*pendingReceipt) {
 	}
 }
 
-// submit spools an envelope and queues it; wait for p.ready.
-func (r *receipts) submit(taskID string, attempt int, env []byte) *pendingReceipt {
-	p := &pendingReceipt{env: env, ready: make(chan struct{}), spool: []byte(fmt.Sprintf("%s%s/%d", prefixSpool, taskID, attempt))}
+// submit spools an envelope and queues it; wait for p.ready. mayRepeat:
+// the ledger may hold this attempt already (its append is then skipped).
+func (r *receipts) submit(taskID string, attempt int, env []byte, mayRepeat bool) *pendingReceipt {
+	p := &pendingReceipt{env: env, ready: make(chan struct{}), resubmitted: mayRepeat, spool: []byte(fmt.Sprintf("%s%s/%d", prefixSpool, taskID, attempt))}
 	// NoSync: the WAL survives a process crash; the ledger itself is
 	// the durable record once the append is acknowledged.
 	if err := r.n.db.Set(p.spool, env, pebble.NoSync); err != nil {
@@ -377,7 +379,7 @@ func (n *Node) record(ctx context.Context, l *consensus.Lease, t *sandbox.Task, 
 	if err != nil {
 		return nil, fmt.Errorf("sign receipt: %w", err)
 	}
-	p := n.receipts.submit(t.ID, t.Attempt, env)
+	p := n.receipts.submit(t.ID, t.Attempt, env, false)
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
@@ -387,6 +389,46 @@ func (n *Node) record(ctx context.Context, l *consensus.Lease, t *sandbox.Task, 
 		return nil, p.err
 	}
 	return &api.ReceiptRef{Index: p.index}, nil
+}
+
+// recordUnrun signs and appends the receipt of a bulk attempt that has
+// no result from the node that was to run it: lost with that node
+// (terminated:node_lost, appended by the node that reclaimed the claim),
+// or cancelled while queued (cancelled, by the node that took the
+// cancel). It does not wait: the spool keeps it until it is appended. If
+// the lost node's own receipt made it to the ledger first, this one is
+// skipped (one receipt per attempt).
+func (n *Node) recordUnrun(t *consensus.QueueTask, attempt int, outcome string) {
+	if n.receipts == nil || n.cfg.Unaudited {
+		return
+	}
+	now := n.now().UTC()
+	start := now
+	for _, a := range t.History {
+		if a.N == attempt && a.ClaimedAt > 0 && a.ClaimedAt <= now.UnixNano() {
+			start = time.Unix(0, a.ClaimedAt).UTC()
+		}
+	}
+	tp := t.Spec.Traceparent
+	if tp == "" {
+		tp = obs.ParseTraceparent("")
+	}
+	rc := &ledger.Receipt{
+		LeaseID: t.LeaseID, Tenant: t.Tenant, Profile: t.Profile, PolicyDigest: t.PolicyDigest,
+		ModuleDigest: t.Spec.ModuleDigest, TaskID: t.ID, RequestSHA256: sha256Hex(t.Spec.Body), ResponseSHA256: sha256Hex(nil),
+		NodeID: n.id.NodeID, Start: start, End: now, Destinations: []string{},
+		Outcome: outcome, Traceparent: tp, Attempt: max(attempt, 1),
+	}
+	env, err := ledger.SignReceipt(n.id.ReceiptKey, "", rc)
+	if err == nil {
+		var b []byte
+		if b, err = env.Canonical(); err == nil {
+			n.receipts.submit(t.ID, rc.Attempt, b, true)
+			n.log.Info("receipt of an attempt that did not run here", "task", t.ID, "attempt", rc.Attempt, "outcome", outcome)
+			return
+		}
+	}
+	n.log.Error("sign the receipt of an unrun attempt", "task", t.ID, "attempt", attempt, "err", err)
 }
 
 // cosign signs this node's view of the log every second when it grew, and
