@@ -83,7 +83,7 @@ func TestDashboard(t *testing.T) {
 	n.JSON("GET", "/v1/budgets/team", key.Key, nil, 200, &budget)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.WindowSize(1200, 1800), chromedp.Flag("disable-dev-shm-usage", true))
+		chromedp.DisableGPU, chromedp.WindowSize(1200, 2400), chromedp.Flag("disable-dev-shm-usage", true))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelA()
 	bctx, cancelB := chromedp.NewContext(actx)
@@ -178,6 +178,14 @@ func TestDashboard(t *testing.T) {
 	if err := eval(`["chart-budget","chart-cost","chart-tasks","chart-blocked"].every(id => Chart.getChart(id) !== undefined) ? Chart.getChart("chart-budget").data.datasets.map(d => d.label) : null`, &lines); err != nil || len(lines) != 3 {
 		t.Errorf("charts not drawn: %v %q", err, lines)
 	}
+	// ... and painted something (a canvas that was sized to nothing, or
+	// cleared by a resize without a redraw, has no opaque pixel).
+	for _, id := range []string{"chart-budget", "chart-cost", "chart-tasks"} {
+		painted := fmt.Sprintf(`(() => { const c = document.getElementById(%q); const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()`, id)
+		if err := chromedp.Do(ctx, poll(painted, 10*time.Second)); err != nil {
+			t.Errorf("chart %s painted nothing: %v", id, err)
+		}
+	}
 	// Recent tasks: one row per task, each with its receipt, which opens.
 	var rows int
 	if err := chromedp.Do(ctx, poll(`document.querySelectorAll('#tasks-table button[data-receipt]').length >= `+strconv.Itoa(tasks), 10*time.Second)); err != nil {
@@ -192,7 +200,7 @@ func TestDashboard(t *testing.T) {
 	dir := artifactDir(t)
 	shoot := func(name string) {
 		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
 		}
