@@ -50,6 +50,9 @@ type RunbookResult struct {
 	At       time.Time `json:"at"`
 	Incident string    `json:"incident,omitempty"`
 	Index    uint64    `json:"index"`
+	// LedgerIndex is the ledger index of the action's signed governance
+	// entry (-1 if it could not be appended; the action is in force).
+	LedgerIndex int64 `json:"ledger_index"`
 }
 
 // Frozen is a frozen profile.

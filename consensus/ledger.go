@@ -192,6 +192,10 @@ func applyAppendReceipts(tx *Tx, c *AppendReceipts) (*AppendResult, error) {
 	// on every replica would cost more than the rest of the audit.
 	envs := make([]*ledger.Envelope, len(c.Envelopes))
 	receipts := make([]*ledger.Receipt, len(c.Envelopes))
+	// A governance entry (a runbook action, ledger/governance.go) shares
+	// the log; it is appended once per action id, as a receipt once per
+	// task attempt.
+	govIDs := make([]string, len(c.Envelopes))
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, b := range c.Envelopes {
@@ -199,6 +203,14 @@ func applyAppendReceipts(tx *Tx, c *AppendReceipts) (*AppendResult, error) {
 			env, err := ledger.DecodeEnvelope(b)
 			if err != nil {
 				return refuse(CodeBadReceipt, "receipt %d: %v", i, err)
+			}
+			if env.PayloadType == ledger.GovernancePayloadType {
+				g, err := ledger.CheckGovernance(env, keys)
+				if err != nil {
+					return refuse(CodeBadReceipt, "governance entry %d: %v", i, err)
+				}
+				envs[i], govIDs[i] = env, g.ID
+				return nil
 			}
 			r, err := ledger.CheckEnvelope(env, keys)
 			if err != nil {
@@ -216,8 +228,12 @@ func applyAppendReceipts(tx *Tx, c *AppendReceipts) (*AppendResult, error) {
 	seen := map[string]int64{}
 	var taskKeys []string
 	for i, env := range envs {
-		r := receipts[i]
-		tk := fmt.Sprintf("%s%s/%d", prefixLedgerTsk, r.TaskID, r.Attempt)
+		var tk string
+		if r := receipts[i]; r != nil {
+			tk = fmt.Sprintf("%s%s/%d", prefixLedgerTsk, r.TaskID, r.Attempt)
+		} else {
+			tk = prefixLedgerTsk + govIDs[i] + "/0"
+		}
 		if idx, ok := seen[tk]; ok {
 			res.Indexes[i] = idx
 			continue

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/policy"
 )
 
@@ -277,4 +279,49 @@ func FuzzDecodeRunbookCommand(f *testing.F) {
 			t.Fatalf("refused %s (%s) changed state", c.Op(), r.Code)
 		}
 	})
+}
+
+// TestAppendGovernance: a governance entry shares the receipt log: it is
+// appended once per action id (a retried append reports its first
+// index), beside receipts, and one naming a node whose key is not
+// published refuses the batch.
+func TestAppendGovernance(t *testing.T) {
+	f := NewFSM(newStateDB(t), nil)
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	var idx uint64
+	apply := func(c Command) *Result {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx++
+		return applyAll(t, f, [][]byte{b}, idx)[0]
+	}
+	for _, c := range []Command{
+		&PutNodeKey{Key: NodeKey{KID: ledger.KeyID(pub), NodeID: "n1", Use: KeyUseReceipt, Algorithm: "EdDSA", PublicKey: pub}},
+		&LedgerInit{Origin: "leash/test"},
+	} {
+		if r := apply(c); r.Code != "" {
+			t.Fatal(r.Message)
+		}
+	}
+	gov := func(id, node string) []byte {
+		e, err := ledger.SignGovernance(priv, &ledger.Governance{ID: id, Action: "freeze", By: "key:op", At: time.Unix(5, 0), Target: "p", NodeID: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := e.Canonical()
+		return b
+	}
+	r := apply(&AppendReceipts{Envelopes: [][]byte{gov("raft:7", "n1"), gov("raft:8", "n1")}})
+	if r.Code != "" || r.Value.(*AppendResult).Size != 2 {
+		t.Fatalf("append: %+v", r)
+	}
+	r = apply(&AppendReceipts{Envelopes: [][]byte{gov("raft:7", "n1"), gov("raft:9", "n1")}, MayRepeat: true})
+	if ar := r.Value.(*AppendResult); r.Code != "" || ar.Size != 3 || ar.Indexes[0] != 0 || ar.Indexes[1] != 2 {
+		t.Fatalf("retried append: %+v", r)
+	}
+	if r := apply(&AppendReceipts{Envelopes: [][]byte{gov("raft:10", "n2")}}); r.Code != CodeBadReceipt {
+		t.Fatalf("an entry naming another node: %+v", r)
+	}
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/internal/nodetest"
+	"github.com/leash-dev/leash/ledger"
 )
 
 // TestRunbookDrill: an incident on three real nodes, from detection to
@@ -281,6 +284,69 @@ func TestRunbookDrill(t *testing.T) {
 	})
 	for _, l := range timings {
 		t.Log(l)
+	}
+
+	// The ledger holds a signed governance entry for every action, and an
+	// auditor verifies the export offline with the ledger's own tools.
+	for what, r := range map[string]api.RunbookResult{"freeze": fr, "revoke": rv, "block": bl, "unfreeze": uf} {
+		if r.LedgerIndex < 0 {
+			t.Errorf("%s: no governance entry (%d)", what, r.LedgerIndex)
+		}
+	}
+	dir := t.TempDir()
+	leash := func(args ...string) (string, error) {
+		cmd := exec.Command(nodetest.Binary(t), args...)
+		cmd.Env = append(os.Environ(), "LEASH_URL="+a.URL(), "LEASH_TOKEN="+aud.Key)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	save := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var export, verified string
+	waitFor(t, 20*time.Second, "a checkpoint over the whole export that verifies", func() bool {
+		cp, err1 := leash("ledger", "checkpoint")
+		keys, err2 := leash("ledger", "keys")
+		exp, err3 := leash("ledger", "export")
+		if err1 != nil || err2 != nil || err3 != nil {
+			return false
+		}
+		out, err := leash("ledger", "verify", "export", "--keys", save("keys.json", keys), "--checkpoint", save("cp.txt", cp), "--export", save("export.jsonl", exp))
+		export, verified = exp, out
+		return err == nil && strings.Contains(out, "ok: ")
+	})
+	t.Logf("offline: %s", strings.TrimSpace(verified))
+	actions := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(export), "\n") {
+		var rec struct {
+			Envelope json.RawMessage `json:"envelope"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		env, err := ledger.DecodeEnvelope(rec.Envelope)
+		if err != nil || env.PayloadType != ledger.GovernancePayloadType {
+			continue
+		}
+		var g ledger.Governance
+		if err := json.Unmarshal(env.Payload, &g); err != nil {
+			t.Fatal(err)
+		}
+		if g.By != "key:"+op.KeyID {
+			t.Errorf("governance entry %s by %q", g.Action, g.By)
+		}
+		if g.Incident == "inc-drill" {
+			actions[g.Action]++
+		}
+	}
+	for _, w := range []string{"incident_open", "freeze", "revoke", "block", "unfreeze", "incident_step", "incident_close"} {
+		if actions[w] != 1 {
+			t.Errorf("governance entries of inc-drill: %v, want one %s", actions, w)
+		}
 	}
 }
 

@@ -449,7 +449,11 @@ func checkExportLine(b []byte, line int64, idx *keyIndex) lineResult {
 		canon, _ = env.Canonical()
 	}
 	res.computed = tlog.RecordHash(canon)
-	if _, err := verifyEnvelope(env, idx); err != nil {
+	verify := func(env *Envelope, idx *keyIndex) (any, error) { return verifyEnvelope(env, idx) }
+	if env.PayloadType == GovernancePayloadType {
+		verify = func(env *Envelope, idx *keyIndex) (any, error) { return verifyGovernance(env, idx) }
+	}
+	if _, err := verify(env, idx); err != nil {
 		res.err = relabel(err, "export", rec.Index)
 		res.err.Line = line
 	}

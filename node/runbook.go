@@ -12,6 +12,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
@@ -89,6 +91,35 @@ func runbookProposeError(n *Node, err error) error {
 	return n.proposeError(err)
 }
 
+// governance signs a runbook action as a governance entry
+// (ledger/governance.go) and appends it to the ledger, with MayRepeat so
+// a retried append keeps one entry per action. It returns the entry's
+// ledger index; a failure is logged and answered as index -1 (the action
+// itself is in force and in the incident's timeline).
+func (n *Node) governance(ctx context.Context, kind string, a consensus.Action, index uint64, target string, count int, items []string) int64 {
+	if n.cfg.Unaudited {
+		return -1
+	}
+	g := &ledger.Governance{ID: fmt.Sprintf("raft:%d", index), Action: kind, By: a.By, At: a.When(), Reason: a.Reason, Incident: a.Incident,
+		Target: target, Count: count, Items: items[:min(len(items), ledger.MaxGovernanceItems)], NodeID: n.id.NodeID}
+	env, err := ledger.SignGovernance(n.id.ReceiptKey, g)
+	if err == nil {
+		var b []byte
+		if b, err = env.Canonical(); err == nil {
+			var res *consensus.Result
+			if res, err = n.propose(ctx, &consensus.AppendReceipts{Envelopes: [][]byte{b}, MayRepeat: true}); err == nil {
+				if ar, ok := res.Value.(*consensus.AppendResult); ok && len(ar.Indexes) == 1 {
+					n.log.Info("governance entry appended", "action", kind, "id", g.ID, "ledger_index", ar.Indexes[0], "by", a.By, "incident", a.Incident)
+					return ar.Indexes[0]
+				}
+				err = fmt.Errorf("append answered %T", res.Value)
+			}
+		}
+	}
+	n.log.Error("governance entry not appended", "action", kind, "id", g.ID, "err", err)
+	return -1
+}
+
 func (n *Node) runbookResult(kind string, a consensus.Action, res *consensus.Result) api.RunbookResult {
 	return api.RunbookResult{Action: kind, By: a.By, At: a.When(), Incident: a.Incident, Index: res.Index}
 }
@@ -127,6 +158,7 @@ func (n *Node) freezeProfile(w http.ResponseWriter, r *http.Request) error {
 		out.Index = idx
 	}
 	out.Revoked, out.Leases = len(ids), ids[:min(len(ids), api.MaxListedLeases)]
+	out.LedgerIndex = n.governance(r.Context(), "freeze", a, res.Index, profile, len(ids), ids)
 	setIndex(w, &consensus.Result{Index: out.Index})
 	n.log.Info("profile frozen", "profile", profile, "revoke_live", req.RevokeLive, "revoked", len(ids), "by", a.By,
 		"reason", a.Reason, "incident", a.Incident, "index", out.Index, "traceparent", obs.RequestTraceparent(r.Context()))
@@ -162,6 +194,7 @@ func (n *Node) unfreezeProfile(w http.ResponseWriter, r *http.Request) error {
 	n.emit(r.Context(), events.ProfileFrozen{Profile: profile, Frozen: false, Reason: a.Reason, By: a.By, Incident: a.Incident})
 	out := n.runbookResult("unfreeze", a, res)
 	out.Profile = profile
+	out.LedgerIndex = n.governance(r.Context(), "unfreeze", a, res.Index, profile, 0, nil)
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -239,6 +272,7 @@ func (n *Node) revokeLeases(w http.ResponseWriter, r *http.Request) error {
 	n.emit(ctx, events.LeaseRevoked{Scope: scope, Profile: sel.Profile, Count: len(ids), Reason: a.Reason, By: a.By, Incident: a.Incident,
 		Selector: sel.String()})
 	out := api.RunbookResult{Action: "revoke", Revoked: len(ids), Leases: ids[:min(len(ids), api.MaxListedLeases)], By: a.By, At: a.When(), Incident: a.Incident, Index: idx}
+	out.LedgerIndex = n.governance(r.Context(), "revoke", a, idx, sel.String(), len(ids), ids)
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -308,6 +342,7 @@ func (n *Node) changeBlocks(w http.ResponseWriter, r *http.Request, block bool) 
 	}
 	out := n.runbookResult(kind, a, res)
 	out.Changed = changed
+	out.LedgerIndex = n.governance(r.Context(), kind, a, res.Index, "", len(changed), changed)
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -381,6 +416,7 @@ func (n *Node) openIncident(w http.ResponseWriter, r *http.Request) error {
 	setIndex(w, res)
 	n.log.Info("incident opened", "incident", inc.ID, "title", inc.Title, "owner", inc.Owner, "by", a.By, "index", res.Index,
 		"traceparent", obs.RequestTraceparent(r.Context()))
+	n.governance(r.Context(), "incident_open", a, res.Index, inc.Title, 0, nil)
 	httpapi.WriteJSON(w, http.StatusCreated, incidentView(res.Value.(*consensus.Incident), n.now()))
 	return nil
 }
@@ -436,6 +472,7 @@ func (n *Node) completeStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	setIndex(w, res)
 	n.log.Info("incident step done", "incident", a.Incident, "step", step, "by", a.By, "index", res.Index)
+	n.governance(r.Context(), "incident_step", a, res.Index, step, 0, nil)
 	httpapi.WriteJSON(w, http.StatusOK, incidentView(res.Value.(*consensus.Incident), n.now()))
 	return nil
 }
@@ -456,6 +493,7 @@ func (n *Node) closeIncident(w http.ResponseWriter, r *http.Request) error {
 	}
 	setIndex(w, res)
 	n.log.Info("incident closed", "incident", a.Incident, "by", a.By, "reason", a.Reason, "index", res.Index)
+	n.governance(r.Context(), "incident_close", a, res.Index, "", 0, nil)
 	httpapi.WriteJSON(w, http.StatusOK, incidentView(res.Value.(*consensus.Incident), n.now()))
 	return nil
 }
