@@ -116,30 +116,11 @@ func BenchmarkUploadFlood(b *testing.B) {
 }
 
 // withPadding makes the i-th distinct module of about size bytes from a
-// valid one: a custom section (ignored by the compiler) of zeros and i.
+// valid one: a custom section (ignored by the compiler) of random bytes.
 func withPadding(wasm []byte, size, i int) []byte {
-	leb := func(v int) []byte {
-		var out []byte
-		for {
-			c := byte(v & 0x7f)
-			v >>= 7
-			if v != 0 {
-				c |= 0x80
-			}
-			out = append(out, c)
-			if v == 0 {
-				return out
-			}
-		}
-	}
-	name := []byte("padding")
 	pad := make([]byte, size)
 	_, _ = rand.NewChaCha8([32]byte{byte(i), byte(i >> 8)}).Read(pad) // incompressible, distinct
-	body := append(append(leb(len(name)), name...), pad...)
-	out := append([]byte{}, wasm...)
-	out = append(out, 0)
-	out = append(out, leb(len(body))...)
-	return append(out, body...)
+	return nodetest.WithCustomSection(wasm, pad)
 }
 
 func dirBytes(b *testing.B, dir string) int64 {

@@ -335,7 +335,7 @@ func TestBulkClusterFailover(t *testing.T) {
 	t.Logf("reclaimed: %v; succeeded by node: %v", abandoned, ran)
 	// A module of several MiB is replicated in chunks and runs on any
 	// node (a guest with a 5 MiB custom section: big, quick to compile).
-	big := base64.StdEncoding.EncodeToString(withCustomSection(guestBytes(t, "bulk"), 5<<20))
+	big := base64.StdEncoding.EncodeToString(nodetest.WithCustomSection(guestBytes(t, "bulk"), make([]byte, 5<<20)))
 	var acc api.Accepted
 	if err := live.TryJSON("POST", "/v1/tasks", l.Token, api.TaskRequest{Module: api.Module{WASM: &big}}, 202, &acc); err != nil {
 		t.Fatal(err)
@@ -356,32 +356,6 @@ func TestBulkClusterFailover(t *testing.T) {
 	if b, _ := json.Marshal(task); !strings.Contains(string(b), `"history"`) {
 		t.Fatalf("no history: %s", b)
 	}
-}
-
-// withCustomSection appends a custom section of n bytes to a wasm module:
-// a valid module, as large as wanted, that compiles as fast as the
-// original.
-func withCustomSection(wasm []byte, n int) []byte {
-	leb := func(v int) []byte {
-		var out []byte
-		for {
-			b := byte(v & 0x7f)
-			v >>= 7
-			if v != 0 {
-				b |= 0x80
-			}
-			out = append(out, b)
-			if v == 0 {
-				return out
-			}
-		}
-	}
-	name := []byte("padding")
-	body := append(append(leb(len(name)), name...), make([]byte, n)...)
-	out := append([]byte{}, wasm...)
-	out = append(out, 0)
-	out = append(out, leb(len(body))...)
-	return append(out, body...)
 }
 
 // ledgerReceipts reads n's ledger export: the outcomes of every receipt,
