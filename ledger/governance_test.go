@@ -12,7 +12,7 @@ func sampleGovernance(node string) *Governance {
 		Reason: "exfiltration", Incident: "inc-7", Count: 1, Items: []string{"*.exfil.test"}, NodeID: node}
 }
 
-func signedGovernance(t *testing.T, c *cluster, node string, g *Governance) []byte {
+func signedGovernance(t testing.TB, c *cluster, node string, g *Governance) []byte {
 	t.Helper()
 	env, err := SignGovernance(c.nodes[node].receiptKey, g)
 	if err != nil {
@@ -123,4 +123,31 @@ func TestExportWithGovernance(t *testing.T) {
 	if _, err := VerifyExport(bytes.NewReader(tampered), cp, c.keys, VerifyOptions{}); err == nil {
 		t.Fatal("a tampered governance entry verified")
 	}
+}
+
+// FuzzGovernance: any bytes decode to an envelope or fail; a governance
+// entry either checks and verifies or is refused, never panics, and what
+// verifies validates.
+func FuzzGovernance(f *testing.F) {
+	c := newCluster(f, "n1")
+	env, err := SignGovernance(c.nodes["n1"].receiptKey, sampleGovernance("n1"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, _ := env.Canonical()
+	f.Add(b)
+	f.Add(bytes.Replace(b, []byte(`"payload":"`), []byte(`"payload":"e30=`), 1))
+	f.Add([]byte(`{"payload":"e30=","payloadType":"` + GovernancePayloadType + `","signatures":[{"sig":"AA=="}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := DecodeEnvelope(data)
+		if err != nil {
+			return
+		}
+		_, _ = CheckGovernance(e, c.keys)
+		if g, err := VerifyGovernance(e, c.keys); err == nil {
+			if err := g.Validate(); err != nil {
+				t.Fatalf("verified an invalid entry: %v", err)
+			}
+		}
+	})
 }
