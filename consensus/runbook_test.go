@@ -325,3 +325,29 @@ func TestAppendGovernance(t *testing.T) {
 		t.Fatalf("an entry naming another node: %+v", r)
 	}
 }
+
+// TestFreezeRevokesLive: a freeze with RevokeLive revokes the profile's
+// live leases, and only those, in the same command.
+func TestFreezeRevokesLive(t *testing.T) {
+	db := newStateDB(t)
+	f := NewFSM(db, nil)
+	cmds := append(queueSetup(t), rbLease("l1", "demo", "api-caller", ""), rbLease("l2", "demo", "api-caller", "s"), rbLease("l3", "demo", "content-transformer", ""),
+		&FreezeProfile{Profile: "api-caller", Frozen: true, RevokeLive: true, Action: act("key:op", time.Second, "")})
+	var last *Result
+	for i, c := range cmds {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = applyAll(t, f, [][]byte{b}, uint64(i+1))[0]
+	}
+	if last.Code != "" || !slices.Equal(last.Value.(*Revoked).Leases, []string{"l1", "l2"}) {
+		t.Fatalf("freeze: %+v", last)
+	}
+	if l, _ := f.State().Lease("l3"); l.Revoked() {
+		t.Fatal("another profile's lease was revoked")
+	}
+	if _, err := f.State().FrozenProfile("api-caller"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,12 +1,18 @@
 package node
 
 import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/leash-dev/leash/api"
 )
@@ -89,3 +95,52 @@ func TestBlockMeetsAFetchInFlight(t *testing.T) {
 }
 
 func mustBody(s string, _ api.TaskResult) string { return s }
+
+// TestRunbookClosesProxyTunnels: a revocation by selector, and a freeze
+// that revokes the profile's live leases, close the leases' open CONNECT
+// tunnels on this node, as a revocation by id does.
+func TestRunbookClosesProxyTunnels(t *testing.T) {
+	for name, contain := range map[string]func(tn *testNode, l api.Lease) int{
+		"revoke by tenant": func(tn *testNode, l api.Lease) int {
+			var res api.RunbookResult
+			tn.call(t, "POST", "/v1/runbook/revoke", tn.token, api.RevokeRequest{Tenant: "demo"}, &res, 200)
+			return res.Revoked
+		},
+		"freeze with revoke_live": func(tn *testNode, l api.Lease) int {
+			var res api.RunbookResult
+			tn.call(t, "PUT", "/v1/runbook/frozen/"+l.Profile, tn.token, api.FreezeRequest{RevokeLive: true}, &res, 200)
+			return res.Revoked
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			upstream := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.WriteString(w, "through the tunnel")
+			}))
+			defer upstream.Close()
+			tn, proxyAddr, l := startProxyNode(t, "93.184.216.34:443", upstream.Listener.Addr().String())
+			conn, err := net.Dial("tcp", proxyAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\nProxy-Authorization: Bearer %s\r\n\r\n", l.Token)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "CONNECT"})
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("CONNECT: %v %v", resp, err)
+			}
+			tc := tls.Client(conn, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true})
+			if err := tc.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			if k := contain(tn, l); k != 1 {
+				t.Fatalf("revoked %d leases, want 1", k)
+			}
+			_ = tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := tc.Read(make([]byte, 1)); err == nil {
+				t.Fatal("the tunnel still carries data")
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("the tunnel stayed open")
+			}
+		})
+	}
+}
