@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -633,6 +634,25 @@ func (n *Node) peerJSON(ctx context.Context, addr, method, path string, in, out 
 // peer did not start it: the offloading node may run it itself.
 const NotStartedHeader = "Leash-Not-Started"
 
+// TaskIDHeader carries the id the offloading node chose for a task to the
+// peer that runs it (and back to the client when the outcome is unknown,
+// so it can look the task up by id: GET /v1/tasks/{id}).
+const TaskIDHeader = "Leash-Task-Id"
+
+// taskIDKey carries that id from the internal route to submitTask.
+type taskIDKey struct{}
+
+var taskIDPattern = regexp.MustCompile(`^tsk_[a-z2-7]{26}$`)
+
+// newTaskID is a new task's id: the offloading node's, on a peer, or a
+// fresh one.
+func newTaskID(ctx context.Context) string {
+	if id, ok := ctx.Value(taskIDKey{}).(string); ok {
+		return id
+	}
+	return "tsk_" + randomID(16)
+}
+
 // startedKey carries a flag execute sets once a task is registered to
 // run: from then on a failure's outcome is unknown to an offloader.
 type startedKey struct{}
@@ -654,6 +674,9 @@ func (n *Node) internalTask(w http.ResponseWriter, r *http.Request) error {
 	defer n.inflight.leave()
 	started := new(atomic.Bool)
 	ctx := context.WithValue(context.WithValue(r.Context(), noOffloadKey{}, true), startedKey{}, started)
+	if id := r.Header.Get(TaskIDHeader); taskIDPattern.MatchString(id) {
+		ctx = context.WithValue(ctx, taskIDKey{}, id)
+	}
 	// The lease is checked here as on the public route (on caught-up
 	// state): the offloading peer's check does not count.
 	err := httpapi.Authorize(n.auth, httpapi.LeaseHolder, n.submitTask)(w, r.WithContext(ctx))
@@ -702,6 +725,10 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 	preq.Header.Set("Content-Type", "application/json")
 	preq.Header.Set("Authorization", r.Header.Get("Authorization"))
 	preq.Header.Set("traceparent", obs.RequestTraceparent(r.Context()))
+	// The id is chosen here, so that if the peer fails after the task was
+	// sent the client still learns which task to look up.
+	taskID := newTaskID(r.Context())
+	preq.Header.Set(TaskIDHeader, taskID)
 	resp, err := n.mesh.rpc.Do(preq)
 	if err != nil {
 		var de *cluster.DialError
@@ -709,8 +736,9 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 			n.log.Warn("offload: peer unreachable, nothing sent; running here", "peer", best.ID, "err", err)
 			return false
 		}
-		n.log.Warn("offload: peer failed after the task was sent; outcome unknown", "peer", best.ID, "err", err, "traceparent", obs.RequestTraceparent(r.Context()))
-		httpapi.WriteError(n.log, w, r, outcomeUnknown(best.ID))
+		n.log.Warn("offload: peer failed after the task was sent; outcome unknown", "peer", best.ID, "task", taskID, "err", err, "traceparent", obs.RequestTraceparent(r.Context()))
+		w.Header().Set(TaskIDHeader, taskID)
+		httpapi.WriteError(n.log, w, r, outcomeUnknown(best.ID, taskID))
 		return true
 	}
 	defer resp.Body.Close()
@@ -721,8 +749,9 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 			n.log.Info("offload refused by the peer before it started; running here", "peer", best.ID, "status", resp.StatusCode)
 			return false
 		}
-		n.log.Warn("offload: peer failed; outcome unknown", "peer", best.ID, "status", resp.StatusCode, "traceparent", obs.RequestTraceparent(r.Context()))
-		httpapi.WriteError(n.log, w, r, outcomeUnknown(best.ID))
+		n.log.Warn("offload: peer failed; outcome unknown", "peer", best.ID, "task", taskID, "status", resp.StatusCode, "traceparent", obs.RequestTraceparent(r.Context()))
+		w.Header().Set(TaskIDHeader, taskID)
+		httpapi.WriteError(n.log, w, r, outcomeUnknown(best.ID, taskID))
 		return true
 	}
 	n.log.Info("task offloaded", "peer", best.ID, "status", resp.StatusCode, "traceparent", obs.RequestTraceparent(r.Context()))
@@ -736,9 +765,9 @@ func (n *Node) offload(w http.ResponseWriter, r *http.Request, req *api.TaskRequ
 	return true
 }
 
-func outcomeUnknown(peer string) error {
+func outcomeUnknown(peer, taskID string) error {
 	return &api.Error{Status: http.StatusServiceUnavailable, Code: CodeOutcomeUnknown, RetryAfter: 1,
-		Message: "the task was sent to peer " + peer + ", which failed before answering: it may or may not have run; its receipt, if it ran, is in the ledger"}
+		Message: "task " + taskID + " was sent to peer " + peer + ", which failed before answering: it may or may not have run, and it is not run again here; if it ran, GET /v1/tasks/" + taskID + " finds its record and its receipt is in the ledger"}
 }
 
 // Modules.

@@ -105,7 +105,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	t := &sandbox.Task{
-		ID:          "tsk_" + randomID(16),
+		ID:          newTaskID(r.Context()),
 		Module:      mod,
 		Request:     *sreq,
 		Env:         env,
