@@ -1678,9 +1678,15 @@
         get desiredSize() { return rc.desiredSize; },
       };
       if (typeof transformer.start === 'function') transformer.start(tc);
+      // a transform or flush that throws or rejects errors the readable
+      // side too (Streams: TransformStreamDefaultControllerError)
+      const fail = e => { try { rc.error(e); } catch {} throw e; };
+      const guard = f => {
+        try { return promiseThen(resolved(f()), undefined, fail); } catch (e) { return fail(e); }
+      };
       this.#writable = new WritableStream({
-        write: chunk => (typeof transformer.transform === 'function' ? transformer.transform(chunk, tc) : rc.enqueue(chunk)),
-        close: async () => { if (typeof transformer.flush === 'function') await transformer.flush(tc); rc.close(); },
+        write: chunk => guard(() => (typeof transformer.transform === 'function' ? transformer.transform(chunk, tc) : rc.enqueue(chunk))),
+        close: () => promiseThen(guard(() => (typeof transformer.flush === 'function' ? transformer.flush(tc) : undefined)), () => rc.close()),
         abort: e => rc.error(e),
       });
     }

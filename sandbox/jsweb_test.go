@@ -155,6 +155,14 @@ func TestJSWebAPIs(t *testing.T) {
   return out.join(",");`,
 			body: "TypeError,TypeError",
 		},
+		"a TransformStream whose transform throws errors its readable side": {
+			src: `const t = new TransformStream({ transform() { throw new RangeError("bad"); } });
+  const w = t.writable.getWriter(), r = t.readable.getReader();
+  const wrote = w.write("x").then(() => "ok", e => e.name);
+  const read = r.read().then(() => "ok", e => e.name);
+  return (await wrote) + " " + (await read);`,
+			body: "RangeError RangeError",
+		},
 		"a null body stays unused when read": {
 			src:  `const r = new Response(null); await r.text(); return String(r.bodyUsed);`,
 			body: "false",
