@@ -21,6 +21,10 @@ var Table = []Route{
 	{"metrics", "GET", "/metrics", Staff},
 	{"getKeys", "GET", "/v1/keys", Anyone},
 	{"getCluster", "GET", "/v1/cluster", Anyone},
+	// The usage dashboard (ui/, docs/budgets.md): static assets only; the
+	// page reads its figures from the routes below with the caller's key.
+	{"getUI", "GET", "/ui", Anyone},
+	{"getUIAsset", "GET", "/ui/{asset}", Anyone},
 	{"postSnapshot", "POST", "/v1/cluster/snapshot", Admin},
 
 	{"getPolicy", "GET", "/v1/policy", Staff},

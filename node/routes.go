@@ -11,6 +11,7 @@ import (
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/record"
+	"github.com/leash-dev/leash/ui"
 )
 
 // handlers binds every operation of httpapi.Table to the node's handler
@@ -43,6 +44,8 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"promoteCanary":   n.endCanary(true),
 		"abortCanary":     n.endCanary(false),
 
+		"getUI":       ui.Index,
+		"getUIAsset":  ui.Asset,
 		"getUsage":    n.getUsage,
 		"getFocus":    n.getFocus,
 		"getBudget":   n.getBudget,
