@@ -129,3 +129,49 @@ type Incident struct {
 	// Dropped counts actions past the timeline's bound.
 	Dropped int `json:"dropped,omitempty"`
 }
+
+// BlastRadius is what a blast-radius query found in the ledger's
+// receipts: every matched receipt below Checkpoint was verified
+// (signature, inclusion); Pending counts matches appended after it.
+type BlastRadius struct {
+	Matched        int            `json:"matched"`
+	Verified       int            `json:"verified"`
+	Pending        int            `json:"pending"`
+	Checkpoint     int64          `json:"checkpoint_size"`
+	Tasks          []BlastTask    `json:"tasks"` // by end time, at most 1,000
+	Tenants        map[string]int `json:"tenants"`
+	Leases         map[string]int `json:"leases"`
+	Profiles       map[string]int `json:"profiles"`
+	Modules        map[string]int `json:"modules"`
+	Destinations   map[string]int `json:"destinations"`
+	EgressBytesOut int64          `json:"egress_bytes_out"`
+	EgressBytesIn  int64          `json:"egress_bytes_in"`
+	Blocked        int            `json:"blocked_attempts"`
+	Graph          []BlastEdge    `json:"graph"`
+	Ms             int64          `json:"ms"`
+}
+
+// BlastTask is one matched task.
+type BlastTask struct {
+	Index          int64     `json:"index"`
+	TaskID         string    `json:"task_id"`
+	Tenant         string    `json:"tenant"`
+	Lease          string    `json:"lease_id"`
+	Profile        string    `json:"profile"`
+	Module         string    `json:"module_digest"`
+	Outcome        string    `json:"outcome"`
+	Start          time.Time `json:"start"`
+	End            time.Time `json:"end"`
+	Destinations   []string  `json:"destinations"`
+	EgressBytesOut int64     `json:"egress_bytes_out"`
+	EgressBytesIn  int64     `json:"egress_bytes_in"`
+	Blocked        int       `json:"blocked_attempts"`
+}
+
+// BlastEdge is one edge of the map tenant → profile → module →
+// destination, with how many receipts it carries.
+type BlastEdge struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Count int    `json:"count"`
+}

@@ -286,6 +286,33 @@ func TestRunbookDrill(t *testing.T) {
 		t.Log(l)
 	}
 
+	// The blast radius of the victim tenant, from the verified receipts:
+	// exactly its two tasks (the exfiltrating fetch, the revoked sleeper),
+	// on its two leases, and nothing of the bystander's.
+	var br api.BlastRadius
+	waitFor(t, 15*time.Second, "the victim's receipts in the blast radius", func() bool {
+		return dead.TryJSON("GET", "/v1/runbook/blast-radius?tenant=victim", aud.Key, nil, 200, &br) == nil && br.Verified == 2
+	})
+	if br.Matched != 2 || len(br.Tenants) != 1 || br.Tenants["victim"] != 2 || br.Leases[victimFetch.LeaseID] != 1 || br.Leases[victimSleep.LeaseID] != 1 {
+		t.Fatalf("blast radius of victim: %+v", br)
+	}
+	outcomes := []string{br.Tasks[0].Outcome, br.Tasks[1].Outcome}
+	slices.Sort(outcomes)
+	if !slices.Equal(outcomes, []string{"ok", "terminated:revoked"}) {
+		t.Fatalf("the victim's task outcomes: %v", outcomes)
+	}
+	var byLease api.BlastRadius
+	a.JSON("GET", "/v1/runbook/blast-radius?lease="+victimSleep.LeaseID, aud.Key, nil, 200, &byLease)
+	if byLease.Verified != 1 || byLease.Tasks[0].Outcome != "terminated:revoked" {
+		t.Fatalf("blast radius of the sleeper's lease: %+v", byLease)
+	}
+	if st, dot := a.Do("GET", "/v1/runbook/blast-radius?tenant=victim&format=dot", aud.Key, nil); st != 200 || !strings.Contains(string(dot), `"tenant:victim" -> "profile:fetcher"`) {
+		t.Fatalf("DOT: %d %s", st, dot)
+	}
+	if st, b := a.Do("GET", "/v1/runbook/blast-radius", aud.Key, nil); st != 400 || errCode(t, b) != "bad_request" {
+		t.Fatalf("no filter: %d %s", st, b)
+	}
+
 	// The ledger holds a signed governance entry for every action, and an
 	// auditor verifies the export offline with the ledger's own tools.
 	for what, r := range map[string]api.RunbookResult{"freeze": fr, "revoke": rv, "block": bl, "unfreeze": uf} {

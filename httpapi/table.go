@@ -79,6 +79,7 @@ var Table = []Route{
 	{"getIncident", "GET", "/v1/incidents/{id}", Staff},
 	{"completeStep", "POST", "/v1/incidents/{id}/steps/{step}", Admin | Operator},
 	{"closeIncident", "POST", "/v1/incidents/{id}/close", Admin | Operator},
+	{"blastRadius", "GET", "/v1/runbook/blast-radius", Staff},
 
 	{"putModule", "PUT", "/v1/modules", Admin | Tenant | LeaseHolder},
 	{"deleteModule", "DELETE", "/v1/modules/{digest}", Admin | Tenant | LeaseHolder},

@@ -261,6 +261,8 @@ type Node struct {
 
 	// canaryHealth counts receipts by policy digest (policy_canary.go).
 	canaryHealth *canaryTracker
+	// blast is the blast-radius index of the receipts (blast.go).
+	blast *blastIndex
 }
 
 // Run starts the node and serves until ctx ends, then shuts down
@@ -268,7 +270,7 @@ type Node struct {
 // terminated:shutdown; Raft and Pebble close cleanly.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.fill()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(), canaryHealth: newCanaryTracker(),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(), canaryHealth: newCanaryTracker(), blast: newBlastIndex(),
 		intake: httpapi.NewIntake(cfg.MaxIntakeBytes, cfg.MaxTenantIntakeBytes)}
 	ln, err := n.open(ctx)
 	if err != nil {

@@ -75,6 +75,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getIncident":         n.getIncident,
 		"completeStep":        n.completeStep,
 		"closeIncident":       n.closeIncident,
+		"blastRadius":         n.blastRadius,
 
 		"putModule":    n.putModule,
 		"deleteModule": n.deleteModule,

@@ -537,7 +537,7 @@ func overdue(inc *consensus.Incident, s *consensus.Step, now time.Time) bool {
 // (terminated:revoked) and proxy tunnels; a block or unblock recompiles
 // the deny list, which in-flight fetches read at their next hop.
 func (n *Node) runbookApplied(a consensus.Applied) {
-	switch a.Command.(type) {
+	switch c := a.Command.(type) {
 	case *consensus.FreezeProfile, *consensus.RevokeLeases:
 		rv, ok := a.Result.Value.(*consensus.Revoked)
 		if !ok || len(rv.Leases) == 0 {
@@ -560,6 +560,10 @@ func (n *Node) runbookApplied(a consensus.Applied) {
 	case *consensus.BlockDestinations:
 		if n.egress != nil {
 			n.refreshDeny()
+		}
+	case *consensus.AppendReceipts:
+		if ar, ok := a.Result.Value.(*consensus.AppendResult); ok && n.blast != nil {
+			n.blast.offer(c, ar)
 		}
 	}
 }
@@ -598,6 +602,11 @@ func (n *Node) runbookDeny() []string {
 // without applying commands); the leader raises an event once for each
 // incident step past its time box.
 func (n *Node) watchRunbook(ctx context.Context) {
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.indexReceipts(ctx)
+	}()
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	warned := map[string]bool{}

@@ -1,0 +1,258 @@
+package node
+
+// The blast radius (docs/runbook.md): which tasks, tenants, leases,
+// profiles, modules and destinations a destination, tenant, profile,
+// module, policy digest, lease or time window touches, from the ledger's
+// receipts. The index (package runbook) is fed as receipts are applied
+// and rebuilt from the log at start; a query reads only the receipts it
+// matches, and verifies each one's signature and inclusion in a signed
+// checkpoint before it counts.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/ledger"
+	"github.com/leash-dev/leash/runbook"
+)
+
+// MaxBlastReceipts bounds the receipts one query verifies.
+const MaxBlastReceipts = 50000
+
+// maxBlastTasks bounds the tasks a query's answer lists.
+const maxBlastTasks = 1000
+
+type blastIndex struct {
+	x       *runbook.Index
+	in      chan blastBatch
+	dropped atomic.Int64
+	built   atomic.Bool
+}
+
+type blastBatch struct {
+	envs [][]byte
+	idx  []int64
+}
+
+func newBlastIndex() *blastIndex {
+	return &blastIndex{x: runbook.New(), in: make(chan blastBatch, 1024)}
+}
+
+// offer hands an applied batch to the indexer without blocking the FSM;
+// a dropped batch makes the indexer read the log again.
+func (b *blastIndex) offer(c *consensus.AppendReceipts, res *consensus.AppendResult) {
+	if len(c.Envelopes) != len(res.Indexes) {
+		return
+	}
+	select {
+	case b.in <- blastBatch{envs: c.Envelopes, idx: res.Indexes}:
+	default:
+		b.dropped.Add(1)
+	}
+}
+
+func (b *blastIndex) add(idx int64, rec []byte) {
+	env, err := ledger.DecodeEnvelope(rec)
+	if err != nil || env.PayloadType != ledger.PayloadType {
+		return // governance entries name no task
+	}
+	var r ledger.Receipt
+	if json.Unmarshal(env.Payload, &r) == nil {
+		b.x.Add(idx, &r)
+	}
+}
+
+// indexReceipts builds the index from the log, then follows applied
+// batches until ctx ends.
+func (n *Node) indexReceipts(ctx context.Context) {
+	b := n.blast
+	rebuild := func() {
+		start := time.Now()
+		v, err := n.state.Ledger()
+		if err != nil {
+			return
+		}
+		defer v.Close()
+		size, err := v.Log.Size(v.Reader)
+		if err != nil {
+			return
+		}
+		for i := int64(0); i < size; i++ {
+			if ctx.Err() != nil {
+				return
+			}
+			if rec, err := v.Log.Record(v.Reader, i); err == nil {
+				b.add(i, rec)
+			}
+		}
+		b.built.Store(true)
+		n.log.Info("blast-radius index built", "records", size, "receipts", b.x.Len(), "ms", time.Since(start).Milliseconds())
+	}
+	rebuild()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case bb := <-b.in:
+			for i, e := range bb.envs {
+				b.add(bb.idx[i], e)
+			}
+		case <-t.C:
+			if b.dropped.Swap(0) > 0 || !b.built.Load() {
+				rebuild()
+			}
+		}
+	}
+}
+
+// blastRadius: GET /v1/runbook/blast-radius.
+func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	for k := range q {
+		if !slices.Contains([]string{"destination", "tenant", "profile", "module", "policy_digest", "lease", "since", "until", "format"}, k) {
+			return api.BadRequest(api.CodeBadRequest, "unknown parameter %q", clipString(k, 64))
+		}
+	}
+	f := runbook.Filter{Destination: q.Get("destination"), Tenant: q.Get("tenant"), Profile: q.Get("profile"), Module: q.Get("module"),
+		PolicyDigest: q.Get("policy_digest"), Lease: q.Get("lease")}
+	for _, s := range []string{f.Destination, f.Tenant, f.Profile, f.Module, f.PolicyDigest, f.Lease} {
+		if len(s) > 256 {
+			return api.BadRequest(api.CodeBadRequest, "a filter is at most 256 bytes")
+		}
+	}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if s := q.Get(name); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return api.BadRequest(api.CodeBadRequest, "%s is not RFC 3339", name)
+			}
+			*dst = t
+		}
+	}
+	if (f == runbook.Filter{}) {
+		return api.BadRequest(api.CodeBadRequest, "name a destination, tenant, profile, module, policy_digest, lease or time window")
+	}
+	format := q.Get("format")
+	if format != "" && format != "json" && format != "dot" {
+		return api.BadRequest(api.CodeBadRequest, "format is json or dot")
+	}
+	if !n.blast.built.Load() {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "the blast-radius index is being built", RetryAfter: 1}
+	}
+	start := time.Now()
+	matched := n.blast.x.Match(f)
+	if len(matched) > MaxBlastReceipts {
+		return api.BadRequest(api.CodeBadRequest, "%d receipts match, more than the %d one query verifies: narrow the filter", len(matched), MaxBlastReceipts)
+	}
+	v, err := n.ledgerView()
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	size, err := v.Log.Size(v.Reader)
+	if err != nil {
+		return err
+	}
+	note, err := n.signedCheckpoint(v, size)
+	if err != nil {
+		return err
+	}
+	sc, err := ledger.VerifyCheckpoint(note, v.Keys, 1)
+	if err != nil {
+		return err
+	}
+	out := api.BlastRadius{Checkpoint: sc.Checkpoint.Size, Tasks: []api.BlastTask{}, Tenants: map[string]int{}, Leases: map[string]int{},
+		Profiles: map[string]int{}, Modules: map[string]int{}, Destinations: map[string]int{}, Graph: []api.BlastEdge{}}
+	edges := map[[3]string]int{}
+	for _, idx := range matched {
+		if idx >= sc.Checkpoint.Size {
+			out.Pending++
+			continue
+		}
+		rec, err := v.Log.Record(v.Reader, idx)
+		if err != nil {
+			return err
+		}
+		env, err := ledger.DecodeEnvelope(rec)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", idx, err)
+		}
+		rc, err := ledger.VerifyEnvelope(env, v.Keys)
+		if err != nil {
+			return fmt.Errorf("record %d does not verify: %w", idx, err)
+		}
+		proof, err := v.Log.ProveRecord(v.Reader, idx, sc.Checkpoint.Size)
+		if err != nil {
+			return err
+		}
+		if err := tlog.CheckRecord(proof, sc.Checkpoint.Size, sc.Checkpoint.Root, idx, tlog.RecordHash(rec)); err != nil {
+			return fmt.Errorf("record %d is not included in the checkpoint: %w", idx, err)
+		}
+		out.Verified++
+		out.Tenants[rc.Tenant]++
+		out.Leases[rc.LeaseID]++
+		out.Profiles[rc.Profile]++
+		out.Modules[rc.ModuleDigest]++
+		out.EgressBytesOut += rc.EgressBytesOut
+		out.EgressBytesIn += rc.EgressBytesIn
+		blocked := 0
+		for _, b := range rc.BlockedAttempts {
+			blocked += b.Count
+		}
+		out.Blocked += blocked
+		edges[[3]string{"tenant:" + rc.Tenant, "profile:" + rc.Profile, ""}]++
+		edges[[3]string{"profile:" + rc.Profile, "module:" + rc.ModuleDigest, ""}]++
+		for _, d := range rc.Destinations {
+			out.Destinations[d]++
+			edges[[3]string{"module:" + rc.ModuleDigest, "destination:" + d, ""}]++
+		}
+		if len(out.Tasks) < maxBlastTasks {
+			out.Tasks = append(out.Tasks, api.BlastTask{Index: idx, TaskID: rc.TaskID, Tenant: rc.Tenant, Lease: rc.LeaseID, Profile: rc.Profile,
+				Module: rc.ModuleDigest, Outcome: rc.Outcome, Start: rc.Start, End: rc.End, Destinations: rc.Destinations,
+				EgressBytesOut: rc.EgressBytesOut, EgressBytesIn: rc.EgressBytesIn, Blocked: blocked})
+		}
+	}
+	sort.Slice(out.Tasks, func(i, j int) bool { return out.Tasks[i].End.Before(out.Tasks[j].End) })
+	for e, k := range edges {
+		out.Graph = append(out.Graph, api.BlastEdge{From: e[0], To: e[1], Count: k})
+	}
+	sort.Slice(out.Graph, func(i, j int) bool {
+		return out.Graph[i].From+"\x00"+out.Graph[i].To < out.Graph[j].From+"\x00"+out.Graph[j].To
+	})
+	out.Matched = len(matched)
+	out.Ms = time.Since(start).Milliseconds()
+	n.log.Info("blast radius", "filter", fmt.Sprintf("%+v", f), "matched", out.Matched, "verified", out.Verified, "pending", out.Pending,
+		"ms", out.Ms, "by", httpapi.CallerOf(r.Context()).Name())
+	if format == "dot" {
+		w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
+		_, err := w.Write([]byte(blastDOT(out.Graph)))
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// blastDOT draws the graph tenant → profile → module → destination.
+func blastDOT(edges []api.BlastEdge) string {
+	var b strings.Builder
+	b.WriteString("digraph blast_radius {\n  rankdir=LR;\n")
+	for _, e := range edges {
+		fmt.Fprintf(&b, "  %q -> %q [label=%q];\n", e.From, e.To, fmt.Sprint(e.Count))
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
