@@ -137,7 +137,9 @@ func TestDashboard(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#signin-button")))
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(n.URL()+"/ui"), signIn(key.Key), loaded("team")); err != nil {
-		t.Fatalf("sign in: %v (page error: %q)", err, text("#signin-error"))
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("sign in: %v (browser: %q)", err, problems)
 	}
 
 	// The 30 days' totals and cost are GET /v1/usage's.
@@ -212,7 +214,11 @@ func TestDashboard(t *testing.T) {
 	shoot("dashboard-tenant.png")
 
 	// Staff sign in with their token and switch between tenants.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#signout")), signIn(n.Token),
+	// Sign out forgets the key and reloads; load the page afresh so no
+	// query runs against the old document.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#signout")), chromedp.Navigate(n.URL()+"/ui"),
+		poll(`sessionStorage.getItem("leash.key") === null && !document.getElementById("signin").hidden`, 10*time.Second),
+		signIn(n.Token),
 		chromedp.WaitVisible(chromedp.CSS("#tenant-select")),
 		loaded("other"), // the first tenant by name
 		chromedp.SetValue(chromedp.CSS("#tenant-select"), "team"),
