@@ -20,7 +20,7 @@ var subcommands = map[string][]string{
 	"keys":          {"create", "list", "revoke"},
 	"tenants":       {"list"},
 	"incident":      {"open", "list", "report", "step", "close"},
-	"runbook":       {"status"},
+	"runbook":       {"status", "blast-radius"},
 }
 
 // TestEveryCommandAnswersHelp runs every command and subcommand with -h and

@@ -159,10 +159,12 @@ func changeBlocks(ctx context.Context, env *Env, args []string, name, path strin
 
 // runRunbook: `leash runbook status` lists what is frozen and blocked.
 func runRunbook(ctx context.Context, env *Env, args []string) error {
-	if stop, err := subUsage(env, args, "runbook status [--json]"); stop {
+	if stop, err := subUsage(env, args, "runbook status [--json] | blast-radius [--destination D] [--tenant T] [--profile P] [--module M] [--digest D] [--lease L] [--since T] [--until T] [--json|--dot]"); stop {
 		return err
 	}
 	switch args[0] {
+	case "blast-radius":
+		return runBlastRadius(ctx, env, args[1:])
 	case "status":
 		fs := flags(env, "runbook status", "runbook status [--json]")
 		asJSON := fs.Bool("json", false, "print JSON")
@@ -195,5 +197,49 @@ func runRunbook(ctx context.Context, env *Env, args []string) error {
 		}
 		return tw.Flush()
 	}
-	return &exitError{code: 2, msg: fmt.Sprintf("runbook: unknown subcommand %q (status)", args[0])}
+	return &exitError{code: 2, msg: fmt.Sprintf("runbook: unknown subcommand %q (status, blast-radius)", args[0])}
+}
+
+// runBlastRadius: `leash runbook blast-radius` prints what the filter's
+// verified receipts touched.
+func runBlastRadius(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "runbook blast-radius", "runbook blast-radius [--destination D] [--tenant T] [--profile P] [--module M] [--digest D] [--lease L] [--since RFC3339] [--until RFC3339] [--json|--dot]")
+	q := url.Values{}
+	for _, f := range [][2]string{{"destination", "a host, host:port, IP or CIDR the tasks contacted"}, {"tenant", "a tenant"}, {"profile", "a profile"},
+		{"module", "a module digest"}, {"digest", "a policy digest"}, {"lease", "a lease id"}, {"since", "tasks that ended at or after (RFC 3339)"}, {"until", "tasks that ended at or before (RFC 3339)"}} {
+		name := f[0]
+		fs.Func(name, f[1], func(v string) error {
+			key := name
+			if key == "digest" {
+				key = "policy_digest"
+			}
+			q.Set(key, v)
+			return nil
+		})
+	}
+	asJSON := fs.Bool("json", false, "print the whole answer as JSON")
+	asDOT := fs.Bool("dot", false, "print the map tenant → profile → module → destination as Graphviz DOT")
+	if _, err := parseN(fs, args, 0); err != nil {
+		return err
+	}
+	c := newClient(env)
+	if *asDOT {
+		q.Set("format", "dot")
+		return c.do(ctx, http.MethodGet, "/v1/runbook/blast-radius?"+q.Encode(), c.token, "", nil, rawOut{env.Stdout})
+	}
+	var br api.BlastRadius
+	if err := c.json(ctx, http.MethodGet, "/v1/runbook/blast-radius?"+q.Encode(), c.token, nil, &br); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env, br)
+	}
+	fmt.Fprintf(env.Stdout, "%d receipts matched, %d verified against the checkpoint of size %d, %d pending; egress %d B out, %d B in; %d blocked attempts\n",
+		br.Matched, br.Verified, br.Checkpoint, br.Pending, br.EgressBytesOut, br.EgressBytesIn, br.Blocked)
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "END\tTASK\tTENANT\tLEASE\tPROFILE\tOUTCOME\tDESTINATIONS")
+	for _, t := range br.Tasks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.End.Format(time.RFC3339), t.TaskID, t.Tenant, t.Lease, t.Profile, t.Outcome, strings.Join(t.Destinations, " "))
+	}
+	return tw.Flush()
 }

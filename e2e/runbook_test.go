@@ -347,6 +347,12 @@ func TestRunbookDrill(t *testing.T) {
 		return err == nil && strings.Contains(out, "ok: ")
 	})
 	t.Logf("offline: %s", strings.TrimSpace(verified))
+	if out, err := leash("runbook", "blast-radius", "--tenant", "victim"); err != nil || !strings.Contains(out, "2 receipts matched, 2 verified") || !strings.Contains(out, "terminated:revoked") {
+		t.Fatalf("leash runbook blast-radius: %v\n%s", err, out)
+	}
+	if out, err := leash("runbook", "blast-radius", "--lease", victimFetch.LeaseID, "--dot"); err != nil || !strings.HasPrefix(out, "digraph blast_radius {") {
+		t.Fatalf("leash runbook blast-radius --dot: %v\n%s", err, out)
+	}
 	actions := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(export), "\n") {
 		var rec struct {
