@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/engine/image"
@@ -21,7 +22,11 @@ func TestBinaryCarriesItsEngine(t *testing.T) {
 		t.Fatal("the test binary carries no engine: run make build (or make test), which copies build/engine/engine.wasm into engine/image/data")
 	}
 	t.Chdir(t.TempDir())
-	n := nodetest.Start(t, nodetest.Options{Policy: policyPath(), Args: []string{"--engine="}})
+	n := nodetest.Start(t, nodetest.Options{Policy: policyPath(), Args: []string{"--engine="}, NoWait: true})
+	// With no compiled code cached yet, the node snapshots and compiles
+	// the engine it carries before it serves: seconds on its own, over a
+	// minute for a race-built binary on a loaded test machine.
+	n.WaitReady(5 * time.Minute)
 	l := issue(t, n, api.LeaseRequest{Tenant: "demo", Intent: "small_task"})
 	src := `export default { fetch() { return new Response("carried") } }`
 	res := runTask(t, n, l.Token, api.TaskRequest{Module: api.Module{JS: &src}})
