@@ -78,13 +78,61 @@ func kvAPI(t *testing.T, n *nodetest.Node, method, path, token string, body any)
 	return st, string(b), code
 }
 
-// TestSessionState runs on three real nodes: WASI guests (C on every
-// node, and Go through the guest package on one, with offloading off so
-// that only that node compiles it: compiling a Go module under the race
-// detector is slow) share one session's state across tasks on
-// different nodes and with clients of the API; another session and
-// another tenant see none of it; the quota holds cluster-wide; a TTL
-// runs out on every node; the state survives kill -9 of the leader.
+// sessionWorker is a JS worker on env.SESSION (Workers KV's API): ?op=
+// incr, get, put (the request body, ?ttl=), list (?prefix=) or has; a
+// thrown KV error answers 409 with its code.
+const sessionWorker = `
+export default {
+  async fetch(request, env) {
+    const q = new URL(request.url).searchParams, kv = env.SESSION, key = q.get('key');
+    if (q.get('op') === 'has') return new Response(String(kv !== undefined));
+    try {
+      switch (q.get('op')) {
+        case 'incr': {
+          const n = Number((await kv.get(key)) ?? 0) + 1;
+          await kv.put(key, String(n));
+          return new Response(String(n));
+        }
+        case 'get': {
+          const v = await kv.get(key);
+          return v === null ? new Response('', { status: 404 }) : new Response(v);
+        }
+        case 'put':
+          await kv.put(key, await request.text(), q.has('ttl') ? { expirationTtl: Number(q.get('ttl')) } : {});
+          return new Response(null, { status: 204 });
+        case 'list':
+          return Response.json(await kv.list({ prefix: q.get('prefix') }));
+      }
+      return new Response('unknown op', { status: 400 });
+    } catch (e) {
+      return new Response(e.message.split(':')[0], { status: 409 });
+    }
+  },
+};
+`
+
+// workerTask runs sessionWorker with a query (and a body) on n.
+func workerTask(t *testing.T, n *nodetest.Node, token, query, body string) (int, string) {
+	t.Helper()
+	src := sessionWorker
+	req := api.TaskRequest{Module: api.Module{JS: &src},
+		Request: api.TaskHTTPRequest{Method: "POST", URL: "https://task.local/?" + query, Body: api.Body{Body: &body}}}
+	res := runTask(t, n, token, req)
+	if res.Response == nil {
+		t.Fatalf("%s: no response: %+v", query, res)
+	}
+	b, _ := res.Response.Bytes()
+	return res.Response.Status, string(b)
+}
+
+// TestSessionState runs on three real nodes: WASI guests (C, and Go
+// through the guest package on one node, with offloading off so that
+// only that node compiles it: compiling a Go module under the race
+// detector is slow) and JS workers (env.SESSION) share one session's
+// state across tasks on different nodes and with clients of the API;
+// another session and another tenant see none of it; the quota holds
+// cluster-wide; a TTL runs out on every node; the state survives kill -9
+// of the leader.
 func TestSessionState(t *testing.T) {
 	goWasm := sessionGoGuest(t)
 	cWasm := guestB64(t, "kv")
@@ -103,21 +151,24 @@ func TestSessionState(t *testing.T) {
 	}
 	s1 := lease(a, "chat-1")
 
-	// Tasks of one session on three nodes, C and Go guests, add to one
-	// counter; each sees the one before it.
+	// Tasks of one session on three nodes, C, Go and JS guests, add to
+	// one counter; each sees the one before it.
 	for i, step := range []struct {
-		n       *nodetest.Node
-		goGuest bool
-	}{{a, false}, {b, true}, {d, false}, {a, false}, {b, true}} {
+		n     *nodetest.Node
+		guest string
+	}{{a, "c"}, {b, "go"}, {d, "js"}, {a, "js"}, {b, "go"}} {
 		var st int
 		var out string
-		if step.goGuest {
+		switch step.guest {
+		case "go":
 			st, out = goTask(t, step.n, s1, goWasm, "op=incr&key=turns")
-		} else {
+		case "js":
+			st, out = workerTask(t, step.n, s1, "op=incr&key=turns", "")
+		default:
 			st, out = kvTask(t, step.n, s1, cWasm, "incr turns", "")
 		}
 		if st != 200 || out != fmt.Sprint(i+1) {
-			t.Fatalf("step %d on %s (go %v): %d %q", i, step.n.ID(), step.goGuest, st, out)
+			t.Fatalf("step %d on %s (%s): %d %q", i, step.n.ID(), step.guest, st, out)
 		}
 	}
 	// A client reads the tasks' state on a third node and writes a note
@@ -133,6 +184,28 @@ func TestSessionState(t *testing.T) {
 	}
 	if st, out := kvTask(t, a, s1, cWasm, "list note/", ""); st != 200 || !strings.Contains(out, `"name":"note/1"`) {
 		t.Fatalf("task lists: %d %s", st, out)
+	}
+	if st, out := workerTask(t, d, s1, "op=get&key=note/1", ""); st != 200 || out != "remember this" {
+		t.Fatalf("a worker reads the client's note: %d %q", st, out)
+	}
+	if st, out := workerTask(t, a, s1, "op=list&prefix=note/", ""); st != 200 || !strings.HasPrefix(out, `{"keys":[{"name":"note/1","expiration":`) || !strings.HasSuffix(out, `}],"list_complete":true,"cacheStatus":null}`) {
+		t.Fatalf("a worker lists: %d %s", st, out)
+	}
+	// A worker's put, read by a Go guest and a client on other nodes.
+	if st, out := workerTask(t, a, s1, "op=put&key=from-js", "written by a worker"); st != 204 {
+		t.Fatalf("worker put: %d %q", st, out)
+	}
+	if st, out := goTask(t, b, s1, goWasm, "op=get&key=from-js"); st != 200 || out != "written by a worker" {
+		t.Fatalf("the Go guest reads the worker's put: %d %q", st, out)
+	}
+	if st, body, _ := kvAPI(t, d, "GET", "/v1/sessions/chat-1/kv/from-js", demo, nil); st != 200 || body != "written by a worker" {
+		t.Fatalf("a client reads the worker's put: %d %q", st, body)
+	}
+	// A lease without a session: the worker has no binding.
+	var bare api.Lease
+	a.JSON("POST", "/v1/leases", demo, api.LeaseRequest{Intent: "stateful"}, 201, &bare)
+	if st, out := workerTask(t, b, bare.Token, "op=has", ""); st != 200 || out != "false" {
+		t.Fatalf("a worker without a session: %d %q", st, out)
 	}
 
 	// Isolation: another session of the tenant, another tenant's session
@@ -163,6 +236,9 @@ func TestSessionState(t *testing.T) {
 	}
 	if st, out := kvTask(t, d, s2, cWasm, "put one-more", fill); st != 409 || out != "kv_quota_exceeded" {
 		t.Fatalf("task over the quota: %d %q", st, out)
+	}
+	if st, out := workerTask(t, b, s2, "op=put&key=one-more", fill); st != 409 || out != "kv_quota_exceeded" {
+		t.Fatalf("worker over the quota: %d %q", st, out)
 	}
 	if st, _, _ := kvAPI(t, a, "GET", "/v1/sessions/chat-2/kv/one-more", demo, nil); st != 404 {
 		t.Fatalf("a refused put was written: %d", st)

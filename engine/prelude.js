@@ -56,7 +56,7 @@
   const hostLog = host.log, hostNow = host.now, hostRandom = host.random;
   const hostDigest = host.digest, hostURL = host.urlParse, hostURLSet = host.urlSet, hostFetch = host.fetch;
   const hostRespond = host.respond, hostFail = host.fail, hostDecode = host.decode, hostDetach = host.detach;
-  const utf8Encode = host.utf8Encode, utf8Decode = host.utf8Decode;
+  const utf8Encode = host.utf8Encode, utf8Decode = host.utf8Decode, hostKV = host.kv;
   const JSONparse = G.JSON.parse, JSONstringify = G.JSON.stringify;
   const internal = Symbol('leash.internal');
   const noInit = ObjectFreeze({ __proto__: null });
@@ -2210,6 +2210,115 @@
     p.resolve(Response[internal](r, m));
   }
 
+  // ---- the session KV: env.SESSION (the profile's kv.binding) ----
+
+  // Workers KV's API; every operation is one host call (sandbox/jskv.go)
+  // that the node checks against the lease and meters. The request is
+  // written out here, so no toJSON a worker defines is called but its
+  // metadata's own. A refusal is an Error whose message starts with the
+  // stable code (kv_quota_exceeded: ...).
+  const kvMaxValue = 2 << 20;
+  function kvError(code, message) { return new Error(code + ': ' + message); }
+  function kvKey(k, what) {
+    const s = String(k);
+    if (stringToWellFormed(s) !== s) throw kvError('invalid_kv_key', what + ' is not valid UTF-8 (it has a lone surrogate)');
+    return s;
+  }
+  function kvOption(o, name) {
+    if (o === undefined || o === null) return undefined;
+    if (typeof o !== 'object') throw new TypeError('KV options must be an object');
+    return o[name];
+  }
+  // kvCall makes the host call: the reply's header and, for a get, the
+  // value's bytes
+  function kvCall(req, value) {
+    const buf = hostKV(req, value);
+    const all = new Uint8Array(buf);
+    const n = all[0] | (all[1] << 8) | (all[2] << 16) | (all[3] << 24);
+    const h = JSONparse(decode(new Uint8Array(buf, 4, n)));
+    const err = own(h, 'error');
+    if (err !== undefined) throw kvError(own(err, 'code'), own(err, 'message'));
+    return { __proto__: null, found: own(h, 'found') === true, metadata: own(h, 'metadata'), list: own(h, 'list'),
+      value: new Uint8Array(buf, 4 + n, taLength(all) - 4 - n) };
+  }
+  // own(o, k): o's own property k (the host's JSON), never an inherited one
+  function own(o, k) { return ObjectHasOwn(o, k) ? o[k] : undefined; }
+  function kvType(type) {
+    const t = type === undefined || type === null ? 'text' : typeof type === 'string' ? type : kvOption(type, 'type');
+    if (t === undefined) return 'text';
+    if (t !== 'text' && t !== 'json' && t !== 'arrayBuffer' && t !== 'stream') {
+      throw new TypeError('Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".');
+    }
+    return t;
+  }
+  function kvValue(bytes, t) {
+    switch (t) {
+      case 'json': return JSONparse(decode(bytes));
+      case 'arrayBuffer': return taBuffer(copyBytes(bytes));
+      case 'stream': return streamOf(copyBytes(bytes));
+      default: return decode(bytes);
+    }
+  }
+  function kvGet(key, type) {
+    const t = kvType(type);
+    const h = kvCall('{"op":"get","key":' + JSONstringify(kvKey(key, 'a key')) + '}', undefined);
+    if (!h.found) return { __proto__: null, value: null, metadata: null };
+    return { __proto__: null, value: kvValue(h.value, t), metadata: h.metadata === undefined ? null : h.metadata };
+  }
+  const kvNamespace = ObjectFreeze({
+    async get(key, type) { return kvGet(key, type).value; },
+    async getWithMetadata(key, type) {
+      const r = kvGet(key, type);
+      return { value: r.value, metadata: r.metadata, cacheStatus: null };
+    },
+    async put(key, value, options) {
+      let req = '{"op":"put","key":' + JSONstringify(kvKey(key, 'a key'));
+      let bytes;
+      if (typeof value === 'string') bytes = encode(value);
+      else if (isBufferSource(value)) bytes = viewBytes(value);
+      else if (isStream(value)) {
+        const r = await readAll(value, kvMaxValue);
+        if (r.over !== undefined) throw kvError('kv_value_too_large', 'a value is at most ' + kvMaxValue + ' bytes');
+        bytes = r.bytes;
+      } else {
+        throw new TypeError('KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.');
+      }
+      const ttlOpt = kvOption(options, 'expirationTtl'), expOpt = kvOption(options, 'expiration');
+      let ttl = 0;
+      if (ttlOpt !== undefined) ttl = Number(ttlOpt);
+      else if (expOpt !== undefined) ttl = Number(expOpt) - MathFloor(hostNow() / 1000);
+      if ((ttlOpt !== undefined || expOpt !== undefined) && !(NumberIsInteger(ttl) && ttl > 0)) {
+        throw kvError('invalid_kv_ttl', 'expirationTtl must be a positive whole number of seconds (expiration a time in the future)');
+      }
+      if (ttl > 0) req += ',"ttl":' + ttl;
+      const md = kvOption(options, 'metadata');
+      if (md !== undefined && md !== null) {
+        const j = JSONstringify(md);
+        if (typeof j !== 'string') throw kvError('invalid_kv_argument', 'metadata must be serializable to JSON');
+        req += ',"metadata":' + j;
+      }
+      kvCall(req + '}', bytes);
+    },
+    async delete(key) {
+      kvCall('{"op":"delete","key":' + JSONstringify(kvKey(key, 'a key')) + '}', undefined);
+    },
+    async list(options) {
+      let req = '{"op":"list"';
+      const prefix = kvOption(options, 'prefix'), cursor = kvOption(options, 'cursor'), limit = kvOption(options, 'limit');
+      if (prefix !== undefined && prefix !== null) req += ',"prefix":' + JSONstringify(kvKey(prefix, 'prefix'));
+      if (cursor !== undefined && cursor !== null) req += ',"cursor":' + JSONstringify(kvKey(cursor, 'cursor'));
+      if (limit !== undefined && limit !== null) {
+        const l = Number(limit);
+        if (!NumberIsInteger(l)) throw kvError('invalid_kv_argument', 'limit must be a whole number');
+        req += ',"limit":' + l;
+      }
+      const l = kvCall(req + '}', undefined).list;
+      const keys = own(l, 'keys'), complete = own(l, 'list_complete') === true;
+      if (complete) return { keys, list_complete: true, cacheStatus: null };
+      return { keys, list_complete: false, cursor: own(l, 'cursor'), cacheStatus: null };
+    },
+  });
+
   // ---- the Workers module API ----
 
   let worker = null;
@@ -2235,6 +2344,11 @@
     if (abByteLength(body) > 0) req[internal]('set', new Uint8Array(body));
     // env is the client's vars as JSON.parse made them: own properties only
     const env = ObjectHasOwn(m, 'env') && m.env !== null && typeof m.env === 'object' ? m.env : {};
+    // the session KV's binding, when the task has one (it wins over a
+    // client variable of the same name)
+    if (typeof m.kv_binding === 'string' && m.kv_binding !== '') {
+      ObjectDefineProperty(env, m.kv_binding, { __proto__: null, value: kvNamespace, writable: true, enumerable: true, configurable: true });
+    }
     const ctx = {
       waitUntil(p) {
         const pr = resolved(p);

@@ -54,6 +54,12 @@
  *   respond(meta, mlen, body, blen) -> i32  the response; nonzero: refused
  *   error(code, clen, msg, mlen)            the worker failed
  *   bytecode(ptr, len)                      compiled worker, for the cache
+ *   kv(req, rlen, val, vlen) -> i32         one session KV call (req: JSON of
+ *                                           the operation; val: a put's
+ *                                           value): reply length (4 bytes
+ *                                           of the JSON header's length,
+ *                                           little-endian, the header, then
+ *                                           a got value's bytes), or -1
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -80,6 +86,7 @@ IMPORT("fetch") int32_t host_fetch(const char *meta, uint32_t mn, const uint8_t 
 IMPORT("respond") int32_t host_respond(const char *meta, uint32_t mn, const uint8_t *body, uint32_t bn);
 IMPORT("error") void host_error(const char *code, uint32_t cn, const char *msg, uint32_t mn);
 IMPORT("bytecode") void host_bytecode(const uint8_t *p, uint32_t n);
+IMPORT("kv") int32_t host_kv(const char *req, uint32_t rn, const uint8_t *val, uint32_t vn);
 
 #define ABI_VERSION 1
 #define MALLOC_OVERHEAD 8
@@ -414,6 +421,35 @@ static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst 
     return arr;
 }
 
+/* kv(request, value) -> the reply as an ArrayBuffer (the prelude reads
+ * its header); throws for a call the host could not read */
+static JSValue n_kv(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
+{
+    const char *req;
+    size_t rn, vn;
+    uint8_t *v, *buf;
+    int32_t r;
+    JSValue out;
+    if (get_bytes(c, argv[1], &v, &vn))
+        return JS_EXCEPTION;
+    req = JS_ToCStringLen(c, &rn, argv[0]);
+    if (!req)
+        return JS_EXCEPTION;
+    r = host_kv(req, rn, v ? v : (const uint8_t *)"", vn);
+    JS_FreeCString(c, req);
+    if (r < 0)
+        return JS_ThrowTypeError(c, "invalid_kv_argument: the KV call could not be read");
+    buf = malloc(r ? r : 1);
+    if (!buf) {
+        note_oom();
+        return JS_ThrowOutOfMemory(c);
+    }
+    host_reply(buf);
+    out = JS_NewArrayBufferCopy(c, buf, r);
+    free(buf);
+    return out;
+}
+
 static JSValue n_fetch(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
 {
     const char *meta;
@@ -583,6 +619,7 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("decode", 3, n_decode),
     JS_CFUNC_DEF("detach", 1, n_detach),
     JS_CFUNC_DEF("fetch", 2, n_fetch),
+    JS_CFUNC_DEF("kv", 2, n_kv),
     JS_CFUNC_DEF("respond", 2, n_respond),
     JS_CFUNC_DEF("fail", 2, n_fail),
     JS_CFUNC_DEF("utf8Encode", 1, n_utf8_encode),

@@ -224,7 +224,19 @@ type taskKV struct {
 	ops   atomic.Int64
 }
 
-var _ sandbox.KV = (*taskKV)(nil)
+var (
+	_ sandbox.KV       = (*taskKV)(nil)
+	_ sandbox.KVBinder = (*taskKV)(nil)
+)
+
+// KVBinding is the name of a JS worker's binding: the profile's
+// kv.binding (default SESSION), or none when the profile grants no KV.
+func (k *taskKV) KVBinding() string {
+	if !k.scope.enabled {
+		return ""
+	}
+	return k.scope.limits.Binding
+}
 
 // sessionKVFor is the KV of a task under l: nil when the lease names no
 // session (the sandbox then refuses with kv_no_session).

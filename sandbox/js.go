@@ -460,6 +460,8 @@ type jsRequestMeta struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// OutputLimit bounds a streamed response body as the prelude reads it
 	OutputLimit int64 `json:"output_limit"`
+	// KVBinding is the env name of the session KV (jskv.go), "" for none
+	KVBinding string `json:"kv_binding,omitempty"`
 }
 
 func (e *jsEngine) run(parent context.Context, t *Task) *Result {
@@ -631,7 +633,7 @@ func (e *jsEngine) execIn(ctx context.Context, st *jsTask, t *Task, memLimit uin
 	// attempt number and idempotency key (bulk delivery is at least once)
 	// are ctx.leash.attempt and ctx.leash.idempotencyKey.
 	meta := jsRequestMeta{Method: t.Request.Method, URL: u.Href, Headers: headerPairs(t.Request.Headers), Env: make(map[string]json.RawMessage, len(t.Env)),
-		Attempt: max(t.Attempt, 1), IdempotencyKey: t.IdempotencyKey, OutputLimit: st.outLimit}
+		Attempt: max(t.Attempt, 1), IdempotencyKey: t.IdempotencyKey, OutputLimit: st.outLimit, KVBinding: jsKVBinding(t)}
 	if meta.Method == "" {
 		meta.Method = http.MethodGet
 	}

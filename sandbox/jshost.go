@@ -106,6 +106,7 @@ func instantiateJSHost(ctx context.Context, r wazero.Runtime) error {
 	fn("respond", jsRespond, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
 	fn("error", jsError, []api.ValueType{i32, i32, i32, i32}, nil)
 	fn("bytecode", jsBytecode, []api.ValueType{i32, i32}, nil)
+	fn("kv", jsKV, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
 	_, err := b.Instantiate(ctx)
 	return err
 }
