@@ -216,7 +216,22 @@ func TestDashboard(t *testing.T) {
 	// Staff sign in with their token and switch between tenants.
 	// Sign out forgets the key and reloads; load the page afresh so no
 	// query runs against the old document.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#signout")), chromedp.Navigate(n.URL()+"/ui"),
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#signout"))); err != nil {
+		t.Fatalf("sign out: %v", err)
+	}
+	// Sign-out reloads the page; a navigation that meets that reload is
+	// aborted (net::ERR_ABORTED): navigate again until one lands.
+	for try := 0; ; try++ {
+		err := chromedp.Do(ctx, chromedp.Navigate(n.URL()+"/ui"))
+		if err == nil {
+			break
+		}
+		if try == 5 || !strings.Contains(err.Error(), "ERR_ABORTED") {
+			t.Fatalf("load the page after sign-out: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := chromedp.Do(ctx,
 		poll(`sessionStorage.getItem("leash.key") === null && !document.getElementById("signin").hidden`, 10*time.Second),
 		signIn(n.Token),
 		chromedp.WaitVisible(chromedp.CSS("#tenant-select")),
