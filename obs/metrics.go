@@ -351,7 +351,7 @@ func (m *Metrics) SinkDropped(sink string, n int) {
 var eventTypes = map[string]bool{
 	"sandbox_issued": true, "tool_call_attempted": true, "tool_call_blocked": true,
 	"execution_completed": true, "execution_terminated": true,
-	"budget_warning": true, "budget_exhausted": true, "budget_changed": true, "receipt_spool_stale": true,
+	"budget_warning": true, "budget_exhausted": true, "budget_changed": true, "receipt_spool_stale": true, "incident_step_overdue": true,
 	"lease_revoked": true, "profile_frozen": true, "destination_blocked": true, "policy_promoted": true,
 	"node_joined": true, "node_left": true, "leader_changed": true,
 	"task_enqueued": true, "task_retried": true, "task_dead": true,
