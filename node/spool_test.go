@@ -32,7 +32,7 @@ func TestSpoolDrain(t *testing.T) {
 		env, err := ledger.SignReceipt(key, "", &ledger.Receipt{LeaseID: "lse_x", Tenant: "demo", Profile: "p",
 			PolicyDigest: "sha256:" + strings.Repeat("0", 64), TaskID: task, NodeID: "n1", Outcome: "ok",
 			Traceparent: "00-" + strings.Repeat("1", 32) + "-" + strings.Repeat("2", 16) + "-01",
-			Attempt: 1, Start: end.Add(-time.Second), End: end, Destinations: []string{}})
+			Attempt:     1, Start: end.Add(-time.Second), End: end, Destinations: []string{}})
 		if err != nil {
 			t.Fatal(err)
 		}
