@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // jsFakeKV is a fake KV for JS workers: entries with metadata and an
@@ -364,4 +365,33 @@ func TestJSKVDocExample(t *testing.T) {
 	if st, body := run(nil); st != 409 || body != "this task has no session" {
 		t.Fatalf("without a KV: %d %s", st, body)
 	}
+}
+
+// BenchmarkJSKVBinding: a JS hello task with one env.SESSION get and one
+// put against a fake KV, against the same worker making no KV call (the
+// binding's own cost: prelude, host call, reply; no node, no Raft),
+// interleaved per iteration.
+//
+//	go test -run '^$' -bench BenchmarkJSKVBinding ./sandbox/
+func BenchmarkJSKVBinding(b *testing.B) {
+	e := testJSEngine(b)
+	m := jsModule(b, e, `export default { async fetch(request, env) {
+  if (new URL(request.url).pathname === '/kv') await env.SESSION.put('c', String(Number((await env.SESSION.get('c')) ?? 0) + 1));
+  return new Response('hello');
+} };`)
+	kv := newJSFakeKV("SESSION")
+	var d [2]time.Duration
+	for n := 0; n < b.N; n++ {
+		for i, path := range []string{"/", "/kv"} {
+			t0 := time.Now()
+			res := e.run(context.Background(), &Task{Module: m, Request: get("https://x.example" + path), Limits: jsTestLimits, Host: Host{KV: kv}})
+			d[i] += time.Since(t0)
+			if res.Outcome != OutcomeOK {
+				b.Fatalf("%s: %s", res.Outcome, res.Error)
+			}
+		}
+	}
+	b.ReportMetric(float64(d[0].Microseconds())/float64(b.N), "µs/task_no_kv")
+	b.ReportMetric(float64(d[1].Microseconds())/float64(b.N), "µs/task_get_put")
+	b.ReportMetric(float64(d[1])/float64(d[0]), "get_put/no_kv")
 }
