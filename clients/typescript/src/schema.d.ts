@@ -21,6 +21,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ui": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The usage dashboard's page (static HTML; it reads the API with the key it is given). */
+        get: operations["getUI"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ui/{asset}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of the dashboard's static files. */
+        get: operations["getUIAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/readyz": {
         parameters: {
             query?: never;
@@ -527,6 +561,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/runbook/blast-radius": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What a destination, tenant, profile, module, policy digest, lease or time window touched, from the ledger's verified receipts (staff). */
+        get: operations["blastRadius"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/runbook/unblock": {
         parameters: {
             query?: never;
@@ -950,6 +1001,8 @@ export interface components {
             at: string;
             incident?: string;
             index: number;
+            /** @description the ledger index of the action's signed governance entry (-1: not appended) */
+            ledger_index?: number;
         };
         RunbookRecord: {
             profile?: string;
@@ -1545,6 +1598,52 @@ export interface operations {
                     };
                 };
             };
+        };
+    };
+    getUI: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    getUIAsset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                asset: "app.js" | "app.css" | "chart.umd.min.js" | "chart.js-LICENSE.md" | "index.html";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript": string;
+                    "text/css": string;
+                    "text/markdown": string;
+                    "text/html": string;
+                };
+            };
+            404: components["responses"]["NotFound"];
         };
     };
     readyz: {
@@ -2518,6 +2617,72 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    blastRadius: {
+        parameters: {
+            query?: {
+                /** @description a host, host:port, IP or CIDR */
+                destination?: string;
+                tenant?: string;
+                profile?: string;
+                module?: string;
+                policy_digest?: string;
+                lease?: string;
+                since?: string;
+                until?: string;
+                format?: "json" | "dot";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the matched receipts, verified, and the map tenant → profile → module → destination */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        matched: number;
+                        verified: number;
+                        pending: number;
+                        checkpoint_size: number;
+                        tasks: Record<string, never>[];
+                        tenants: {
+                            [key: string]: number;
+                        };
+                        leases: {
+                            [key: string]: number;
+                        };
+                        profiles: {
+                            [key: string]: number;
+                        };
+                        modules: {
+                            [key: string]: number;
+                        };
+                        destinations: {
+                            [key: string]: number;
+                        };
+                        egress_bytes_out?: number;
+                        egress_bytes_in?: number;
+                        blocked_attempts?: number;
+                        graph: {
+                            from: string;
+                            to: string;
+                            count: number;
+                        }[];
+                        ms?: number;
+                    };
+                    "text/vnd.graphviz": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             503: components["responses"]["Unavailable"];
         };
     };
