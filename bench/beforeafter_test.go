@@ -28,7 +28,6 @@ func BenchmarkBuildsCompared(b *testing.B) {
 		b.Skip("set LEASH_BENCH_BASELINE to a leash binary built from the commit to compare with")
 	}
 	cand := os.Getenv("LEASH_BENCH_CANDIDATE") // "": this tree
-	code := loadGuest(b, "minimal")
 	type target struct {
 		n           *nodetest.Node
 		token       string
@@ -36,15 +35,10 @@ func BenchmarkBuildsCompared(b *testing.B) {
 	}
 	start := func(bin string) *target {
 		n := nodetest.Start(b, nodetest.Options{Binary: bin, Args: []string{"--slots", "8", "--log-level", "warn"}})
-		var l api.Lease
-		n.JSON("POST", "/v1/leases", n.Token, api.LeaseRequest{Tenant: "demo", Intent: "read_docs"}, 201, &l)
-		_, body := n.Do("PUT", "/v1/modules", l.Token, code, "Content-Type", "application/wasm")
-		var ref api.ModuleRef
-		_ = json.Unmarshal(body, &ref)
-		task, _ := json.Marshal(api.TaskRequest{Module: api.Module{Digest: &ref.Digest}})
+		token, task := minimalTask(b, n)
 		lreq, _ := json.Marshal(api.LeaseRequest{Tenant: "demo", Intent: "read_docs"})
-		Load(300, 8, func(int) error { return post(n.URL()+"/v1/tasks", l.Token, task, 200) })
-		return &target{n: n, token: l.Token, task: task, lease: lreq}
+		Load(300, 8, func(int) error { return post(n.URL()+"/v1/tasks", token, task, 200) })
+		return &target{n: n, token: token, task: task, lease: lreq}
 	}
 	// Both nodes run for the whole benchmark (one idles while the other
 	// is measured); short alternating bursts see the same machine, and

@@ -88,20 +88,26 @@ func BenchmarkAuditCost(b *testing.B) {
 	}
 }
 
+// minimalTask issues a lease on n, uploads the minimal guest under it and
+// returns the lease token and a task request that runs it by digest.
+func minimalTask(b *testing.B, n *nodetest.Node) (token string, task []byte) {
+	var l api.Lease
+	n.JSON("POST", "/v1/leases", n.Token, api.LeaseRequest{Tenant: "demo", Intent: "read_docs"}, 201, &l)
+	_, body := n.Do("PUT", "/v1/modules", l.Token, loadGuest(b, "minimal"), "Content-Type", "application/wasm")
+	var ref api.ModuleRef
+	_ = json.Unmarshal(body, &ref)
+	task, _ = json.Marshal(api.TaskRequest{Module: api.Module{Digest: &ref.Digest}})
+	return l.Token, task
+}
+
 func auditCost(b *testing.B, conc int) {
-	code := loadGuest(b, "minimal")
 	run := func(env []string) Latencies {
 		n := nodetest.Start(b, nodetest.Options{Args: []string{"--slots", "8", "--log-level", "warn"}, Env: env})
 		defer n.Stop(30 * time.Second)
-		var l api.Lease
-		n.JSON("POST", "/v1/leases", n.Token, api.LeaseRequest{Tenant: "demo", Intent: "read_docs"}, 201, &l)
-		_, body := n.Do("PUT", "/v1/modules", l.Token, code, "Content-Type", "application/wasm")
-		var ref api.ModuleRef
-		_ = json.Unmarshal(body, &ref)
-		task, _ := json.Marshal(api.TaskRequest{Module: api.Module{Digest: &ref.Digest}})
+		token, task := minimalTask(b, n)
 		url := n.URL() + "/v1/tasks"
-		Load(300, conc, func(int) error { return post(url, l.Token, task, 200) })
-		return Load(max(b.N, 3000), conc, func(int) error { return post(url, l.Token, task, 200) })
+		Load(300, conc, func(int) error { return post(url, token, task, 200) })
+		return Load(max(b.N, 3000), conc, func(int) error { return post(url, token, task, 200) })
 	}
 	b.ResetTimer()
 	off := run([]string{"LEASH_BENCH_UNAUDITED=1"})
