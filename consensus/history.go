@@ -104,32 +104,7 @@ func applyPutTaskRecords(tx *Tx, c *PutTaskRecords) (int, error) {
 }
 
 func applyPurgeTaskRecords(tx *Tx, c *PurgeTaskRecords) (int, error) {
-	var gone []string
-	upper := prefixHistExp + string(binary.BigEndian.AppendUint64(nil, uint64(max(c.Before, 0))))
-	err := scan(tx, prefixHistExp, func(k, _ []byte) error {
-		if len(gone) >= maxHistPurgePerCommand || string(k) >= upper {
-			return errStopScan
-		}
-		gone = append(gone, string(k))
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopScan) {
-		return 0, err
-	}
-	for _, k := range gone {
-		r, err := taskRecords.get(tx, prefixHist+k[len(prefixHistExp)+8:])
-		switch {
-		case errors.Is(err, ErrNotFound):
-			tx.Delete(k)
-			continue
-		case err != nil:
-			return 0, err
-		}
-		if err := taskRecords.remove(tx, r); err != nil {
-			return 0, err
-		}
-	}
-	return len(gone), nil
+	return taskRecords.expireBefore(tx, prefixHistExp, prefixHist, c.Before, maxHistPurgePerCommand)
 }
 
 // TaskRecord returns a task's history record, or ErrNotFound.

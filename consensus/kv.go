@@ -268,32 +268,7 @@ func applyDeleteKV(tx *Tx, c *DeleteKV) (bool, error) {
 // applyExpireKV forgets entries that expired before c.Before through the
 // expiry index, oldest first, at most maxKVExpirePerCommand of them.
 func applyExpireKV(tx *Tx, c *ExpireKV) (int, error) {
-	var gone []string
-	upper := prefixKVExp + string(binary.BigEndian.AppendUint64(nil, uint64(max(c.Before, 0))))
-	err := scan(tx, prefixKVExp, func(k, _ []byte) error {
-		if len(gone) >= maxKVExpirePerCommand || string(k) >= upper {
-			return errStopScan
-		}
-		gone = append(gone, string(k))
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopScan) {
-		return 0, err
-	}
-	for _, k := range gone {
-		e, err := kvEntries.get(tx, prefixKV+k[len(prefixKVExp)+8:])
-		switch {
-		case errors.Is(err, ErrNotFound):
-			tx.Delete(k) // an index entry without its record: never written so, but not kept
-			continue
-		case err != nil:
-			return 0, err
-		}
-		if err := kvEntries.remove(tx, e); err != nil {
-			return 0, err
-		}
-	}
-	return len(gone), nil
+	return kvEntries.expireBefore(tx, prefixKVExp, prefixKV, c.Before, maxKVExpirePerCommand)
 }
 
 func applyEndSession(tx *Tx, c *EndSession) (int, error) {

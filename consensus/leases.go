@@ -148,32 +148,7 @@ const maxExpirePerCommand = 10000
 // applyExpireLeases forgets leases that expired before c.Before, oldest
 // first, at most maxExpirePerCommand of them, through the expiry index.
 func applyExpireLeases(tx *Tx, c *ExpireLeases) (int, error) {
-	var gone []string
-	upper := leaseExpiryKey(c.Before, "")
-	err := scan(tx, prefixLeaseExp, func(k, _ []byte) error {
-		if len(gone) >= maxExpirePerCommand || string(k) >= upper {
-			return errStopScan
-		}
-		gone = append(gone, string(k))
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopScan) {
-		return 0, err
-	}
-	for _, k := range gone {
-		l, err := leases.get(tx, prefixLease+k[len(prefixLeaseExp)+8:])
-		switch {
-		case errors.Is(err, ErrNotFound):
-			tx.Delete(k) // an index entry without its record: never written so, but not kept
-			continue
-		case err != nil:
-			return 0, err
-		}
-		if err := leases.remove(tx, l); err != nil {
-			return 0, err
-		}
-	}
-	return len(gone), nil
+	return leases.expireBefore(tx, prefixLeaseExp, prefixLease, c.Before, maxExpirePerCommand)
 }
 
 // The lease record and its classes are package record's, so that package

@@ -133,6 +133,47 @@ func (tb *table[T]) remove(tx *Tx, old *T) error {
 	return nil
 }
 
+// expireBefore removes, oldest first and at most max of them, the records
+// whose entry in a time index (idxPrefix + 8-byte big-endian time + the
+// record's key without recPrefix) is before the time before. It returns
+// how many index entries it took; an entry without its record (never
+// written so) is dropped.
+func (tb *table[T]) expireBefore(tx *Tx, idxPrefix, recPrefix string, before int64, max int) (int, error) {
+	var gone []string
+	upper := idxPrefix + string(binary.BigEndian.AppendUint64(nil, uint64(maxInt64(before, 0))))
+	err := scan(tx, idxPrefix, func(k, _ []byte) error {
+		if len(gone) >= max || string(k) >= upper {
+			return errStopScan
+		}
+		gone = append(gone, string(k))
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return 0, err
+	}
+	for _, k := range gone {
+		rec, err := tb.get(tx, recPrefix+k[len(idxPrefix)+8:])
+		switch {
+		case errors.Is(err, ErrNotFound):
+			tx.Delete(k)
+			continue
+		case err != nil:
+			return 0, err
+		}
+		if err := tb.remove(tx, rec); err != nil {
+			return 0, err
+		}
+	}
+	return len(gone), nil
+}
+
+func maxInt64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
 // always is an index or counter key every record has.
 func always[T any](key func(*T) string) func(*T) (string, bool) {
 	return func(v *T) (string, bool) { return key(v), true }
