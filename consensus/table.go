@@ -133,16 +133,16 @@ func (tb *table[T]) remove(tx *Tx, old *T) error {
 	return nil
 }
 
-// expireBefore removes, oldest first and at most max of them, the records
+// expireBefore removes, oldest first and at most limit of them, the records
 // whose entry in a time index (idxPrefix + 8-byte big-endian time + the
 // record's key without recPrefix) is before the time before. It returns
 // how many index entries it took; an entry without its record (never
 // written so) is dropped.
-func (tb *table[T]) expireBefore(tx *Tx, idxPrefix, recPrefix string, before int64, max int) (int, error) {
+func (tb *table[T]) expireBefore(tx *Tx, idxPrefix, recPrefix string, before int64, limit int) (int, error) {
 	var gone []string
-	upper := idxPrefix + string(binary.BigEndian.AppendUint64(nil, uint64(maxInt64(before, 0))))
+	upper := idxPrefix + string(binary.BigEndian.AppendUint64(nil, uint64(max(before, 0))))
 	err := scan(tx, idxPrefix, func(k, _ []byte) error {
-		if len(gone) >= max || string(k) >= upper {
+		if len(gone) >= limit || string(k) >= upper {
 			return errStopScan
 		}
 		gone = append(gone, string(k))
@@ -165,13 +165,6 @@ func (tb *table[T]) expireBefore(tx *Tx, idxPrefix, recPrefix string, before int
 		}
 	}
 	return len(gone), nil
-}
-
-func maxInt64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // always is an index or counter key every record has.
