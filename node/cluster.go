@@ -948,13 +948,13 @@ func (n *Node) advertisedAPI() string {
 	return n.apiAddr
 }
 
-// IndexHeader carries the Raft index a write was applied at, so clients
-// (and the cluster tests' history check) can order writes.
-const IndexHeader = "Leash-Index"
+// IndexHeader carries the Raft index a write was applied at
+// (httpapi.SetIndex).
+const IndexHeader = httpapi.IndexHeader
 
 func setIndex(w http.ResponseWriter, res *consensus.Result) {
-	if res != nil && res.Index > 0 {
-		w.Header().Set(IndexHeader, strconv.FormatUint(res.Index, 10))
+	if res != nil {
+		httpapi.SetIndex(w, res.Index)
 	}
 }
 
