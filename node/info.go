@@ -153,3 +153,11 @@ func (n *Node) proposeError(err error) error {
 	}
 	return err
 }
+
+// clipString cuts s to n bytes for an error message.
+func clipString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

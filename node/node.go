@@ -27,6 +27,7 @@ import (
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/ledger"
+	"github.com/leash-dev/leash/lifecycle"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
@@ -259,8 +260,9 @@ type Node struct {
 	usage    *usageState // the meter (usage.go)
 	bg       sync.WaitGroup
 
-	// canaryHealth counts receipts by policy digest (policy_canary.go).
-	canaryHealth *canaryTracker
+	// lifecycle serves the policy lifecycle's API and watches prod's
+	// canary (lifecycle.go).
+	lifecycle *lifecycle.Service
 	// blast is the blast-radius index of the receipts (blast.go).
 	blast *blastIndex
 }
@@ -270,7 +272,7 @@ type Node struct {
 // terminated:shutdown; Raft and Pebble close cleanly.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.fill()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(), canaryHealth: newCanaryTracker(), blast: newBlastIndex(),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(), blast: newBlastIndex(),
 		intake: httpapi.NewIntake(cfg.MaxIntakeBytes, cfg.MaxTenantIntakeBytes)}
 	ln, err := n.open(ctx)
 	if err != nil {
@@ -328,6 +330,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	if err := n.openEvents(); err != nil {
 		return nil, err
 	}
+	n.lifecycle = n.newLifecycle()
 	n.fsm.OnApply(n.onApply)
 	n.fsm.OnRestore(n.onRestore)
 	n.fresh = newFreshness(cfg.MaxStaleness)
@@ -420,7 +423,7 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 	}
 	active, err := n.state.EnvDigest(Env)
 	switch {
-	case bundle != nil && active != bundle.Digest() && n.policyFileApplies(bundle.Digest()):
+	case bundle != nil && active != bundle.Digest() && n.lifecycle.FileApplies(bundle.Digest()):
 		cmds = append(cmds, &consensus.PutPolicy{Canonical: bundle.Canonical(), Source: src, Env: Env, By: n.id.NodeID, At: now})
 	case errors.Is(err, consensus.ErrNotFound):
 		def := policy.Default()
@@ -479,7 +482,7 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 	n.bg.Add(5)
 	go func() {
 		defer n.bg.Done()
-		n.watchCanary(ctx)
+		n.lifecycle.Run(ctx)
 	}()
 	n.bg.Add(1)
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 
@@ -18,7 +19,7 @@ import (
 // for it. The table (method, path, roles) is in httpapi; this is only
 // which function serves each row.
 func (n *Node) handlers() map[string]httpapi.HandlerFunc {
-	return map[string]httpapi.HandlerFunc{
+	h := map[string]httpapi.HandlerFunc{
 		"healthz": n.healthz,
 		"readyz":  n.readyz,
 		"metrics": func(w http.ResponseWriter, r *http.Request) error {
@@ -31,18 +32,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 
 		"getPolicy": n.getPolicy,
 		"putPolicy": n.putPolicy,
-
-		"listPolicyEnvs":  n.listPolicyEnvs,
-		"getPolicyEnv":    n.getPolicyEnv,
-		"pushPolicy":      n.pushPolicy,
-		"promotePolicy":   n.promotePolicy,
-		"rollbackPolicy":  n.rollbackPolicy,
-		"policyHistory":   n.policyHistory,
-		"getPolicyBundle": n.getPolicyBundle,
-		"getCanary":       n.getCanary,
-		"setCanary":       n.setCanary,
-		"promoteCanary":   n.endCanary(true),
-		"abortCanary":     n.endCanary(false),
 
 		"getUI":       ui.Index,
 		"getUIAsset":  ui.Asset,
@@ -114,6 +103,8 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 			return nil
 		},
 	}
+	maps.Copy(h, n.lifecycle.Handlers())
+	return h
 }
 
 // routes is the public API: httpapi's route table with the node's

@@ -1,4 +1,11 @@
-package node
+package lifecycle
+
+// The policy lifecycle's routes (docs/policy.md, "Lifecycle"): push to
+// an environment, promote dev → stage → prod, prod's canary, rollback,
+// and the reads. Every change is one Raft command; the checks that keep
+// state consistent (gates, versions, percentages) are made on apply, on
+// every node alike; here are only what belongs to the caller (the
+// override is an admin's) and the translation to and from the API.
 
 import (
 	"context"
@@ -16,13 +23,6 @@ import (
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 )
-
-// The policy lifecycle's routes (docs/policy.md, "Lifecycle"): push to
-// an environment, promote dev → stage → prod, prod's canary, rollback,
-// and the reads. Every change is one Raft command; the checks that keep
-// state consistent (gates, versions, percentages) are made on apply, on
-// every node alike; here are only what belongs to the caller (the
-// override is an admin's) and the translation to and from the API.
 
 const maxPolicyReason = 512
 
@@ -46,16 +46,26 @@ func policyStatus(code string) (int, bool) {
 	return 0, false
 }
 
-// policyProposeError maps a failed lifecycle write (or a lease refused
-// for its environment) to the API; other failures as proposeError does.
-func (n *Node) policyProposeError(err error) error {
+// Refusal is the API error of a lifecycle refusal (a failed lifecycle
+// write, or a lease refused for its environment), or nil when err is not
+// one of the lifecycle's codes.
+func Refusal(err error) *api.Error {
 	var re *consensus.RefusedError
 	if errors.As(err, &re) {
 		if status, ok := policyStatus(re.Code); ok {
 			return &api.Error{Status: status, Code: re.Code, Message: re.Message}
 		}
 	}
-	return n.proposeError(err)
+	return nil
+}
+
+// proposeError maps a failed lifecycle write to the API; other failures
+// as the node maps every write's.
+func (s *Service) proposeError(err error) error {
+	if ae := Refusal(err); ae != nil {
+		return ae
+	}
+	return s.node.ProposeError(err)
 }
 
 func pathEnv(r *http.Request) (string, error) {
@@ -99,15 +109,15 @@ func (a *changeArgs) check(c *httpapi.Caller) error {
 // none: this node's, after catching up with the leader. Of two changes
 // made at once from the same version, the second is refused
 // (policy_conflict) rather than silently overwriting the first.
-func (n *Node) expect(ctx context.Context, env string, v **uint64) error {
+func (s *Service) expect(ctx context.Context, env string, v **uint64) error {
 	if *v != nil {
 		return nil
 	}
-	if err := n.syncWithLeader(ctx); err != nil {
+	if err := s.node.SyncWithLeader(ctx); err != nil {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoLeader, RetryAfter: 1, Err: err,
 			Message: "this node cannot catch up with the leader to read the environment's version; retry, or name if_version"}
 	}
-	st, err := n.state.EnvState(env)
+	st, err := s.state.EnvState(env)
 	if err != nil {
 		return err
 	}
@@ -118,34 +128,34 @@ func (n *Node) expect(ctx context.Context, env string, v **uint64) error {
 
 // applyChange proposes a lifecycle command, logs and emits the change,
 // and answers it.
-func (n *Node) applyChange(w http.ResponseWriter, r *http.Request, cmd consensus.Command) error {
-	res, err := n.propose(r.Context(), cmd)
+func (s *Service) applyChange(w http.ResponseWriter, r *http.Request, cmd consensus.Command) error {
+	res, err := s.node.Propose(r.Context(), cmd)
 	if err != nil {
-		err = n.policyProposeError(err)
+		err = s.proposeError(err)
 		var ae *api.Error
 		if errors.As(err, &ae) {
-			n.log.Info("policy change refused", "op", cmd.Op().String(), "code", ae.Code, "reason", ae.Message,
+			s.log.Info("policy change refused", "op", cmd.Op().String(), "code", ae.Code, "reason", ae.Message,
 				"by", httpapi.CallerOf(r.Context()).Name(), "traceparent", obs.RequestTraceparent(r.Context()))
 		}
 		return err
 	}
-	setIndex(w, res)
+	httpapi.SetIndex(w, res.Index)
 	pc, _ := res.Value.(*consensus.PolicyChange)
 	if pc == nil {
 		return errors.New("policy change applied without a record")
 	}
-	n.policyChanged(r.Context(), pc)
+	s.policyChanged(r.Context(), pc)
 	httpapi.WriteJSON(w, http.StatusOK, changeView(pc))
 	return nil
 }
 
 // policyChanged logs and emits one applied change (on the node that made
 // it; the automatic abort on the leader).
-func (n *Node) policyChanged(ctx context.Context, pc *consensus.PolicyChange) {
-	n.log.Info("policy changed", "env", pc.Env, "action", pc.Action, "seq", pc.Seq, "digest", pc.Digest, "previous", pc.Previous,
+func (s *Service) policyChanged(ctx context.Context, pc *consensus.PolicyChange) {
+	s.log.Info("policy changed", "env", pc.Env, "action", pc.Action, "seq", pc.Seq, "digest", pc.Digest, "previous", pc.Previous,
 		"from", pc.From, "canary_digest", pc.CanaryDigest, "canary_percent", pc.CanaryPercent, "override", pc.Override,
 		"reason", pc.Reason, "by", pc.By, "traceparent", obs.RequestTraceparent(ctx))
-	n.emit(ctx, events.PolicyPromoted{Env: pc.Env, From: pc.From, Digest: pc.Digest, PreviousDigest: pc.Previous,
+	s.emit(ctx, events.PolicyPromoted{Env: pc.Env, From: pc.From, Digest: pc.Digest, PreviousDigest: pc.Previous,
 		CanaryDigest: pc.CanaryDigest, CanaryPercent: pc.CanaryPercent, Rollback: pc.Action == consensus.ActionRollback,
 		By: pc.By, Action: pc.Action, Override: pc.Override, Reason: pc.Reason, Seq: pc.Seq})
 }
@@ -157,7 +167,7 @@ func changeView(pc *consensus.PolicyChange) api.PolicyChange {
 }
 
 // pushPolicy: PUT /v1/policy/envs/{env} with a YAML bundle.
-func (n *Node) pushPolicy(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) pushPolicy(w http.ResponseWriter, r *http.Request) error {
 	env, err := pathEnv(r)
 	if err != nil {
 		return err
@@ -188,18 +198,18 @@ func (n *Node) pushPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	b, err := policy.Parse(src)
 	if err != nil {
-		return n.invalidBundle(w, err)
+		return s.invalidBundle(w, err)
 	}
-	if err := n.expect(r.Context(), env, &a.ifVersion); err != nil {
+	if err := s.expect(r.Context(), env, &a.ifVersion); err != nil {
 		return err
 	}
-	return n.applyChange(w, r, &consensus.PushPolicy{Canonical: b.Canonical(), Source: src, Env: env, Override: a.override,
-		Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+	return s.applyChange(w, r, &consensus.PushPolicy{Canonical: b.Canonical(), Source: src, Env: env, Override: a.override,
+		Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: s.now().UnixNano()})
 }
 
 // invalidBundle answers a bundle that does not validate with every
 // problem, as PUT /v1/policy does.
-func (n *Node) invalidBundle(w http.ResponseWriter, err error) error {
+func (s *Service) invalidBundle(w http.ResponseWriter, err error) error {
 	var ve *policy.ValidationError
 	if !errors.As(err, &ve) {
 		return err
@@ -213,7 +223,7 @@ func (n *Node) invalidBundle(w http.ResponseWriter, err error) error {
 }
 
 // promotePolicy: POST /v1/policy/envs/{env}/promote.
-func (n *Node) promotePolicy(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) promotePolicy(w http.ResponseWriter, r *http.Request) error {
 	env, err := pathEnv(r)
 	if err != nil {
 		return err
@@ -233,15 +243,15 @@ func (n *Node) promotePolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := a.check(c); err != nil {
 		return err
 	}
-	if err := n.expect(r.Context(), env, &a.ifVersion); err != nil {
+	if err := s.expect(r.Context(), env, &a.ifVersion); err != nil {
 		return err
 	}
-	return n.applyChange(w, r, &consensus.PromotePolicy{From: req.From, To: env, Digest: req.Digest, Override: a.override,
-		Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+	return s.applyChange(w, r, &consensus.PromotePolicy{From: req.From, To: env, Digest: req.Digest, Override: a.override,
+		Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: s.now().UnixNano()})
 }
 
 // rollbackPolicy: POST /v1/policy/envs/{env}/rollback.
-func (n *Node) rollbackPolicy(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) rollbackPolicy(w http.ResponseWriter, r *http.Request) error {
 	env, err := pathEnv(r)
 	if err != nil {
 		return err
@@ -255,10 +265,10 @@ func (n *Node) rollbackPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := a.check(c); err != nil {
 		return err
 	}
-	if err := n.expect(r.Context(), env, &a.ifVersion); err != nil {
+	if err := s.expect(r.Context(), env, &a.ifVersion); err != nil {
 		return err
 	}
-	return n.applyChange(w, r, &consensus.RollbackPolicy{Env: env, Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+	return s.applyChange(w, r, &consensus.RollbackPolicy{Env: env, Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: s.now().UnixNano()})
 }
 
 // decodeOptionalJSON decodes a JSON body when there is one: a rollback
@@ -271,7 +281,7 @@ func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 // setCanary: PUT /v1/policy/canary.
-func (n *Node) setCanary(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) setCanary(w http.ResponseWriter, r *http.Request) error {
 	var req api.CanaryRequest
 	if err := httpapi.DecodeJSON(w, r, 16<<10, &req); err != nil {
 		return err
@@ -287,16 +297,16 @@ func (n *Node) setCanary(w http.ResponseWriter, r *http.Request) error {
 	if err := a.check(c); err != nil {
 		return err
 	}
-	if err := n.expect(r.Context(), policy.EnvProd, &a.ifVersion); err != nil {
+	if err := s.expect(r.Context(), policy.EnvProd, &a.ifVersion); err != nil {
 		return err
 	}
-	return n.applyChange(w, r, &consensus.SetCanary{Digest: req.Digest, Percent: req.Percent, AbortAbove: req.AbortAbove,
+	return s.applyChange(w, r, &consensus.SetCanary{Digest: req.Digest, Percent: req.Percent, AbortAbove: req.AbortAbove,
 		WindowSeconds: req.WindowSeconds, MinTasks: req.MinTasks, Override: a.override, Reason: a.reason, IfVersion: a.ifVersion,
-		By: c.Name(), At: n.now().UnixNano()})
+		By: c.Name(), At: s.now().UnixNano()})
 }
 
 // endCanary: POST /v1/policy/canary/promote and …/abort.
-func (n *Node) endCanary(promote bool) httpapi.HandlerFunc {
+func (s *Service) endCanary(promote bool) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		var req api.RollbackRequest
 		if err := decodeOptionalJSON(w, r, &req); err != nil {
@@ -307,21 +317,21 @@ func (n *Node) endCanary(promote bool) httpapi.HandlerFunc {
 		if err := a.check(c); err != nil {
 			return err
 		}
-		if err := n.expect(r.Context(), policy.EnvProd, &a.ifVersion); err != nil {
+		if err := s.expect(r.Context(), policy.EnvProd, &a.ifVersion); err != nil {
 			return err
 		}
-		return n.applyChange(w, r, &consensus.EndCanary{Promote: promote, Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: n.now().UnixNano()})
+		return s.applyChange(w, r, &consensus.EndCanary{Promote: promote, Reason: a.reason, IfVersion: a.ifVersion, By: c.Name(), At: s.now().UnixNano()})
 	}
 }
 
-func (n *Node) envView(env string) (api.PolicyEnv, error) {
+func (s *Service) envView(env string) (api.PolicyEnv, error) {
 	v := api.PolicyEnv{Env: env, Previous: []string{}}
-	d, err := n.state.EnvDigest(env)
+	d, err := s.state.EnvDigest(env)
 	if err != nil && !errors.Is(err, consensus.ErrNotFound) {
 		return v, err
 	}
 	v.Digest = d
-	st, err := n.state.EnvState(env)
+	st, err := s.state.EnvState(env)
 	if err != nil {
 		return v, err
 	}
@@ -330,7 +340,7 @@ func (n *Node) envView(env string) (api.PolicyEnv, error) {
 		v.Previous = st.Previous
 	}
 	if env == policy.EnvProd {
-		c, err := n.state.Canary()
+		c, err := s.state.Canary()
 		switch {
 		case err == nil:
 			v.Canary = canaryView(c)
@@ -347,10 +357,10 @@ func canaryView(c *consensus.Canary) *api.CanaryInfo {
 }
 
 // listPolicyEnvs: GET /v1/policy/envs.
-func (n *Node) listPolicyEnvs(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) listPolicyEnvs(w http.ResponseWriter, r *http.Request) error {
 	out := api.PolicyEnvs{Envs: []api.PolicyEnv{}}
 	for _, e := range policy.Environments {
-		v, err := n.envView(e)
+		v, err := s.envView(e)
 		if err != nil {
 			return err
 		}
@@ -361,12 +371,12 @@ func (n *Node) listPolicyEnvs(w http.ResponseWriter, r *http.Request) error {
 }
 
 // getPolicyEnv: GET /v1/policy/envs/{env}.
-func (n *Node) getPolicyEnv(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) getPolicyEnv(w http.ResponseWriter, r *http.Request) error {
 	env, err := pathEnv(r)
 	if err != nil {
 		return err
 	}
-	v, err := n.envView(env)
+	v, err := s.envView(env)
 	if err != nil {
 		return err
 	}
@@ -375,7 +385,7 @@ func (n *Node) getPolicyEnv(w http.ResponseWriter, r *http.Request) error {
 }
 
 // policyHistory: GET /v1/policy/envs/{env}/history?limit=&before=.
-func (n *Node) policyHistory(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) policyHistory(w http.ResponseWriter, r *http.Request) error {
 	env, err := pathEnv(r)
 	if err != nil {
 		return err
@@ -397,7 +407,7 @@ func (n *Node) policyHistory(w http.ResponseWriter, r *http.Request) error {
 		}
 		before = v
 	}
-	h, err := n.state.History(env, before, limit)
+	h, err := s.state.History(env, before, limit)
 	if err != nil {
 		return err
 	}
@@ -413,12 +423,12 @@ func (n *Node) policyHistory(w http.ResponseWriter, r *http.Request) error {
 }
 
 // getPolicyBundle: GET /v1/policy/bundles/{digest}.
-func (n *Node) getPolicyBundle(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) getPolicyBundle(w http.ResponseWriter, r *http.Request) error {
 	d := r.PathValue("digest")
 	if !digestPattern.MatchString(d) {
 		return api.BadRequest(api.CodeBadRequest, "digest must be sha256: and 64 lower-case hex digits")
 	}
-	rec, err := n.state.PolicyRecord(d)
+	rec, err := s.state.PolicyRecord(d)
 	if errors.Is(err, consensus.ErrNotFound) {
 		return api.Errorf(http.StatusNotFound, consensus.CodeUnknownPolicy, "no bundle %s is stored", d)
 	}
@@ -431,15 +441,15 @@ func (n *Node) getPolicyBundle(w http.ResponseWriter, r *http.Request) error {
 }
 
 // getCanary: GET /v1/policy/canary: prod's canary and its health.
-func (n *Node) getCanary(w http.ResponseWriter, r *http.Request) error {
-	stable, err := n.state.EnvDigest(policy.EnvProd)
+func (s *Service) getCanary(w http.ResponseWriter, r *http.Request) error {
+	stable, err := s.state.EnvDigest(policy.EnvProd)
 	if err != nil && !errors.Is(err, consensus.ErrNotFound) {
 		return err
 	}
 	out := api.CanaryStatus{Stable: stable}
 	window := consensus.DefaultCanaryWindow
 	canary := ""
-	c, err := n.state.Canary()
+	c, err := s.state.Canary()
 	switch {
 	case err == nil:
 		out.Canary = canaryView(c)
@@ -447,23 +457,23 @@ func (n *Node) getCanary(w http.ResponseWriter, r *http.Request) error {
 	case !errors.Is(err, consensus.ErrNotFound):
 		return err
 	}
-	out.Health = n.canaryHealth.health(n.now(), time.Duration(window)*time.Second, stable, canary)
-	out.Health.Node = n.id.NodeID
+	out.Health = s.health.health(s.now(), time.Duration(window)*time.Second, stable, canary)
+	out.Health.Node = s.nodeID
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// policyFileApplies reports whether a node's --policy file may replace
+// FileApplies reports whether a node's --policy file may replace
 // prod's bundle at start. It may until the lifecycle manages prod: once
 // prod's newest change is a push, promotion, canary change or rollback,
 // a node restarted with an older file must not undo it (and end a
 // canary) on every node; the file is then ignored, with a warning.
-func (n *Node) policyFileApplies(digest string) bool {
-	h, err := n.state.History(policy.EnvProd, 0, 1)
+func (s *Service) FileApplies(digest string) bool {
+	h, err := s.state.History(policy.EnvProd, 0, 1)
 	if err != nil || len(h) == 0 || h[0].Action == consensus.ActionPut {
 		return true
 	}
-	n.log.Warn("--policy not applied: prod is managed by the policy lifecycle; push the file to dev and promote it",
+	s.log.Warn("--policy not applied: prod is managed by the policy lifecycle; push the file to dev and promote it",
 		"file_digest", digest, "prod_action", h[0].Action, "prod_seq", h[0].Seq, "prod_digest", h[0].Digest)
 	return false
 }

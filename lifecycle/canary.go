@@ -1,4 +1,4 @@
-package node
+package lifecycle
 
 import (
 	"context"
@@ -180,66 +180,59 @@ func abortReason(c *consensus.Canary, h api.CanaryHealth) string {
 		h.Canary.BadPercent, h.Canary.Bad, h.Canary.Tasks, h.Stable.BadPercent, h.Stable.Bad, h.Stable.Tasks, h.WindowSeconds, diff, c.AbortAbove)
 }
 
-// watchCanary is the automatic abort: on the leader, every
+// Run is the automatic abort, until ctx ends: on the leader, every
 // canaryCheckEvery, a canary with a threshold whose health crosses it is
-// aborted (only that canary: EndCanary names its digest).
-// It also decodes the receipts the FSM hands over, between checks.
-func (n *Node) watchCanary(ctx context.Context) {
+// aborted (only that canary: EndCanary names its digest). It also
+// decodes the receipts the FSM hands over (Applied), between checks.
+func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(canaryCheckEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case envs := <-n.canaryHealth.in:
-			n.canaryHealth.decode(envs)
+		case envs := <-s.health.in:
+			s.health.decode(envs)
 			continue
 		case <-t.C:
 		}
-		if !n.raft.IsLeader() {
+		if !s.node.IsLeader() {
 			continue
 		}
-		c, err := n.state.Canary()
+		c, err := s.state.Canary()
 		if err != nil || c.AbortAbove <= 0 {
 			continue
 		}
-		stable, err := n.state.EnvDigest(policy.EnvProd)
+		stable, err := s.state.EnvDigest(policy.EnvProd)
 		if err != nil {
 			continue
 		}
-		h := n.canaryHealth.health(n.now(), time.Duration(c.WindowSeconds)*time.Second, stable, c.Digest)
+		h := s.health.health(s.now(), time.Duration(c.WindowSeconds)*time.Second, stable, c.Digest)
 		reason := abortReason(c, h)
 		if reason == "" {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := n.propose(cctx, &consensus.EndCanary{IfDigest: c.Digest, Reason: reason, By: "auto", At: n.now().UnixNano()})
+		res, err := s.node.Propose(cctx, &consensus.EndCanary{IfDigest: c.Digest, Reason: reason, By: "auto", At: s.now().UnixNano()})
 		cancel()
 		var re *consensus.RefusedError
 		switch {
 		case errors.As(err, &re):
 			continue // the canary changed meanwhile
 		case err != nil:
-			n.log.Warn("automatic canary abort", "canary_digest", c.Digest, "err", err)
+			s.log.Warn("automatic canary abort", "canary_digest", c.Digest, "err", err)
 			continue
 		}
 		if pc, _ := res.Value.(*consensus.PolicyChange); pc != nil {
-			n.policyChanged(ctx, pc)
+			s.policyChanged(ctx, pc)
 		}
 	}
 }
 
-// policyApplied keeps the node in step with replicated policy changes:
-// receipts feed canary health; a change of prod's stable bundle
-// refreshes what is derived from it (the deny list, metric labels).
-func (n *Node) policyApplied(a consensus.Applied) {
-	switch c := a.Command.(type) {
-	case *consensus.AppendReceipts:
-		n.canaryHealth.offer(c.Envelopes)
-	case *consensus.PushPolicy, *consensus.PromotePolicy, *consensus.RollbackPolicy, *consensus.EndCanary:
-		if pc, _ := a.Result.Value.(*consensus.PolicyChange); pc != nil && pc.Env == policy.EnvProd && n.egress != nil {
-			n.refreshDeny()
-			n.refreshBundleLabels()
-		}
+// Applied feeds canary health from the receipts applied on this node
+// (on raft's FSM goroutine: it only hands the envelopes over).
+func (s *Service) Applied(a consensus.Applied) {
+	if c, ok := a.Command.(*consensus.AppendReceipts); ok {
+		s.health.offer(c.Envelopes)
 	}
 }
