@@ -48,6 +48,7 @@ var commands = map[string]command{
 	"tenants":  {"tenants list: the active bundle's tenants, their quotas and how many API keys each holds", runTenants},
 	"usage":    {"usage [--tenant T] [--from D] [--to D] [--group-by G]: usage and cost per tenant, profile and day; usage budget TENANT | budget set|raise|reset TENANT: envelopes", runUsage},
 	"ledger":   {"ledger keys|checkpoint|receipt N|export|proof; ledger verify receipt|export|consistency|agree (offline)", runLedger},
+	"report":   {"report --from D --to D [--out report.html] [--pdf F]: the sandbox risk and cost report of a window of days, as self-contained HTML", runReport},
 	"recover":  {"recover --data DIR: make a stopped node's data dir a one-voter cluster (disaster recovery)", runRecover},
 	"version":  {"print the version", func(_ context.Context, env *Env, _ []string) error { fmt.Fprintln(env.Stdout, Version); return nil }},
 }
