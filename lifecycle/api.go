@@ -181,8 +181,8 @@ func (s *Service) pushPolicy(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return api.BadRequest(api.CodeBadRequest, "override must be true or false")
 	}
-	if s := q.Get("if_version"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
+	if str := q.Get("if_version"); str != "" {
+		v, err := strconv.ParseUint(str, 10, 64)
 		if err != nil {
 			return api.BadRequest(api.CodeBadRequest, "if_version must be a non-negative integer")
 		}
@@ -392,16 +392,16 @@ func (s *Service) policyHistory(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	limit := 50
-	if s := q.Get("limit"); s != "" {
-		v, err := strconv.Atoi(s)
+	if str := q.Get("limit"); str != "" {
+		v, err := strconv.Atoi(str)
 		if err != nil || v < 1 || v > 1000 {
 			return api.BadRequest(api.CodeBadRequest, "limit must be 1–1000")
 		}
 		limit = v
 	}
 	var before uint64
-	if s := q.Get("before"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
+	if str := q.Get("before"); str != "" {
+		v, err := strconv.ParseUint(str, 10, 64)
 		if err != nil || v == 0 {
 			return api.BadRequest(api.CodeBadRequest, "before must be a positive sequence number")
 		}

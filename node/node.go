@@ -32,6 +32,7 @@ import (
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
+	"github.com/leash-dev/leash/usage"
 )
 
 // Config configures a node. Zero values take the defaults of
@@ -258,6 +259,8 @@ type Node struct {
 	tasks    *running
 	bulk     atomic.Pointer[bulk.Worker]
 	usage    *usageState // the meter (usage.go)
+	// usageAPI serves the usage, FOCUS and budget endpoints (usage.go).
+	usageAPI *usage.Service
 	bg       sync.WaitGroup
 
 	// lifecycle serves the policy lifecycle's API and watches prod's
@@ -331,6 +334,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.lifecycle = n.newLifecycle()
+	n.usageAPI = n.newUsageAPI()
 	n.fsm.OnApply(n.onApply)
 	n.fsm.OnRestore(n.onRestore)
 	n.fresh = newFreshness(cfg.MaxStaleness)

@@ -33,13 +33,8 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getPolicy": n.getPolicy,
 		"putPolicy": n.putPolicy,
 
-		"getUI":       ui.Index,
-		"getUIAsset":  ui.Asset,
-		"getUsage":    n.getUsage,
-		"getFocus":    n.getFocus,
-		"getBudget":   n.getBudget,
-		"putBudget":   n.putBudget,
-		"resetBudget": n.resetBudget,
+		"getUI":      ui.Index,
+		"getUIAsset": ui.Asset,
 
 		"listTenants":     n.listTenants,
 		"getCapabilities": n.getCapabilities,
@@ -104,6 +99,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		},
 	}
 	maps.Copy(h, n.lifecycle.Handlers())
+	maps.Copy(h, n.usageAPI.Handlers())
 	return h
 }
 

@@ -13,6 +13,10 @@
 // The budget decision (Check) reads only replicated state: a tenant whose
 // day is at or over any limit of its envelope is refused with 429
 // budget_exhausted until the next UTC midnight.
+//
+// The endpoints (Service: GET /v1/usage, the FOCUS export, the budget
+// routes) read the same replicated counters and envelopes; the node binds
+// their Handlers.
 package usage
 
 import (
