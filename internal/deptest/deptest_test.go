@@ -66,6 +66,10 @@ var banned = map[string][]string{
 	"api":       {"consensus", "sandbox", "egress", "lease", "ledger"},
 	"bulk":      {"httpapi", "egress", "lease", "ledger"},
 	"httpapi":   {"consensus", "sandbox", "egress", "lease", "ledger", "scheduler"},
+	// The areas' API packages see the node through the small interface
+	// each declares, not the parts it composes, nor each other.
+	"lifecycle": {"sandbox", "egress", "scheduler", "lease", "bulk", "usage", "sessions", "runbook"},
+	"usage":     {"sandbox", "egress", "scheduler", "lease", "ledger", "bulk", "lifecycle", "sessions", "runbook"},
 }
 
 // mayImportNode are the packages above the composition root.
