@@ -62,7 +62,7 @@ func (h bulkHost) Prepare(ctx context.Context, l *consensus.Lease, p *policy.Pro
 		return err
 	}
 	t.Host.Fetch = tc
-	t.Host.KV = h.n.sessionKVFor(l, p)
+	t.Host.KV = h.n.sessions.KVFor(l, p)
 	return nil
 }
 
@@ -293,7 +293,7 @@ func (n *Node) findTask(ctx context.Context, id string) (*api.Task, string, erro
 			return t, tenant, nil
 		}
 		// Any node's finished task, from replicated history (history.go).
-		if ht, tenant, ok := n.historyTask(id); ok {
+		if ht, tenant, ok := n.sessions.HistoryTask(id); ok {
 			return ht, tenant, nil
 		}
 		if try > 0 || n.syncWithLeader(ctx) != nil {

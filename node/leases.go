@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/leash-dev/leash/api"
@@ -14,9 +13,8 @@ import (
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
+	"github.com/leash-dev/leash/sessions"
 )
-
-var sessionPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 
 // DefaultLeaseTTL is used when a request names no ttl_seconds: the
 // profile's max_lease_ttl, capped at this.
@@ -99,8 +97,8 @@ func (n *Node) issueLease(w http.ResponseWriter, r *http.Request) (err error) {
 	if class != consensus.ClassInteractive && class != consensus.ClassBulk {
 		return api.BadRequest(api.CodeInvalidClass, "class must be %q or %q", consensus.ClassInteractive, consensus.ClassBulk)
 	}
-	if req.Session != "" && !sessionPattern.MatchString(req.Session) {
-		return api.BadRequest(api.CodeBadRequest, "session must match %s", sessionPattern)
+	if req.Session != "" && !sessions.ValidID(req.Session) {
+		return api.BadRequest(api.CodeBadRequest, "session must match %s", sessions.IDPattern())
 	}
 	maxTTL := profile.MaxLeaseTTL.D()
 	ttl := min(maxTTL, DefaultLeaseTTL)

@@ -32,6 +32,7 @@ import (
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
+	"github.com/leash-dev/leash/sessions"
 	"github.com/leash-dev/leash/usage"
 )
 
@@ -268,6 +269,8 @@ type Node struct {
 	lifecycle *lifecycle.Service
 	// blast is the blast-radius index of the receipts (blast.go).
 	blast *blastIndex
+	// sessions is session state: the KV and task history (sessions.go).
+	sessions *sessions.Service
 }
 
 // Run starts the node and serves until ctx ends, then shuts down
@@ -333,6 +336,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	if err := n.openEvents(); err != nil {
 		return nil, err
 	}
+	n.sessions = n.newSessions()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()
 	n.fsm.OnApply(n.onApply)
@@ -504,7 +508,7 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
-		n.forgetExpiredKV(ctx)
+		n.sessions.Run(ctx)
 	}()
 	go func() {
 		defer n.bg.Done()

@@ -68,11 +68,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getTask":      n.getTask,
 		"cancelTask":   n.cancelTask,
 
-		"listSessionKeys":  n.listSessionKeys,
-		"getSessionKey":    n.getSessionKey,
-		"putSessionKey":    n.putSessionKey,
-		"deleteSessionKey": n.deleteSessionKey,
-		"endSession":       n.endSession,
 
 		"getCheckpoint":  n.getCheckpoint,
 		"getReceipt":     n.getReceipt,
@@ -100,6 +95,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 	}
 	maps.Copy(h, n.lifecycle.Handlers())
 	maps.Copy(h, n.usageAPI.Handlers())
+	maps.Copy(h, n.sessions.Handlers())
 	return h
 }
 

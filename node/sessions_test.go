@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/sessions"
 )
 
 // sessionPolicy has a profile with a small session KV, one with a
@@ -136,7 +137,7 @@ func TestSessionKV(t *testing.T) {
 	if st, b, _ := kvDo(t, tn, "GET", "/v1/sessions/s1/kv/count", s1, nil); st != 200 || string(b) != "42" {
 		t.Fatalf("lease get: %d %q", st, b)
 	}
-	if st, _, code := kvDo(t, tn, "GET", "/v1/sessions/s2/kv/count", s1, nil); st != 403 || code != CodeSessionNotAllowed {
+	if st, _, code := kvDo(t, tn, "GET", "/v1/sessions/s2/kv/count", s1, nil); st != 403 || code != sessions.CodeSessionNotAllowed {
 		t.Fatalf("lease reads another session: %d %s", st, code)
 	}
 
@@ -152,10 +153,10 @@ func TestSessionKV(t *testing.T) {
 
 	// Isolation: another session of the tenant and another tenant's
 	// session of the same name see nothing; their writes do not show.
-	if st, _, code := kvDo(t, tn, "GET", "/v1/sessions/s2/kv/count", demo, nil); st != 404 || code != CodeKVNotFound {
+	if st, _, code := kvDo(t, tn, "GET", "/v1/sessions/s2/kv/count", demo, nil); st != 404 || code != sessions.CodeKVNotFound {
 		t.Fatalf("another session: %d %s", st, code)
 	}
-	if st, _, code := kvDo(t, tn, "GET", "/v1/sessions/s1/kv/count", other, nil); st != 404 || code != CodeKVNotFound {
+	if st, _, code := kvDo(t, tn, "GET", "/v1/sessions/s1/kv/count", other, nil); st != 404 || code != sessions.CodeKVNotFound {
 		t.Fatalf("another tenant: %d %s", st, code)
 	}
 	if st, _, _ := kvDo(t, tn, "PUT", "/v1/sessions/s1/kv/count", other, []byte("7")); st != 200 {

@@ -125,7 +125,7 @@ func (n *Node) submitTask(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	t.Host.Fetch = tc
-	t.Host.KV = n.sessionKVFor(l, profile)
+	t.Host.KV = n.sessions.KVFor(l, profile)
 	if l.Class == consensus.ClassBulk {
 		return n.submitBulk(w, r, l, t, &req)
 	}
@@ -224,7 +224,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	if err := n.saveTask(rec); err != nil {
 		n.log.Error("record task", "task", t.ID, "err", err)
 	}
-	n.recordHistory(l, rec) // replicated, bounded (history.go)
+	n.sessions.RecordHistory(l, rec) // replicated, bounded (sessions/history.go)
 	return out
 }
 

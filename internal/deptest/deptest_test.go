@@ -70,6 +70,7 @@ var banned = map[string][]string{
 	// each declares, not the parts it composes, nor each other.
 	"lifecycle": {"sandbox", "egress", "scheduler", "lease", "bulk", "usage", "sessions", "runbook"},
 	"usage":     {"sandbox", "egress", "scheduler", "lease", "ledger", "bulk", "lifecycle", "sessions", "runbook"},
+	"sessions":  {"egress", "lease", "ledger", "scheduler", "bulk"},
 }
 
 // mayImportNode are the packages above the composition root.

@@ -1,9 +1,8 @@
-package node
+package sessions
 
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 // group-committed batches, so GET /v1/tasks/{id} finds it on any node
 // until its tenant's retention (policy.Tenant.Retention) ends; the
 // leader purges expired records in bounded batches. The node's own task
-// record (tasks.go) keeps the whole result for this node's readers.
+// record (node/tasks.go) keeps the whole result for this node's readers.
 
 const (
 	historyQueueLen   = 4096                   // records waiting for a batch; more are dropped (logged)
@@ -31,15 +30,6 @@ const (
 type historyQueue struct {
 	ch      chan consensus.TaskRecord
 	dropped atomic.Int64
-}
-
-// histories holds each running node's queue (in-process tests run
-// several nodes).
-var histories sync.Map // *Node → *historyQueue
-
-func (n *Node) historyQueue() *historyQueue {
-	q, _ := histories.LoadOrStore(n, &historyQueue{ch: make(chan consensus.TaskRecord, historyQueueLen)})
-	return q.(*historyQueue)
 }
 
 // historyRecord is t as history keeps it: bounded, without bodies or
@@ -69,43 +59,42 @@ func historyRecord(t *api.Task, tenant string, expires time.Time) (consensus.Tas
 	return consensus.TaskRecord{ID: t.TaskID, Tenant: tenant, ExpiresAt: expires.UnixNano(), Task: b}, true
 }
 
-// recordHistory queues a finished task for replicated history; it never
+// RecordHistory queues a finished task for replicated history; it never
 // blocks the task's answer.
-func (n *Node) recordHistory(l *consensus.Lease, t *api.Task) {
+func (s *Service) RecordHistory(l *consensus.Lease, t *api.Task) {
 	retention := policy.DefaultTaskRetention.D()
-	if b, err := n.state.Bundle(l.PolicyDigest); err == nil {
+	if b, err := s.cfg.State.Bundle(l.PolicyDigest); err == nil {
 		retention = b.Tenants[l.Tenant].TaskRetention()
 	}
-	rec, ok := historyRecord(t, l.Tenant, n.now().Add(retention))
+	rec, ok := historyRecord(t, l.Tenant, s.cfg.Now().Add(retention))
 	if !ok {
-		n.log.Warn("task record too large for history", "task", t.TaskID)
+		s.cfg.Log.Warn("task record too large for history", "task", t.TaskID)
 		return
 	}
-	q := n.historyQueue()
+	q := &s.history
 	select {
 	case q.ch <- rec:
 	default:
 		if k := q.dropped.Add(1); k == 1 || k%1000 == 0 {
-			n.log.Warn("history queue full; task records dropped from replicated history", "dropped", k)
+			s.cfg.Log.Warn("history queue full; task records dropped from replicated history", "dropped", k)
 		}
 	}
 }
 
 // historyLoop group-commits queued records until ctx ends, then sends
 // what is left.
-func (n *Node) historyLoop(ctx context.Context) {
-	q := n.historyQueue()
-	defer histories.Delete(n)
+func (s *Service) historyLoop(ctx context.Context) {
+	q := &s.history
 	batch := make([]consensus.TaskRecord, 0, consensus.MaxTaskRecordsPerCommand)
 	flush := func(ctx context.Context) {
 		if len(batch) == 0 {
 			return
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := n.propose(cctx, &consensus.PutTaskRecords{Records: batch})
+		_, err := s.cfg.Node.Propose(cctx, &consensus.PutTaskRecords{Records: batch})
 		cancel()
 		if err != nil {
-			n.log.Warn("task records not replicated", "records", len(batch), "err", err)
+			s.cfg.Log.Warn("task records not replicated", "records", len(batch), "err", err)
 		}
 		batch = batch[:0]
 	}
@@ -144,7 +133,7 @@ func (n *Node) historyLoop(ctx context.Context) {
 }
 
 // purgeHistoryLoop: the leader forgets records past their retention.
-func (n *Node) purgeHistoryLoop(ctx context.Context) {
+func (s *Service) purgeHistoryLoop(ctx context.Context) {
 	t := time.NewTicker(historyPurgeEvery)
 	defer t.Stop()
 	for {
@@ -153,31 +142,31 @@ func (n *Node) purgeHistoryLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !n.raft.IsLeader() {
+		if !s.cfg.Node.IsLeader() {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := n.propose(cctx, &consensus.PurgeTaskRecords{Before: n.now().UnixNano()})
+		res, err := s.cfg.Node.Propose(cctx, &consensus.PurgeTaskRecords{Before: s.cfg.Now().UnixNano()})
 		cancel()
 		if err != nil {
-			n.log.Warn("purge task history", "err", err)
+			s.cfg.Log.Warn("purge task history", "err", err)
 			continue
 		}
 		if k, _ := res.Value.(int); k > 0 {
-			n.log.Info("purged task history", "records", k)
+			s.cfg.Log.Info("purged task history", "records", k)
 		}
 	}
 }
 
-// historyTask reads a task from replicated history, with its tenant.
-func (n *Node) historyTask(id string) (*api.Task, string, bool) {
-	rec, err := n.state.TaskRecord(id)
+// HistoryTask reads a task from replicated history, with its tenant.
+func (s *Service) HistoryTask(id string) (*api.Task, string, bool) {
+	rec, err := s.cfg.State.TaskRecord(id)
 	if err != nil {
 		return nil, "", false
 	}
 	var t api.Task
 	if err := json.Unmarshal(rec.Task, &t); err != nil {
-		n.log.Error("decode task record", "task", id, "err", err)
+		s.cfg.Log.Error("decode task record", "task", id, "err", err)
 		return nil, "", false
 	}
 	return &t, rec.Tenant, true

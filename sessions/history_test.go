@@ -1,4 +1,4 @@
-package node
+package sessions
 
 import (
 	"encoding/json"
