@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +50,9 @@ func artifactDir(t *testing.T) string {
 // 30 days' totals and cost, the recent tasks with their receipts) match
 // GET /v1/budgets and GET /v1/usage; the page loads nothing from
 // elsewhere and raises no error (its CSP refuses anything else); staff
-// switch between tenants. A screenshot is saved as an artifact.
+// switch between tenants and draw the blast-radius map, whose nodes and
+// edges are GET /v1/runbook/blast-radius's. Screenshots are saved as
+// artifacts.
 func TestDashboard(t *testing.T) {
 	exe := chromium(t)
 	n := nodetest.Start(t, nodetest.Options{Policy: filepath.Join(nodetest.RepoRoot(), "e2e", "testdata", "budget.yaml")})
@@ -157,6 +160,11 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("%s shows %q, the API %q", sel, got, want)
 		}
 	}
+	// A tenant's key is not shown the blast-radius map (staff only).
+	var blastHidden bool
+	if err := eval(`document.getElementById('blast').hidden`, &blastHidden); err != nil || !blastHidden {
+		t.Errorf("the tenant's page shows the blast-radius panel (%v)", err)
+	}
 	// Today against the envelope, per dimension, as GET /v1/budgets.
 	if len(budget.Dimensions) == 0 {
 		t.Fatal("GET /v1/budgets/team has no dimensions")
@@ -249,6 +257,83 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("staff view of team: %s tasks, want %d", got, tasks)
 	}
 	shoot("dashboard-staff.png")
+
+	// The blast-radius map (staff only): the tenant's receipts drawn as
+	// tenant → profile → module → destination; every node and edge the
+	// page draws is one of GET /v1/runbook/blast-radius's, with its count.
+	var br api.BlastRadius
+	n.JSON("GET", "/v1/runbook/blast-radius?tenant=team", n.Token, nil, 200, &br)
+	if br.Verified != tasks || len(br.Graph) == 0 {
+		t.Fatalf("blast radius of team: %d verified, %d edges", br.Verified, len(br.Graph))
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS("#blast-form")),
+		chromedp.SetValue(chromedp.CSS("#blast-kind"), "tenant"),
+		chromedp.SendKeys(chromedp.CSS("#blast-value"), "team"),
+		chromedp.Click(chromedp.CSS("#blast-button")),
+		poll(`(document.body.dataset.blast || "").endsWith("tenant=team")`, 30*time.Second),
+	); err != nil {
+		t.Fatalf("draw the blast radius: %v", err)
+	}
+	var drawn struct {
+		Edges    []api.BlastEdge `json:"edges"`
+		Nodes    []string        `json:"nodes"`
+		Matched  string          `json:"matched"`
+		Verified string          `json:"verified"`
+		Summary  string          `json:"summary"`
+	}
+	if err := eval(`({
+		edges: [...document.querySelectorAll('#blast-graph path[data-from]')].map(e => ({from: e.dataset.from, to: e.dataset.to, count: Number(e.dataset.count)})),
+		nodes: [...document.querySelectorAll('#blast-graph g[data-node]')].map(g => g.dataset.node),
+		matched: document.getElementById('blast-summary').dataset.matched,
+		verified: document.getElementById('blast-summary').dataset.verified,
+		summary: document.getElementById('blast-summary').textContent,
+	})`, &drawn); err != nil {
+		t.Fatalf("read the map: %v", err)
+	}
+	edgeSet := func(es []api.BlastEdge) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, fmt.Sprintf("%s -> %s (%d)", e.From, e.To, e.Count))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := edgeSet(drawn.Edges), edgeSet(br.Graph); !slices.Equal(got, want) {
+		t.Errorf("the map draws %q, the API has %q", got, want)
+	}
+	var wantNodes []string
+	for _, e := range br.Graph {
+		wantNodes = append(wantNodes, e.From, e.To)
+	}
+	slices.Sort(wantNodes)
+	wantNodes = slices.Compact(wantNodes)
+	slices.Sort(drawn.Nodes)
+	if !slices.Equal(drawn.Nodes, wantNodes) {
+		t.Errorf("the map's nodes %q, the API's %q", drawn.Nodes, wantNodes)
+	}
+	if drawn.Matched != strconv.Itoa(br.Matched) || drawn.Verified != strconv.Itoa(br.Verified) {
+		t.Errorf("summary %q: matched %s verified %s, the API %d and %d", drawn.Summary, drawn.Matched, drawn.Verified, br.Matched, br.Verified)
+	}
+	// A selector the API refuses shows its error and draws nothing.
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#blast-kind"), ""),
+		chromedp.Click(chromedp.CSS("#blast-button")),
+		poll(`document.body.dataset.blast !== "" && document.querySelectorAll('#blast-graph g[data-node]').length === 0`, 30*time.Second),
+	); err != nil {
+		t.Errorf("an empty selector: %v", err)
+	} else if s := text("#blast-summary"); !strings.HasPrefix(s, "bad_request") {
+		t.Errorf("an empty selector shows %q", s)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#blast-kind"), "tenant"),
+		chromedp.Click(chromedp.CSS("#blast-button")),
+		poll(`document.querySelectorAll('#blast-graph g[data-node]').length > 0`, 30*time.Second),
+		chromedp.ScrollIntoView(chromedp.CSS("#blast")),
+	); err != nil {
+		t.Errorf("redraw: %v", err)
+	}
+	shoot("dashboard-blast.png")
 	var csp []string
 	if err := eval(`window.leashProblems || []`, &csp); err != nil {
 		t.Fatal(err)

@@ -13,9 +13,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -178,30 +180,17 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	out := api.BlastRadius{Checkpoint: sc.Checkpoint.Size, Tasks: []api.BlastTask{}, Tenants: map[string]int{}, Leases: map[string]int{},
 		Profiles: map[string]int{}, Modules: map[string]int{}, Destinations: map[string]int{}, Graph: []api.BlastEdge{}}
 	edges := map[[3]string]int{}
-	for _, idx := range matched {
-		if idx >= sc.Checkpoint.Size {
-			out.Pending++
-			continue
-		}
-		rec, err := v.Log.Record(v.Reader, idx)
-		if err != nil {
-			return err
-		}
-		env, err := ledger.DecodeEnvelope(rec)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", idx, err)
-		}
-		rc, err := ledger.VerifyEnvelope(env, v.Keys)
-		if err != nil {
-			return fmt.Errorf("record %d does not verify: %w", idx, err)
-		}
-		proof, err := v.Log.ProveRecord(v.Reader, idx, sc.Checkpoint.Size)
-		if err != nil {
-			return err
-		}
-		if err := tlog.CheckRecord(proof, sc.Checkpoint.Size, sc.Checkpoint.Root, idx, tlog.RecordHash(rec)); err != nil {
-			return fmt.Errorf("record %d is not included in the checkpoint: %w", idx, err)
-		}
+	below := matched
+	for len(below) > 0 && below[len(below)-1] >= sc.Checkpoint.Size {
+		below = below[:len(below)-1]
+	}
+	out.Pending = len(matched) - len(below)
+	receipts, err := verifyReceipts(r.Context(), v, sc.Checkpoint, below)
+	if err != nil {
+		return err
+	}
+	for i, idx := range below {
+		rc := receipts[i]
 		out.Verified++
 		out.Tenants[rc.Tenant]++
 		out.Leases[rc.LeaseID]++
@@ -244,6 +233,129 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// verifyReceipts reads the records at the indexes given (all below the
+// checkpoint), checks each one's signature with the ledger's keys and its
+// inclusion in the checkpoint's tree, on every core, and returns the
+// receipts in the same order. The proofs share one reader of the tree's
+// upper levels (every proof of a query climbs the same few hashes there).
+func verifyReceipts(ctx context.Context, v *consensus.Ledger, cp ledger.Checkpoint, indexes []int64) ([]*ledger.Receipt, error) {
+	out := make([]*ledger.Receipt, len(indexes))
+	hr := newUpperHashes(v.Log.HashReader(v.Reader))
+	var next atomic.Int64
+	var once sync.Once
+	var first error
+	fail := func(err error) { once.Do(func() { first = err }) }
+	var failed atomic.Bool
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(indexes)/64))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() {
+				i := next.Add(1) - 1
+				if i >= int64(len(indexes)) {
+					return
+				}
+				if i%256 == 0 && ctx.Err() != nil {
+					fail(ctx.Err())
+					failed.Store(true)
+					return
+				}
+				rc, err := verifyRecord(v, hr, cp, indexes[i])
+				if err != nil {
+					fail(err)
+					failed.Store(true)
+					return
+				}
+				out[i] = rc
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	return out, nil
+}
+
+// verifyRecord is one receipt's check: read, signature, inclusion.
+func verifyRecord(v *consensus.Ledger, hr tlog.HashReader, cp ledger.Checkpoint, idx int64) (*ledger.Receipt, error) {
+	rec, err := v.Log.Record(v.Reader, idx)
+	if err != nil {
+		return nil, err
+	}
+	env, err := ledger.DecodeEnvelope(rec)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", idx, err)
+	}
+	rc, err := ledger.VerifyEnvelope(env, v.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("record %d does not verify: %w", idx, err)
+	}
+	proof, err := tlog.ProveRecord(cp.Size, idx, hr)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: inclusion proof: %w", idx, err)
+	}
+	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, idx, tlog.RecordHash(rec)); err != nil {
+		return nil, fmt.Errorf("record %d is not included in the checkpoint: %w", idx, err)
+	}
+	return rc, nil
+}
+
+// upperLevel is the lowest tree level whose stored hashes one query
+// keeps: a hash at level 8 or above covers 256 records or more, so the
+// proofs of a query share it, and a log of n records has fewer than
+// n/128 of them.
+const upperLevel = 8
+
+// upperHashes is a tlog.HashReader that remembers the stored hashes of
+// the tree's upper levels it has read (one query's; safe for concurrent
+// use) and reads every other hash through.
+type upperHashes struct {
+	hr tlog.HashReader
+	mu sync.Mutex
+	m  map[int64]tlog.Hash
+}
+
+func newUpperHashes(hr tlog.HashReader) *upperHashes {
+	return &upperHashes{hr: hr, m: map[int64]tlog.Hash{}}
+}
+
+func (u *upperHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var miss []int64
+	var at []int
+	u.mu.Lock()
+	for i, x := range indexes {
+		if h, ok := u.m[x]; ok {
+			out[i] = h
+			continue
+		}
+		miss, at = append(miss, x), append(at, i)
+	}
+	u.mu.Unlock()
+	if len(miss) == 0 {
+		return out, nil
+	}
+	hs, err := u.hr.ReadHashes(miss)
+	if err != nil {
+		return nil, err
+	}
+	if len(hs) != len(miss) {
+		return nil, fmt.Errorf("ledger: read %d hashes, got %d", len(miss), len(hs))
+	}
+	u.mu.Lock()
+	for k, x := range miss {
+		out[at[k]] = hs[k]
+		if level, _ := tlog.SplitStoredHashIndex(x); level >= upperLevel {
+			u.m[x] = hs[k]
+		}
+	}
+	u.mu.Unlock()
+	return out, nil
 }
 
 // blastDOT draws the graph tenant → profile → module → destination.

@@ -72,6 +72,7 @@ async function signIn(key) {
     const sel = $("tenant-select");
     sel.replaceChildren(...names.map((n) => { const o = el("option", n); o.value = n; return o; }));
     $("tenant-pick").hidden = false;
+    $("blast").hidden = false;
     state.tenant = names[0] || "";
     $("who").textContent = "staff";
   } catch (e) {
@@ -80,6 +81,7 @@ async function signIn(key) {
     state.staff = false;
     state.tenant = c.tenant;
     $("tenant-pick").hidden = true;
+    $("blast").hidden = true;
     $("who").textContent = "tenant " + c.tenant;
   }
   sessionStorage.setItem(KEY, key);
@@ -215,6 +217,103 @@ async function showReceipt(index) {
   }
 }
 
+// The blast-radius map (staff): GET /v1/runbook/blast-radius with the
+// selector, drawn as SVG in four columns, tenant → profile → module →
+// destination; an edge's width grows with its count of receipts.
+const SVGNS = "http://www.w3.org/2000/svg";
+const BLAST_COLUMNS = ["tenant", "profile", "module", "destination"];
+const BLAST_MAX_PER_COLUMN = 80;
+
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+
+function blastQuery() {
+  const q = new URLSearchParams();
+  const kind = $("blast-kind").value, value = $("blast-value").value.trim(), hours = Number($("blast-window").value || 0);
+  if (kind && value) q.set(kind, value);
+  if (hours) q.set("since", new Date(Date.now() - hours * 3600e3).toISOString());
+  return q.toString();
+}
+
+async function blast() {
+  const seq = (state.blastSeq = (state.blastSeq || 0) + 1);
+  document.body.dataset.blast = "";
+  $("blast-summary").textContent = "mapping…";
+  const q = blastQuery();
+  try {
+    const b = await api("/v1/runbook/blast-radius?" + q);
+    if (seq !== state.blastSeq) return;
+    const n = (m) => Object.keys(m || {}).length;
+    $("blast-summary").textContent = fmt(b.matched) + " receipts matched, " + fmt(b.verified) + " verified, " + fmt(b.pending) +
+      " pending (checkpoint of " + fmt(b.checkpoint_size) + "): " + n(b.tenants) + " tenants, " + n(b.leases) + " leases, " +
+      n(b.profiles) + " profiles, " + n(b.modules) + " modules, " + n(b.destinations) + " destinations; egress " +
+      fmt(b.egress_bytes_out) + " bytes out, " + fmt(b.egress_bytes_in) + " in; " + fmt(b.blocked_attempts) + " blocked attempts; " + b.ms + " ms.";
+    $("blast-summary").dataset.matched = b.matched;
+    $("blast-summary").dataset.verified = b.verified;
+    drawBlast(b.graph || []);
+  } catch (e) {
+    if (seq !== state.blastSeq) return;
+    $("blast-summary").textContent = e instanceof APIError ? e.code + ": " + e.message : String(e);
+    $("blast-graph").replaceChildren();
+  }
+  document.body.dataset.blast = seq + ":" + q;
+}
+
+function blastLabel(id) {
+  const i = id.indexOf(":");
+  const kind = id.slice(0, i), name = id.slice(i + 1);
+  if (kind === "module" && name.startsWith("sha256:")) return name.slice(0, 19) + "…";
+  return name.length > 30 ? name.slice(0, 29) + "…" : name;
+}
+
+function drawBlast(edges) {
+  const box = $("blast-graph");
+  box.replaceChildren();
+  if (!edges.length) { box.appendChild(el("p", "nothing matched", "note")); return; }
+  const cols = BLAST_COLUMNS.map(() => new Set());
+  for (const e of edges) for (const id of [e.from, e.to]) {
+    const c = BLAST_COLUMNS.indexOf(id.slice(0, id.indexOf(":")));
+    if (c >= 0) cols[c].add(id);
+  }
+  const pos = new Map();
+  let hidden = 0, rows = 0;
+  const colW = 250, nodeW = 200, rowH = 26, top = 28;
+  cols.forEach((set, c) => {
+    const ids = [...set].sort();
+    hidden += Math.max(0, ids.length - BLAST_MAX_PER_COLUMN);
+    ids.slice(0, BLAST_MAX_PER_COLUMN).forEach((id, r) => pos.set(id, { x: 10 + c * colW, y: top + r * rowH }));
+    rows = Math.max(rows, Math.min(ids.length, BLAST_MAX_PER_COLUMN));
+  });
+  const width = 10 + BLAST_COLUMNS.length * colW, height = top + rows * rowH + 10;
+  const s = svgEl("svg", { width, height, viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": "blast-radius map", id: "blast-svg" });
+  BLAST_COLUMNS.forEach((k, c) => s.appendChild(svgEl("text", { x: 10 + c * colW, y: 16, class: "bhead" }, k)));
+  const maxCount = Math.max(...edges.map((e) => e.count));
+  for (const e of edges) {
+    const a = pos.get(e.from), b = pos.get(e.to);
+    if (!a || !b) continue;
+    const x1 = a.x + nodeW, y1 = a.y + 10, x2 = b.x, y2 = b.y + 10, mx = (x1 + x2) / 2;
+    const p = svgEl("path", { d: `M${x1} ${y1} C${mx} ${y1} ${mx} ${y2} ${x2} ${y2}`, class: "bedge",
+      "stroke-width": (1 + 5 * Math.log1p(e.count) / Math.log1p(maxCount)).toFixed(2) });
+    p.dataset.from = e.from; p.dataset.to = e.to; p.dataset.count = e.count;
+    p.appendChild(svgEl("title", {}, e.from + " → " + e.to + ": " + e.count + " receipts"));
+    s.appendChild(p);
+  }
+  for (const [id, q] of pos) {
+    const g = svgEl("g", { class: "bnode k-" + id.slice(0, id.indexOf(":")) });
+    g.dataset.node = id;
+    g.appendChild(svgEl("title", {}, id));
+    g.appendChild(svgEl("rect", { x: q.x, y: q.y, width: nodeW, height: 20, rx: 4 }));
+    g.appendChild(svgEl("text", { x: q.x + 6, y: q.y + 14 }, blastLabel(id)));
+    s.appendChild(g);
+  }
+  box.appendChild(s);
+  if (hidden) box.appendChild(el("p", hidden + " more nodes not drawn (at most " + BLAST_MAX_PER_COLUMN + " a column): narrow the selector", "note"));
+}
+
 function signOut() {
   sessionStorage.removeItem(KEY);
   state.key = "";
@@ -235,6 +334,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("tenant-select").addEventListener("change", (ev) => { state.tenant = ev.target.value; load().catch(fail); });
   $("signout").addEventListener("click", signOut);
+  $("blast-form").addEventListener("submit", (ev) => { ev.preventDefault(); blast().catch(fail); });
   const saved = sessionStorage.getItem(KEY);
   if (saved) signIn(saved).catch(fail);
 });
