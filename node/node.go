@@ -33,6 +33,7 @@ import (
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
 	"github.com/leash-dev/leash/sessions"
+	"github.com/leash-dev/leash/tenants"
 	"github.com/leash-dev/leash/usage"
 )
 
@@ -271,6 +272,8 @@ type Node struct {
 	blast *blastIndex
 	// sessions is session state: the KV and task history (sessions.go).
 	sessions *sessions.Service
+	// tenants serves API keys, tenants and capabilities (sessions.go).
+	tenants *tenants.Service
 }
 
 // Run starts the node and serves until ctx ends, then shuts down
@@ -337,6 +340,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 		return nil, err
 	}
 	n.sessions = n.newSessions()
+	n.tenants = n.newTenants()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()
 	n.fsm.OnApply(n.onApply)

@@ -36,13 +36,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getUI":      ui.Index,
 		"getUIAsset": ui.Asset,
 
-		"listTenants":     n.listTenants,
-		"getCapabilities": n.getCapabilities,
-
-		"createAPIKey": n.createAPIKey,
-		"listAPIKeys":  n.listAPIKeys,
-		"revokeAPIKey": n.revokeAPIKey,
-
 		"issueLease":  n.issueLease,
 		"getLease":    n.getLease,
 		"revokeLease": n.revokeLease,
@@ -96,6 +89,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 	maps.Copy(h, n.lifecycle.Handlers())
 	maps.Copy(h, n.usageAPI.Handlers())
 	maps.Copy(h, n.sessions.Handlers())
+	maps.Copy(h, n.tenants.Handlers())
 	return h
 }
 

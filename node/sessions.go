@@ -1,16 +1,16 @@
 package node
 
 import (
-	"context"
 	"time"
 
-	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/sessions"
+	"github.com/leash-dev/leash/tenants"
 )
 
-// Session state (package sessions): the session KV and the durable task
-// history. The node builds the service and answers what it asks.
+// The tenant-facing parts the node builds: session state (package
+// sessions: the session KV and the durable task history) and the tenant
+// endpoints (package tenants: API keys, tenants, capabilities).
 
 func (n *Node) newSessions() *sessions.Service {
 	emitter := events.Emitter(events.Discard)
@@ -18,25 +18,11 @@ func (n *Node) newSessions() *sessions.Service {
 		emitter = n.bus
 	}
 	return sessions.New(sessions.Config{
-		State: n.state, Node: sessionHost{n}, Events: emitter, Log: n.log,
+		State: n.state, Node: host{n}, Events: emitter, Log: n.log,
 		Now: func() time.Time { return n.now() }, KVNow: n.cfg.KVNow, Env: Env,
 	})
 }
 
-// sessionHost is the node as session state sees it.
-type sessionHost struct{ n *Node }
-
-func (h sessionHost) Propose(ctx context.Context, c consensus.Command) (*consensus.Result, error) {
-	return h.n.propose(ctx, c)
-}
-func (h sessionHost) WaitApplied(ctx context.Context, index uint64) error {
-	return h.n.waitApplied(ctx, index)
-}
-func (h sessionHost) CheckFresh(ctx context.Context) error { return h.n.checkFresh(ctx) }
-func (h sessionHost) IsLeader() bool                       { return h.n.raft.IsLeader() }
-
-// MeterToolCall meters a task's KV call as one tool call of its tenant
-// and profile (usage.go: the daily tool_calls envelope and chargeback).
-func (h sessionHost) MeterToolCall(l *consensus.Lease) {
-	h.n.meter().Add(l.Tenant, l.Profile, h.n.now(), consensus.UsageCounters{ToolCalls: 1})
+func (n *Node) newTenants() *tenants.Service {
+	return tenants.New(tenants.Config{State: n.state, Node: host{n}, Log: n.log, Now: func() time.Time { return n.now() }, Env: Env})
 }

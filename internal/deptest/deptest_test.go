@@ -71,6 +71,7 @@ var banned = map[string][]string{
 	"lifecycle": {"sandbox", "egress", "scheduler", "lease", "bulk", "usage", "sessions", "runbook"},
 	"usage":     {"sandbox", "egress", "scheduler", "lease", "ledger", "bulk", "lifecycle", "sessions", "runbook"},
 	"sessions":  {"egress", "lease", "ledger", "scheduler", "bulk"},
+	"tenants":   {"sandbox", "egress", "lease", "ledger", "scheduler", "bulk", "sessions"},
 }
 
 // mayImportNode are the packages above the composition root.
