@@ -18,8 +18,10 @@ func (h host) ProposeError(err error) error { return h.n.proposeError(err) }
 func (h host) WaitApplied(ctx context.Context, index uint64) error {
 	return h.n.waitApplied(ctx, index)
 }
-func (h host) CheckFresh(ctx context.Context) error { return h.n.checkFresh(ctx) }
-func (h host) IsLeader() bool                       { return h.n.raft.IsLeader() }
+func (h host) CheckFresh(ctx context.Context) error     { return h.n.checkFresh(ctx) }
+func (h host) SyncWithLeader(ctx context.Context) error { return h.n.syncWithLeader(ctx) }
+func (h host) CheckBudget(tenant string) error          { return h.n.checkBudget(tenant) }
+func (h host) IsLeader() bool                           { return h.n.raft.IsLeader() }
 
 // MeterToolCall meters one tool call (a task's KV call) of the lease's
 // tenant and profile (usage.go: the daily tool_calls envelope and

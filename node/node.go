@@ -26,6 +26,7 @@ import (
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/leases"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/lifecycle"
 	"github.com/leash-dev/leash/obs"
@@ -270,10 +271,12 @@ type Node struct {
 	lifecycle *lifecycle.Service
 	// blast is the blast-radius index of the receipts (blast.go).
 	blast *blastIndex
-	// sessions is session state: the KV and task history (sessions.go).
+	// sessions is session state: the KV and task history (parts.go).
 	sessions *sessions.Service
-	// tenants serves API keys, tenants and capabilities (sessions.go).
+	// tenants serves API keys, tenants and capabilities (parts.go).
 	tenants *tenants.Service
+	// leaseAPI serves the lease endpoints (parts.go).
+	leaseAPI *leases.Service
 }
 
 // Run starts the node and serves until ctx ends, then shuts down
@@ -341,6 +344,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}
 	n.sessions = n.newSessions()
 	n.tenants = n.newTenants()
+	n.leaseAPI = n.newLeases()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()
 	n.fsm.OnApply(n.onApply)
@@ -507,7 +511,7 @@ func (n *Node) serve(ctx context.Context, ln net.Listener) error {
 	}()
 	go func() {
 		defer n.bg.Done()
-		n.forgetExpiredLeases(ctx)
+		n.leaseAPI.Run(ctx)
 	}()
 	n.bg.Add(1)
 	go func() {

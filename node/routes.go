@@ -36,10 +36,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getUI":      ui.Index,
 		"getUIAsset": ui.Asset,
 
-		"issueLease":  n.issueLease,
-		"getLease":    n.getLease,
-		"revokeLease": n.revokeLease,
-
 		"freezeProfile":       n.freezeProfile,
 		"unfreezeProfile":     n.unfreezeProfile,
 		"listFrozen":          n.listFrozen,
@@ -90,6 +86,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 	maps.Copy(h, n.usageAPI.Handlers())
 	maps.Copy(h, n.sessions.Handlers())
 	maps.Copy(h, n.tenants.Handlers())
+	maps.Copy(h, n.leaseAPI.Handlers())
 	return h
 }
 

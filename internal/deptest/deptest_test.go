@@ -72,6 +72,7 @@ var banned = map[string][]string{
 	"usage":     {"sandbox", "egress", "scheduler", "lease", "ledger", "bulk", "lifecycle", "sessions", "runbook"},
 	"sessions":  {"egress", "lease", "ledger", "scheduler", "bulk"},
 	"tenants":   {"sandbox", "egress", "lease", "ledger", "scheduler", "bulk", "sessions"},
+	"leases":    {"sandbox", "egress", "ledger", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook"},
 }
 
 // mayImportNode are the packages above the composition root.

@@ -1,0 +1,42 @@
+package node
+
+import (
+	"time"
+
+	"github.com/leash-dev/leash/events"
+	"github.com/leash-dev/leash/leases"
+	"github.com/leash-dev/leash/sessions"
+	"github.com/leash-dev/leash/tenants"
+)
+
+// The parts the node builds from their packages: session state
+// (sessions: the session KV and the durable task history), the lease
+// endpoints (leases) and the tenant endpoints (tenants: API keys,
+// tenants, capabilities). Each sees the node through host (host.go).
+
+// emitter is where the parts send events: the node's bus, or nowhere
+// when audit is off (bench/ only).
+func (n *Node) emitter() events.Emitter {
+	if n.bus != nil && !n.cfg.Unaudited {
+		return n.bus
+	}
+	return events.Discard
+}
+
+func (n *Node) newSessions() *sessions.Service {
+	return sessions.New(sessions.Config{
+		State: n.state, Node: host{n}, Events: n.emitter(), Log: n.log,
+		Now: func() time.Time { return n.now() }, KVNow: n.cfg.KVNow, Env: Env,
+	})
+}
+
+func (n *Node) newLeases() *leases.Service {
+	return leases.New(leases.Config{
+		NodeID: n.id.NodeID, State: n.state, Node: host{n}, Signer: n.signer, Events: n.emitter(), Metrics: n.metrics,
+		Log: n.log, Now: func() time.Time { return n.now() },
+	})
+}
+
+func (n *Node) newTenants() *tenants.Service {
+	return tenants.New(tenants.Config{State: n.state, Node: host{n}, Log: n.log, Now: func() time.Time { return n.now() }, Env: Env})
+}
