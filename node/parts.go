@@ -5,14 +5,19 @@ import (
 
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/leases"
+	"github.com/leash-dev/leash/lifecycle"
+	"github.com/leash-dev/leash/modules"
 	"github.com/leash-dev/leash/sessions"
 	"github.com/leash-dev/leash/tenants"
+	"github.com/leash-dev/leash/usage"
 )
 
 // The parts the node builds from their packages: session state
 // (sessions: the session KV and the durable task history), the lease
-// endpoints (leases) and the tenant endpoints (tenants: API keys,
-// tenants, capabilities). Each sees the node through host (host.go).
+// endpoints (leases), the tenant endpoints (tenants: API keys,
+// tenants, capabilities), the policy lifecycle (lifecycle: its API and
+// prod's canary watch) and the usage, FOCUS and budget endpoints (usage).
+// Each sees the node through host (host.go).
 
 // emitter is where the parts send events: the node's bus, or nowhere
 // when audit is off (bench/ only).
@@ -37,6 +42,26 @@ func (n *Node) newLeases() *leases.Service {
 	})
 }
 
+func (n *Node) newModules() *modules.Store {
+	return modules.New(modules.Config{DB: n.db, State: n.state, Box: n.box, Peers: host{n}, Intake: n.intake,
+		MaxBytes: n.cfg.MaxModuleBytes, Log: n.log, Env: Env})
+}
+
 func (n *Node) newTenants() *tenants.Service {
 	return tenants.New(tenants.Config{State: n.state, Node: host{n}, Log: n.log, Now: func() time.Time { return n.now() }, Env: Env})
+}
+
+// newLifecycle is built after the event bus and before the FSM applies
+// anything: it counts the receipts applied from the start.
+func (n *Node) newLifecycle() *lifecycle.Service {
+	return lifecycle.New(lifecycle.Config{
+		NodeID: n.id.NodeID, State: n.state, Node: host{n}, Events: n.emitter(), Log: n.log,
+		Now: func() time.Time { return n.now() },
+	})
+}
+
+func (n *Node) newUsageAPI() *usage.Service {
+	return usage.NewService(usage.ServiceConfig{
+		NodeID: n.id.NodeID, State: n.state, Node: host{n}, Log: n.log, Now: func() time.Time { return n.now() },
+	})
 }

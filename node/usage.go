@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
@@ -183,19 +182,3 @@ func (n *Node) cancelTenant(tenant string, cause error) int {
 	}
 	return k
 }
-
-// newUsageAPI builds the usage, FOCUS and budget endpoints.
-func (n *Node) newUsageAPI() *usage.Service {
-	return usage.NewService(usage.ServiceConfig{
-		NodeID: n.id.NodeID, State: n.state, Node: usageHost{n}, Log: n.log,
-		Now: func() time.Time { return n.now() },
-	})
-}
-
-// usageHost is the node as the usage endpoints see it.
-type usageHost struct{ n *Node }
-
-func (h usageHost) Propose(ctx context.Context, c consensus.Command) (*consensus.Result, error) {
-	return h.n.propose(ctx, c)
-}
-func (h usageHost) ProposeError(err error) error { return h.n.proposeError(err) }
