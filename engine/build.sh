@@ -122,10 +122,11 @@ compile() {
 		libunicode.c libunicode.h libunicode-table.h cutils.c cutils.h dtoa.c dtoa.h list.h VERSION; do
 		cp "$qjs/$f" "$work/src/$f"
 	done
-	(cd "$work/src" && patch -s -p1 <"$here/quickjs-wasi.patch")
-	# upstream QuickJS fixes made since the release, that change what a
-	# script can observe (docs/javascript.md lists them)
+	# upstream QuickJS from the release to a later commit (the patch's
+	# header says which; docs/javascript.md lists what it brings), then
+	# our own changes on top
 	(cd "$work/src" && patch -s -p1 <"$here/quickjs-upstream.patch")
+	(cd "$work/src" && patch -s -p1 <"$here/quickjs-wasi.patch")
 	cp "$here/shim.c" "$work/src/shim.c"
 	{
 		echo '#include <stdint.h>'

@@ -804,148 +804,105 @@
     return out;
   }
 
-  // ---- ArrayBuffer.prototype.transfer (ES2024), Atomics ----
+  // ArrayBuffer transfer and Atomics are the engine's (upstream QuickJS;
+  // Atomics for one agent: engine/quickjs-wasi.patch)
 
   // detached: an ArrayBuffer no view can be made on
   function isDetached(b) {
     if (abByteLength(b) !== 0) return false;
     try { new Uint8Array(b); return false; } catch { return true; }
   }
-  function toIndex(v) {
-    if (v === undefined) return 0;
-    let n = +v;
-    n = n !== n ? 0 : n < 0 ? -MathFloor(-n) : MathFloor(n);
-    if (n === 0) n = 0;
-    if (n < 0 || n > 9007199254740991) throw new RangeError('Invalid array buffer length');
-    return n;
-  }
-  function transferBuffer(self, newLength) {
-    abByteLength(self); // an ArrayBuffer (not shared), or a TypeError
-    const len = newLength === undefined ? abByteLength(self) : toIndex(newLength);
-    if (isDetached(self)) throw new TypeError('Cannot perform ArrayBuffer.prototype.transfer on a detached ArrayBuffer');
-    const out = new ArrayBuffer(len);
-    const n = MathMin(len, abByteLength(self));
-    if (n) taSet(new Uint8Array(out), new Uint8Array(self, 0, n));
-    hostDetach(self);
-    return out;
-  }
-  if (typeof ArrayBuffer.prototype.transfer !== 'function') {
-    const methods = {
-      transfer(newLength = undefined) { return transferBuffer(this, newLength); },
-      transferToFixedLength(newLength = undefined) { return transferBuffer(this, newLength); },
-      get detached() { abByteLength(this); return isDetached(this); },
-    };
-    for (const k of ['transfer', 'transferToFixedLength']) {
-      ObjectDefineProperty(ArrayBuffer.prototype, k, { value: methods[k], writable: true, configurable: true });
-    }
-    ObjectDefineProperty(ArrayBuffer.prototype, 'detached', { get: ReflectGetOwnPropertyDescriptor(methods, 'detached').get, configurable: true });
-  }
 
-  // Atomics for one agent: the engine is built without threads, so the
-  // operations are the plain reads and writes they are when nobody else
-  // shares the memory; wait cannot block here (CanBlock is false, as on a
-  // Workers main thread) and notify wakes nobody.
-  if (typeof G.Atomics !== 'object') {
-    const BigIntAsIntN = G.BigInt.asIntN;
-    const intTypes = ['Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array'];
+  // Atomics.waitAsync (ES2024) for one agent: a waiter is a promise that
+  // Atomics.notify on the same location resolves with "ok" (in the order
+  // they waited), or its timeout with "timed-out". The engine has no
+  // waitAsync; notify is replaced with one that also wakes these waiters
+  // (the engine's wakes only blocked agents, and nothing here blocks).
+  {
+    const AtomicsObj = G.Atomics, PromiseCtor = Promise, BigIntAsIntN = G.BigInt.asIntN;
     const TypedArrayTag = getter(TypedArrayPrototype, Symbol.toStringTag);
-    const isShared = b => { try { abByteLength(b); return false; } catch { return true; } };
-    function validate(ta, waitable) {
+    const sabByteLength = getter(G.SharedArrayBuffer.prototype, 'byteLength');
+    const isShared = b => { try { sabByteLength(b); return true; } catch { return false; } };
+    const waiters = new Map(); // SharedArrayBuffer -> [{ pos, resolve, timer }] in waiting order
+    // ValidateIntegerTypedArray(ta, waitable) and ValidateAtomicAccess: the
+    // length is read before the index is converted
+    function waitable(ta) {
       const tag = TypedArrayTag(ta);
-      if (waitable ? tag !== 'Int32Array' && tag !== 'BigInt64Array' : !has(intTypes, tag)) {
-        throw new TypeError('Atomics operations need an integer typed array');
+      if (tag !== 'Int32Array' && tag !== 'BigInt64Array') {
+        throw new TypeError(tag === undefined ? 'not a typed array' : 'invalid array type');
       }
       const buf = taBuffer(ta);
-      if (!isShared(buf) && isDetached(buf)) throw new TypeError('Atomics operation on a detached ArrayBuffer');
+      if (!isShared(buf) && isDetached(buf)) throw new TypeError('ArrayBuffer is detached');
       return tag;
     }
-    function access(ta, index) {
-      const i = toIndex(index);
-      if (i >= taLength(ta)) throw new RangeError('Invalid atomic access index');
-      return i;
+    function atomicIndex(ta, index) {
+      const len = taLength(ta);
+      let n = +index;
+      n = n !== n ? 0 : n < 0 ? -MathFloor(-n) : MathFloor(n);
+      if (n < 0 || n > 9007199254740991 || n >= len) throw new RangeError('out-of-bound access');
+      return n;
     }
-    function convert(tag, v) {
-      if (tag === 'BigInt64Array' || tag === 'BigUint64Array') return BigIntAsIntN(64, v); // ToBigInt: a Number is a TypeError
-      const n = +v;
-      return n !== n ? 0 : n < 0 ? -MathFloor(-n) : MathFloor(n);
-    }
-    function revalidate(ta, i) {
-      const buf = taBuffer(ta);
-      if (!isShared(buf) && isDetached(buf)) throw new TypeError('Atomics operation on a detached ArrayBuffer');
-      if (i >= taLength(ta)) throw new RangeError('Invalid atomic access index');
-    }
-    const rmw = (name, op) => ({
-      [name](ta, index, value) {
-        const tag = validate(ta, false);
-        const i = access(ta, index);
-        const v = convert(tag, value);
-        revalidate(ta, i);
-        const old = ta[i];
-        ta[i] = op(old, v);
-        return old;
+    const result = (async, value) => ({ async, value });
+    const methods = {
+      waitAsync(typedArray, index, value, timeout) {
+        const tag = waitable(typedArray);
+        const buf = taBuffer(typedArray);
+        if (!isShared(buf)) throw new TypeError('not a SharedArrayBuffer TypedArray');
+        const i = atomicIndex(typedArray, index);
+        const v = tag === 'BigInt64Array' ? BigIntAsIntN(64, value) : value | 0;
+        let t = +timeout;
+        t = t !== t ? Infinity : MathMax(t, 0);
+        if (typedArray[i] !== v) return result(false, 'not-equal');
+        if (t === 0) return result(false, 'timed-out');
+        let list = mapGet(waiters, buf);
+        if (!list) mapSet(waiters, buf, list = []);
+        const w = { __proto__: null, pos: taByteOffset(typedArray) + i * (tag === 'Int32Array' ? 4 : 8), resolve: null, timer: 0 };
+        const p = new PromiseCtor(r => { w.resolve = r; });
+        push(list, w);
+        if (t !== Infinity) {
+          const id = nextTimerId++;
+          w.timer = id;
+          mapSet(timers, id, { __proto__: null, due: hostNow() + t, seq: id, interval: 0, args: [], fn: () => {
+            const l = mapGet(waiters, buf);
+            for (let k = 0; l && k < l.length; k++) {
+              if (l[k] === w) { removeAt(l, k); w.resolve('timed-out'); break; }
+            }
+          } });
+        }
+        return result(true, p);
       },
-    })[name];
-    const A = {};
-    const ops = {
-      add: (a, b) => a + b, sub: (a, b) => a - b, and: (a, b) => a & b, or: (a, b) => a | b, xor: (a, b) => a ^ b,
-      exchange: (a, b) => b,
+      notify(typedArray, index, count) {
+        const tag = waitable(typedArray);
+        const i = atomicIndex(typedArray, index);
+        let c = Infinity;
+        if (count !== undefined) {
+          c = +count;
+          c = c !== c ? 0 : MathMax(c < 0 ? -MathFloor(-c) : MathFloor(c), 0);
+        }
+        const buf = taBuffer(typedArray);
+        if (!isShared(buf)) return 0;
+        const l = mapGet(waiters, buf);
+        if (!l) return 0;
+        const pos = taByteOffset(typedArray) + i * (tag === 'Int32Array' ? 4 : 8);
+        let n = 0;
+        for (let k = 0; k < l.length && n < c;) {
+          const w = l[k];
+          if (w.pos !== pos) { k++; continue; }
+          removeAt(l, k);
+          if (w.timer) mapDelete(timers, w.timer);
+          w.resolve('ok');
+          n++;
+        }
+        return n;
+      },
     };
-    for (const k of ObjectKeys(ops)) A[k] = rmw(k, ops[k]);
-    A.compareExchange = function compareExchange(ta, index, expected, replacement) {
-      const tag = validate(ta, false);
-      const i = access(ta, index);
-      const e = convert(tag, expected), r = convert(tag, replacement);
-      revalidate(ta, i);
-      const old = ta[i];
-      // compare as the element type stores them
-      const probe = new G[tag](1);
-      probe[0] = e;
-      if (old === probe[0]) ta[i] = r;
-      return old;
-    };
-    A.load = function load(ta, index) {
-      validate(ta, false);
-      const i = access(ta, index);
-      revalidate(ta, i);
-      return ta[i];
-    };
-    A.store = function store(ta, index, value) {
-      const tag = validate(ta, false);
-      const i = access(ta, index);
-      let v = convert(tag, value);
-      if (typeof v === 'number' && v === 0) v = 0; // -0 stores as +0
-      revalidate(ta, i);
-      ta[i] = v;
-      return v;
-    };
-    A.isLockFree = function isLockFree(size) {
-      const n = convert('', size);
-      return n === 1 || n === 2 || n === 4 || n === 8;
-    };
-    A.wait = function wait(ta, index, value, timeout) {
-      const tag = validate(ta, true);
-      if (!isShared(taBuffer(ta))) throw new TypeError('Atomics.wait needs a shared typed array');
-      access(ta, index);
-      convert(tag, value);
-      const t = +timeout;
-      throw new TypeError('Atomics.wait cannot be called in this context');
-    };
-    A.notify = function notify(ta, index, count) {
-      validate(ta, true);
-      const i = access(ta, index);
-      if (count !== undefined) { const c = +count; if (c !== c) return 0; }
-      revalidate(ta, i);
-      return 0;
-    };
-    A.pause = function pause(n = undefined) {
-      if (n !== undefined && !NumberIsInteger(n)) throw new TypeError('Atomics.pause needs an integral Number or undefined');
-    };
-    const Atomics = {};
-    for (const k of ['add', 'and', 'compareExchange', 'exchange', 'isLockFree', 'load', 'notify', 'or', 'pause', 'store', 'sub', 'wait', 'xor']) {
-      ObjectDefineProperty(Atomics, k, { value: A[k], writable: true, configurable: true });
+    function removeAt(l, k) {
+      for (let j = k; j + 1 < l.length; j++) l[j] = l[j + 1];
+      l.length--;
     }
-    ObjectDefineProperty(Atomics, Symbol.toStringTag, { value: 'Atomics', configurable: true });
-    defineGlobal('Atomics', Atomics);
+    for (const k of ['waitAsync', 'notify']) {
+      ObjectDefineProperty(AtomicsObj, k, { value: methods[k], writable: true, configurable: true });
+    }
   }
 
   // ---- crypto ----

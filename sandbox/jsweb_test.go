@@ -202,7 +202,7 @@ func TestJSWebAPIs(t *testing.T) {
   return r.join(" ") + " " + e1 + " " + e2;`,
 			body: "0 5 0 7 9 0 true 0 0 3 TypeError RangeError",
 		},
-		"core-js gives the ES2025 and ES2026 library built-ins": {
+		"the ES2025 and ES2026 library built-ins (the engine's, Array.fromAsync from core-js)": {
 			src: `return [[1, 2, 3].values().filter(x => x > 1).map(x => x * 2).toArray().join(","), Iterator.from([1]).toArray().length,
     [...new Set([1, 2]).union(new Set([3]))].join(","), new Set([1]).isSubsetOf(new Set([1, 2])),
     await Promise.try(() => 4), RegExp.escape("a.b"), Math.f16round(1.337), Error.isError(new TypeError()),
@@ -210,6 +210,40 @@ func TestJSWebAPIs(t *testing.T) {
     new Map().getOrInsert("k", 1), Math.sumPrecise([0.1, 0.2]), typeof globalThis["__core-js_shared__"],
     new Headers({ a: "1" }).keys().map(k => k.toUpperCase()).toArray()[0]].join(" ");`,
 			body: `4,6 1 1,2,3 true 4 \x61\.b 1.3369140625 true 1,2 aGk= 255 1 0.30000000000000004 undefined A`,
+		},
+		"the upstream engine's RegExp: the v flag, modifiers, duplicate named groups, Unicode 16 scripts": {
+			src: `return [/[\p{L}--[a-z]]/v.test("A"), /[\p{L}--[a-z]]/v.test("a"), /^[\q{abc|d}]$/v.test("abc"), /(?i:a)b/.test("Ab"), /(?i:a)b/.test("AB"),
+    /(?<y>\d{4})-\d\d|\d\d-(?<y>\d{4})/.exec("12-2025").groups.y, /\p{Script=Garay}/u.test("\u{10D40}"), /a/v.unicodeSets].join(" ");`,
+			body: "true false true true false 2025 true true",
+		},
+		"resizable ArrayBuffer, growable SharedArrayBuffer, Float16Array": {
+			src: `const b = new ArrayBuffer(2, { maxByteLength: 8 }), u = new Uint8Array(b), fixed = new Uint8Array(b, 0, 2);
+  b.resize(6); const grown = u.length; b.resize(1);
+  const s = new SharedArrayBuffer(1, { maxByteLength: 4 }); s.grow(3);
+  return [b.resizable, grown, u.length, fixed.length, b.maxByteLength, s.growable, s.byteLength, new Float16Array([1.337])[0], Float16Array.BYTES_PER_ELEMENT,
+    b.transfer(4).resizable, new ArrayBuffer(1).transferToFixedLength(2).resizable].join(" ");`,
+			body: "true 6 1 0 8 true 3 1.3369140625 2 true false",
+		},
+		"Iterator take and drop refuse a limit above 2^53-1": {
+			src: `const out = [];
+  for (const f of [it => it.take(2 ** 53), it => it.drop(2 ** 53), it => it.take(Infinity), it => it.drop(NaN)]) {
+    let closed = false; const it = { next() { return { done: true }; }, return() { closed = true; return {}; }, __proto__: Iterator.prototype };
+    try { f(it); out.push("ok"); } catch (e) { out.push(e.name + (closed ? "+closed" : "")); }
+  }
+  return out.join(" ");`,
+			body: "RangeError+closed RangeError+closed ok RangeError+closed",
+		},
+		"Atomics.waitAsync and notify on one agent": {
+			src: `const a = new Int32Array(new SharedArrayBuffer(8));
+  const w1 = Atomics.waitAsync(a, 0, 0), w2 = Atomics.waitAsync(a, 0, 0), t = Atomics.waitAsync(a, 1, 0, 5);
+  const ne = Atomics.waitAsync(a, 0, 1), now = Atomics.waitAsync(a, 0, 0, 0);
+  const first = Atomics.notify(a, 0, 1), rest = Atomics.notify(a, 0);
+  let e1, e2; try { Atomics.waitAsync(new Int32Array(4), 0, 0); } catch (x) { e1 = x.name; }
+  try { Atomics.waitAsync(new Uint8Array(new SharedArrayBuffer(4)), 0, 0); } catch (x) { e2 = x.name; }
+  const r = new ArrayBuffer(4, { maxByteLength: 16 }), ia = new Int32Array(r); r.resize(8); Atomics.store(ia, 1, 3);
+  return [w1.async, first, rest, await w1.value, await w2.value, await t.value, ne.async, ne.value, now.value, Atomics.notify(new Int32Array(2), 0),
+    e1, e2, Atomics.load(ia, 1), typeof Atomics.waitAsync.prototype, Atomics.waitAsync.length, Atomics.notify.length].join(" ");`,
+			body: "true 1 1 ok ok timed-out false not-equal timed-out 0 TypeError TypeError 3 undefined 4 3",
 		},
 		"a patched Object.prototype.then does not see body reads": {
 			src: `let calls = 0;
