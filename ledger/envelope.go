@@ -189,42 +189,56 @@ func KeyID(pub ed25519.PublicKey) string {
 // DSSE envelope with the node's Ed25519 receipt key. keyID must be "" (then
 // KeyID of the key's public half is used) or equal to it.
 func SignReceipt(key ed25519.PrivateKey, keyID string, r *Receipt) (*Envelope, error) {
+	env, _, err := signReceipt(key, keyID, r)
+	return env, err
+}
+
+// SignReceiptCanonical is SignReceipt returning the envelope's canonical
+// bytes (what the ledger stores), encoded once.
+func SignReceiptCanonical(key ed25519.PrivateKey, keyID string, r *Receipt) ([]byte, error) {
+	_, b, err := signReceipt(key, keyID, r)
+	return b, err
+}
+
+func signReceipt(key ed25519.PrivateKey, keyID string, r *Receipt) (*Envelope, []byte, error) {
 	if len(key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("sign receipt: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+		return nil, nil, fmt.Errorf("sign receipt: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
 	pub := key.Public().(ed25519.PublicKey)
 	want := KeyID(pub)
 	if keyID == "" {
 		keyID = want
 	} else if keyID != want {
-		return nil, fmt.Errorf("sign receipt: key id %q is not the id of the signing key (%s)", keyID, want)
+		return nil, nil, fmt.Errorf("sign receipt: key id %q is not the id of the signing key (%s)", keyID, want)
 	}
 	n := r.normalize()
 	if err := n.Validate(); err != nil {
-		return nil, fmt.Errorf("sign receipt: %w", err)
+		return nil, nil, fmt.Errorf("sign receipt: %w", err)
 	}
 	payload, err := json.Marshal(&n)
 	if err != nil {
-		return nil, fmt.Errorf("sign receipt: encode payload: %w", err)
+		return nil, nil, fmt.Errorf("sign receipt: encode payload: %w", err)
 	}
 	signer, err := dsse.NewEnvelopeSigner(ed25519Signer{key: key, id: keyID})
 	if err != nil {
-		return nil, fmt.Errorf("sign receipt: %w", err)
+		return nil, nil, fmt.Errorf("sign receipt: %w", err)
 	}
 	signed, err := signer.SignPayload(context.Background(), PayloadType, payload)
 	if err != nil {
-		return nil, fmt.Errorf("sign receipt: %w", err)
+		return nil, nil, fmt.Errorf("sign receipt: %w", err)
 	}
 	env, err := fromDSSE(signed, payload)
 	if err != nil {
-		return nil, fmt.Errorf("sign receipt: %w", err)
+		return nil, nil, fmt.Errorf("sign receipt: %w", err)
 	}
-	if b, err := env.Canonical(); err != nil {
-		return nil, fmt.Errorf("sign receipt: encode envelope: %w", err)
-	} else if len(b) > MaxEnvelopeBytes {
-		return nil, fmt.Errorf("sign receipt: envelope is %d bytes, more than %d: %w", len(b), MaxEnvelopeBytes, ErrTooLarge)
+	b, err := env.Canonical()
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign receipt: encode envelope: %w", err)
 	}
-	return env, nil
+	if len(b) > MaxEnvelopeBytes {
+		return nil, nil, fmt.Errorf("sign receipt: envelope is %d bytes, more than %d: %w", len(b), MaxEnvelopeBytes, ErrTooLarge)
+	}
+	return env, b, nil
 }
 
 // VerifyEnvelope checks env the way an auditor does: the payload type is

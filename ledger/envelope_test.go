@@ -279,3 +279,28 @@ func TestDecodeEnvelope(t *testing.T) {
 		wantErr(t, err, ErrTooLarge)
 	}
 }
+
+// SignReceiptCanonical gives the canonical bytes of the envelope
+// SignReceipt makes (Ed25519 is deterministic: the same bytes), and
+// refuses what SignReceipt refuses.
+func TestSignReceiptCanonical(t *testing.T) {
+	key := seededKey("canonical")
+	r := sampleReceipt(1, "a")
+	env, err := SignReceipt(key, "", r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := env.Canonical()
+	got, err := SignReceiptCanonical(key, "", r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("canonical bytes differ:\n%s\n%s", got, want)
+	}
+	bad := *r
+	bad.TaskID = ""
+	if _, err := SignReceiptCanonical(key, "", &bad); err == nil {
+		t.Fatal("a receipt without a task id was signed")
+	}
+}

@@ -49,6 +49,21 @@ const (
 	maxDrain   = 10000
 )
 
+// Receipt acknowledgement modes (Config.ReceiptAck, --receipt-ack;
+// docs/ledger.md, "When a task's answer goes out").
+const (
+	// ReceiptAckLedger: a task's answer goes out once its receipt is in
+	// the replicated ledger (its index is in the answer). The default.
+	ReceiptAckLedger = "ledger"
+	// ReceiptAckSpool: a task's answer goes out once its receipt is
+	// fsynced in this node's spool; the append to the ledger follows
+	// (group-committed at once while a leader is reachable, retried from
+	// the spool otherwise, after a crash too). The answer has no receipt
+	// index; the task record (GET /v1/tasks/{id}) and the task's event
+	// carry it once the receipt is appended.
+	ReceiptAckSpool = "spool"
+)
+
 // ErrReceiptNotDurable means a receipt could not be appended in time; it
 // stays in the spool and is appended later.
 var ErrReceiptNotDurable = errors.New("receipt not yet in the ledger")
@@ -84,9 +99,15 @@ type pendingReceipt struct {
 	// ledger already.
 	resubmitted bool
 	spool       []byte // spool key
-	index       int64
-	err         error
-	ready       chan struct{}
+	// spooled: the spool write succeeded (synced when submitted so).
+	spooled bool
+	// appended, when set, runs in the batcher once the append is decided
+	// (index, or err), before ready is closed; what it writes to wb
+	// commits with the batch's spool deletions, in one Pebble batch.
+	appended func(wb *pebble.Batch, index int64, err error)
+	index    int64
+	err      error
+	ready    chan struct{}
 }
 
 func (n *Node) startReceipts() {
@@ -175,20 +196,21 @@ func (r *receipts) append(batch []*pendingReceipt) {
 	if err != nil && ctx.Err() != nil && last != nil {
 		err = last // what kept the batch out, not the deadline
 	}
+	// One Pebble batch: the appended receipts leave the spool, and what
+	// their tasks record on the append (their task records) goes in.
+	wb := r.n.db.NewBatch()
+	defer wb.Close()
 	if err == nil {
 		ar, ok := res.Value.(*consensus.AppendResult)
 		if !ok || len(ar.Indexes) != len(batch) {
 			err = fmt.Errorf("append receipts: unexpected result %T", res.Value)
 		} else {
-			wb := r.n.db.NewBatch()
 			for i, p := range batch {
 				p.index = ar.Indexes[i]
 				if p.spool != nil {
 					_ = wb.Delete(p.spool, nil)
 				}
 			}
-			_ = wb.Commit(pebble.NoSync)
-			_ = wb.Close()
 			r.n.metrics.LedgerBatch(len(batch), time.Since(start))
 			r.n.metrics.LedgerSize(uint64(ar.Size))
 		}
@@ -197,28 +219,56 @@ func (r *receipts) append(batch []*pendingReceipt) {
 		r.n.log.Error("receipts not appended; they stay spooled", "receipts", len(batch), "err", err)
 	}
 	r.n.log.Debug("receipts appended", "receipts", len(batch), "ms", time.Since(start).Milliseconds())
+	for _, p := range batch {
+		if err != nil {
+			p.err = fmt.Errorf("%w: %v", ErrReceiptNotDurable, err)
+		}
+		if p.appended != nil {
+			p.appended(wb, p.index, p.err)
+		}
+	}
+	if !wb.Empty() {
+		if cerr := wb.Commit(pebble.NoSync); cerr != nil {
+			r.n.log.Error("spool and task records after an append", "err", cerr)
+		}
+	}
 	r.mu.Lock()
 	for _, p := range batch {
 		delete(r.inflight, string(p.spool))
 	}
 	r.mu.Unlock()
 	for _, p := range batch {
-		if err != nil {
-			p.err = fmt.Errorf("%w: %v", ErrReceiptNotDurable, err)
-		}
 		close(p.ready)
 	}
 }
 
 // submit spools an envelope and queues it; wait for p.ready. mayRepeat:
 // the ledger may hold this attempt already (its append is then skipped).
-func (r *receipts) submit(taskID string, attempt int, env []byte, mayRepeat bool) *pendingReceipt {
-	p := &pendingReceipt{env: env, ready: make(chan struct{}), resubmitted: mayRepeat, spool: []byte(fmt.Sprintf("%s%s/%d", prefixSpool, taskID, attempt))}
-	// NoSync: the WAL survives a process crash; the ledger itself is
-	// the durable record once the append is acknowledged.
-	if err := r.n.db.Set(p.spool, env, pebble.NoSync); err != nil {
-		r.n.log.Error("spool receipt", "task", taskID, "err", err)
+// sync: the spool write is fsynced before submit returns (p.spooled
+// says it succeeded); otherwise it is not (the ledger is then the
+// durable record once the append is acknowledged, and the spool covers
+// a crash of the process, not of the machine). with, when set, adds
+// writes to the spool write's Pebble batch. appended: see
+// pendingReceipt.
+func (r *receipts) submit(taskID string, attempt int, env []byte, mayRepeat, sync bool,
+	with func(*pebble.Batch), appended func(*pebble.Batch, int64, error)) *pendingReceipt {
+	p := &pendingReceipt{env: env, ready: make(chan struct{}), resubmitted: mayRepeat, appended: appended,
+		spool: []byte(prefixSpool + taskID + "/" + strconv.Itoa(attempt))}
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
 	}
+	wb := r.n.db.NewBatch()
+	_ = wb.Set(p.spool, env, nil)
+	if with != nil {
+		with(wb)
+	}
+	if err := wb.Commit(opt); err != nil {
+		r.n.log.Error("spool receipt", "task", taskID, "err", err)
+	} else {
+		p.spooled = true
+	}
+	_ = wb.Close()
 	r.mu.Lock()
 	r.inflight[string(p.spool)] = true
 	r.mu.Unlock()
@@ -229,6 +279,12 @@ func (r *receipts) submit(taskID string, attempt int, env []byte, mayRepeat bool
 		delete(r.inflight, string(p.spool))
 		r.mu.Unlock()
 		p.err = fmt.Errorf("%w: node is stopping", ErrReceiptNotDurable)
+		if p.appended != nil {
+			wb := r.n.db.NewBatch()
+			p.appended(wb, 0, p.err)
+			_ = wb.Commit(pebble.NoSync)
+			_ = wb.Close()
+		}
 		close(p.ready)
 	}
 	return p
@@ -354,11 +410,7 @@ func (n *Node) receiptFor(l *consensus.Lease, t *sandbox.Task, res *sandbox.Resu
 		rc.Destinations = []string{}
 	}
 	rc.BlockedAttempts = n.blockedAttempts(t.ID)
-	env, err := ledger.SignReceipt(n.id.ReceiptKey, "", rc)
-	if err != nil {
-		return nil, err
-	}
-	return env.Canonical()
+	return ledger.SignReceiptCanonical(n.id.ReceiptKey, "", rc)
 }
 
 func sha256Hex(b []byte) string {
@@ -373,22 +425,31 @@ func capList(s []string, n int) []string {
 	return s
 }
 
-// record signs a task's receipt and waits until it is in the ledger.
-func (n *Node) record(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result) (*api.ReceiptRef, error) {
+// record signs a task's receipt and queues it for the ledger; with adds
+// writes to the spool write's batch, appended runs in the batcher once
+// the append is decided (see pendingReceipt). With spooled
+// (ReceiptAckSpool) the spool write is synced, and record returns as
+// soon as it is: acked is then true and ref nil. Otherwise record waits
+// until the receipt is in the ledger, or ctx ends.
+func (n *Node) record(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result, spooled bool,
+	with func(*pebble.Batch), appended func(*pebble.Batch, int64, error)) (ref *api.ReceiptRef, acked bool, err error) {
 	env, err := n.receiptFor(l, t, res)
 	if err != nil {
-		return nil, fmt.Errorf("sign receipt: %w", err)
+		return nil, false, fmt.Errorf("sign receipt: %w", err)
 	}
-	p := n.receipts.submit(t.ID, t.Attempt, env, false)
+	p := n.receipts.submit(t.ID, t.Attempt, env, false, spooled, with, appended)
+	if spooled && p.spooled {
+		return nil, true, nil
+	}
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", ErrReceiptNotDurable, context.Cause(ctx))
+		return nil, false, fmt.Errorf("%w: %v", ErrReceiptNotDurable, context.Cause(ctx))
 	}
 	if p.err != nil {
-		return nil, p.err
+		return nil, false, p.err
 	}
-	return &api.ReceiptRef{Index: p.index}, nil
+	return &api.ReceiptRef{Index: p.index}, false, nil
 }
 
 // recordUnrun signs and appends the receipt of a bulk attempt that has
@@ -419,14 +480,11 @@ func (n *Node) recordUnrun(t *consensus.QueueTask, attempt int, outcome string) 
 		NodeID: n.id.NodeID, Start: start, End: now, Destinations: []string{},
 		Outcome: outcome, Traceparent: tp, Attempt: max(attempt, 1),
 	}
-	env, err := ledger.SignReceipt(n.id.ReceiptKey, "", rc)
+	b, err := ledger.SignReceiptCanonical(n.id.ReceiptKey, "", rc)
 	if err == nil {
-		var b []byte
-		if b, err = env.Canonical(); err == nil {
-			n.receipts.submit(t.ID, rc.Attempt, b, true)
-			n.log.Info("receipt of an attempt that did not run here", "task", t.ID, "attempt", rc.Attempt, "outcome", outcome)
-			return
-		}
+		n.receipts.submit(t.ID, rc.Attempt, b, true, false, nil, nil)
+		n.log.Info("receipt of an attempt that did not run here", "task", t.ID, "attempt", rc.Attempt, "outcome", outcome)
+		return
 	}
 	n.log.Error("sign the receipt of an unrun attempt", "task", t.ID, "attempt", attempt, "err", err)
 }

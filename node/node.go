@@ -69,6 +69,11 @@ type Config struct {
 	// Unmetered turns the usage meter off (no usage, so no budget ever
 	// crosses). It exists only to measure what metering costs (bench/).
 	Unmetered bool
+	// ReceiptAck is when a task's answer goes out: ReceiptAckLedger (the
+	// default) once its receipt is in the replicated ledger,
+	// ReceiptAckSpool once it is fsynced in this node's receipt spool
+	// and queued for the ledger (docs/ledger.md).
+	ReceiptAck string
 
 	// Cluster (docs/cluster.md). Secret is the cluster secret's text
 	// (LEASH_CLUSTER_SECRET); SecretFile names a file holding it; with
@@ -223,6 +228,9 @@ func (c *Config) fill() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.ReceiptAck == "" {
+		c.ReceiptAck = ReceiptAckLedger
+	}
 }
 
 // Env is the policy environment tasks run under.
@@ -303,6 +311,9 @@ func Run(ctx context.Context, cfg Config) error {
 // was started.
 func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	cfg := n.cfg
+	if cfg.ReceiptAck != ReceiptAckLedger && cfg.ReceiptAck != ReceiptAckSpool {
+		return nil, fmt.Errorf("receipt acknowledgement %q: want %q or %q", cfg.ReceiptAck, ReceiptAckLedger, ReceiptAckSpool)
+	}
 	id, err := loadIdentity(cfg.DataDir, cfg.AdminToken)
 	if err != nil {
 		return nil, err

@@ -122,9 +122,9 @@ func (n *Node) refreshBundleLabels() {
 	n.metrics.SetBundle(tenants, profiles)
 }
 
-// observeTask records a finished task in metrics and events (execute
+// metricsTask records a finished task in metrics and its trace (execute
 // has metered it).
-func (n *Node) observeTask(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result, out *api.TaskResult) {
+func (n *Node) metricsTask(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result) {
 	u := res.Usage
 	n.metrics.TaskFinished(l.Tenant, l.Profile, l.Class, string(res.Outcome), u.Wall)
 	n.metrics.Egress(l.Tenant, l.Profile, u.EgressBytesOut, u.EgressBytesIn)
@@ -132,6 +132,15 @@ func (n *Node) observeTask(ctx context.Context, l *consensus.Lease, t *sandbox.T
 		n.metrics.SandboxStarted(string(t.Module.Kind), u.Startup)
 		n.tracer.RecordSandbox(ctx, string(t.Module.Kind), t.Module.Digest, res.Start, u.Startup)
 	}
+}
+
+// emitTask emits a finished task's event, execution_completed or
+// execution_terminated, with its receipt's index when out has one.
+func (n *Node) emitTask(ctx context.Context, l *consensus.Lease, t *sandbox.Task, res *sandbox.Result, out *api.TaskResult) {
+	if n.bus == nil || n.cfg.Unaudited {
+		return
+	}
+	u := res.Usage
 	var idx *int64
 	if out.Receipt != nil {
 		i := out.Receipt.Index

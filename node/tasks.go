@@ -199,32 +199,81 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 		defer close(metered)
 		n.meterTask(l, t, res)
 	}()
-	// The result goes out only once its receipt is in the ledger; a client
-	// that went away does not stop that.
-	if !n.cfg.Unaudited {
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(parent), receiptWait)
-		ref, err := n.record(rctx, l, t, res)
-		rcancel()
-		if err != nil {
-			n.log.Error("receipt", "task", t.ID, "err", err)
-			out.ReceiptError = err.Error()
-		}
-		out.Receipt = ref
-	}
-	<-metered
-	n.observeTask(parent, l, t, res, out)
-	n.log.Info("task finished", "task", t.ID, "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile,
-		"module", t.Module.Digest, "outcome", out.Outcome, "cpu_ms", out.Usage.CPUMs, "wall_ms", out.Usage.WallMs,
-		"memory_peak", out.Usage.MemoryPeakBytes, "traceparent", t.Traceparent)
 	state := api.TaskSucceeded
 	if out.Outcome != string(sandbox.OutcomeOK) {
 		state = api.TaskFailed
 	}
 	rec := &api.Task{TaskID: t.ID, State: state, Class: l.Class, Attempts: t.Attempt, Result: out}
-	if err := n.saveTask(rec); err != nil {
-		n.log.Error("record task", "task", t.ID, "err", err)
+	// The result goes out once its receipt is in the ledger (or, with
+	// --receipt-ack spool, fsynced in the spool); a client that went
+	// away does not stop that. The task record is written in the
+	// receipt batcher's Pebble batch, with the receipt's index (ledger.go).
+	recorded, spooled := false, false
+	if !n.cfg.Unaudited {
+		snap := *out // what the batcher records; out itself is the answer's
+		spoolMode := n.cfg.ReceiptAck == ReceiptAckSpool
+		appended := func(wb *pebble.Batch, index int64, err error) {
+			r := snap
+			if err == nil {
+				r.Receipt = &api.ReceiptRef{Index: index}
+			} else {
+				r.ReceiptError = err.Error()
+			}
+			rt := *rec
+			rt.Result = &r
+			if werr := n.writeTask(wb, &rt); werr != nil {
+				n.log.Error("record task", "task", t.ID, "err", werr)
+			}
+			if spoolMode {
+				// Answered already: history and the event follow the
+				// append, with the receipt's index.
+				n.sessions.RecordHistory(l, &rt)
+				n.emitTask(context.WithoutCancel(parent), l, t, res, &r)
+			}
+		}
+		var with func(*pebble.Batch)
+		if spoolMode {
+			// The record as of the answer, for a reader who asks before
+			// the append, in the spool's batch (so before the batcher's,
+			// which replaces it).
+			first := *rec
+			first.Result = &snap
+			with = func(wb *pebble.Batch) {
+				if werr := n.writeTask(wb, &first); werr != nil {
+					n.log.Error("record task", "task", t.ID, "err", werr)
+				}
+			}
+		}
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(parent), receiptWait)
+		ref, acked, err := n.record(rctx, l, t, res, spoolMode, with, appended)
+		rcancel()
+		switch {
+		case acked:
+			spooled, recorded = true, true
+		case err != nil:
+			n.log.Error("receipt", "task", t.ID, "err", err)
+			out.ReceiptError = err.Error()
+		default:
+			recorded = true
+		}
+		out.Receipt = ref
 	}
-	n.sessions.RecordHistory(l, rec) // replicated, bounded (sessions/history.go)
+	<-metered
+	n.metricsTask(parent, l, t, res)
+	if !spooled {
+		n.emitTask(parent, l, t, res, out)
+	}
+	n.log.Info("task finished", "task", t.ID, "lease", l.ID, "tenant", l.Tenant, "profile", l.Profile,
+		"module", t.Module.Digest, "outcome", out.Outcome, "cpu_ms", out.Usage.CPUMs, "wall_ms", out.Usage.WallMs,
+		"memory_peak", out.Usage.MemoryPeakBytes, "traceparent", t.Traceparent)
+	if !recorded {
+		if err := n.saveTask(rec); err != nil {
+			n.log.Error("record task", "task", t.ID, "err", err)
+		}
+	}
+	if !spooled {
+		n.sessions.RecordHistory(l, rec) // replicated, bounded (sessions/history.go)
+	}
 	return out
 }
 
@@ -261,19 +310,27 @@ func (n *Node) resultView(l *consensus.Lease, t *sandbox.Task, res *sandbox.Resu
 }
 
 func (n *Node) saveTask(t *api.Task) error {
+	wb := n.db.NewBatch()
+	defer wb.Close()
+	if err := n.writeTask(wb, t); err != nil {
+		return err
+	}
+	// NoSync: task records are local history; the receipt ledger is the
+	// durable account of every task.
+	return wb.Commit(pebble.NoSync)
+}
+
+// writeTask puts a task record (and its retention index entry) in wb.
+func (n *Node) writeTask(wb *pebble.Batch, t *api.Task) error {
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
 	var at [8]byte
 	binary.BigEndian.PutUint64(at[:], uint64(n.now().UnixNano()))
-	wb := n.db.NewBatch()
-	defer wb.Close()
 	_ = wb.Set([]byte(prefixTask+t.TaskID), b, nil)
 	_ = wb.Set([]byte(prefixTaskTime+string(at[:])+t.TaskID), nil, nil)
-	// NoSync: task records are local history; the receipt ledger is the
-	// durable account of every task.
-	return wb.Commit(pebble.NoSync)
+	return nil
 }
 
 // forgetOldTasks deletes this node's task records older than
@@ -432,7 +489,7 @@ func (n *Node) resolveModule(ctx context.Context, tenant string, m *api.Module) 
 		if int64(len(*m.JS)) > n.cfg.MaxModuleBytes {
 			return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "module is larger than %d bytes", n.cfg.MaxModuleBytes)
 		}
-		return n.compile(ctx, sandbox.KindJS, []byte(*m.JS))
+		return n.modules.Compile(ctx, sandbox.KindJS, []byte(*m.JS))
 	case m.WASM != nil:
 		code, err := base64.StdEncoding.DecodeString(*m.WASM)
 		if err != nil {
@@ -441,12 +498,12 @@ func (n *Node) resolveModule(ctx context.Context, tenant string, m *api.Module) 
 		if int64(len(code)) > n.cfg.MaxModuleBytes {
 			return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "module is larger than %d bytes", n.cfg.MaxModuleBytes)
 		}
-		return n.compile(ctx, sandbox.KindWASI, code)
+		return n.modules.Compile(ctx, sandbox.KindWASI, code)
 	default:
 		if !api.ValidDigest(*m.Digest) {
 			return nil, api.BadRequest(api.CodeBadRequest, "module.digest must be sha256:<64 hex digits>")
 		}
-		return n.tenantModule(ctx, tenant, *m.Digest)
+		return n.modules.ForTenant(ctx, tenant, *m.Digest)
 	}
 }
 
