@@ -91,13 +91,39 @@ func (n *Node) indexReceipts(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		for i := int64(0); i < size; i++ {
-			if ctx.Err() != nil {
-				return
+		// One reader walks the log; every core decodes and indexes.
+		type chunk struct {
+			first int64
+			recs  [][]byte
+		}
+		chunks := make(chan chunk, 4)
+		var wg sync.WaitGroup
+		for range runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for c := range chunks {
+					for i, rec := range c.recs {
+						if rec != nil {
+							b.add(c.first+int64(i), rec)
+						}
+					}
+				}
+			}()
+		}
+		const per = 512
+		for i := int64(0); i < size && ctx.Err() == nil; i += per {
+			c := chunk{first: i, recs: make([][]byte, 0, per)}
+			for j := i; j < min(i+per, size); j++ {
+				rec, _ := v.Log.Record(v.Reader, j) // a record that cannot be read names no task
+				c.recs = append(c.recs, rec)
 			}
-			if rec, err := v.Log.Record(v.Reader, i); err == nil {
-				b.add(i, rec)
-			}
+			chunks <- c
+		}
+		close(chunks)
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
 		}
 		b.built.Store(true)
 		n.log.Info("blast-radius index built", "records", size, "receipts", b.x.Len(), "ms", time.Since(start).Milliseconds())
