@@ -52,7 +52,7 @@ func (h bulkHost) Propose(ctx context.Context, c consensus.Command) (*consensus.
 
 func (h bulkHost) Prepare(ctx context.Context, l *consensus.Lease, p *policy.Profile, t *sandbox.Task) error {
 	t.Limits = limitsOf(p)
-	mod, err := h.n.moduleByDigest(ctx, t.Module.Digest)
+	mod, err := h.n.modules.ByDigest(ctx, t.Module.Digest)
 	if err != nil {
 		return err
 	}
@@ -167,13 +167,12 @@ func (n *Node) replicateModule(ctx context.Context, m *api.Module, mod *sandbox.
 			return api.BadRequest(api.CodeInvalidModule, "module.wasm is not valid base64")
 		}
 	default:
-		v, closer, err := n.db.Get([]byte(prefixModule + mod.Digest))
+		v, err := n.modules.Stored(mod.Digest)
 		switch {
 		case err == nil:
-			code = append([]byte(nil), v[1:]...)
-			closer.Close()
+			code = v[1:]
 		case errors.Is(err, pebble.ErrNotFound):
-			b, err := n.fetchModule(ctx, mod.Digest, "") // the tenant was checked when the module was resolved
+			b, err := n.modules.Fetch(ctx, mod.Digest, "") // the tenant was checked when the module was resolved
 			if err != nil {
 				return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "module %s is on no reachable node; PUT /v1/modules first", mod.Digest)
 			}

@@ -510,17 +510,16 @@ func (n *Node) internalModule(w http.ResponseWriter, r *http.Request) error {
 	if !api.ValidDigest(r.PathValue("digest")) {
 		return api.BadRequest(api.CodeBadRequest, "not a module digest")
 	}
-	if t := r.URL.Query().Get("tenant"); t != "" && !n.ownedLocally(r.PathValue("digest"), t) {
+	if t := r.URL.Query().Get("tenant"); t != "" && !n.modules.Owned(r.PathValue("digest"), t) {
 		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module of that tenant here")
 	}
-	v, closer, err := n.db.Get([]byte(prefixModule + r.PathValue("digest")))
+	v, err := n.modules.Stored(r.PathValue("digest"))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return api.Errorf(http.StatusNotFound, api.CodeModuleNotFound, "no module here")
 	}
 	if err != nil {
 		return err
 	}
-	defer closer.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, err = w.Write(v)
 	return err
@@ -533,7 +532,7 @@ func (n *Node) internalDropModule(w http.ResponseWriter, r *http.Request) error 
 	if !api.ValidDigest(r.PathValue("digest")) || t == "" {
 		return api.BadRequest(api.CodeBadRequest, "a module digest and a tenant")
 	}
-	had, err := n.dropOwner(r.PathValue("digest"), t)
+	had, err := n.modules.DropOwner(r.PathValue("digest"), t)
 	if err != nil {
 		return err
 	}
@@ -772,11 +771,10 @@ func outcomeUnknown(peer, taskID string) error {
 
 // Modules.
 
-// fetchModule asks the live peers for a module this node does not have,
-// checks its digest, and stores it here.
-// fetchModule asks the peers for a module; with a tenant, only a peer
-// that knows the tenant may run it answers, and this node records that
-// too (an empty tenant: this node's own use).
+// fetchModule asks the live peers for a module this node does not have
+// and checks its digest; with a tenant, only a peer that knows the
+// tenant may run it answers (the store, modules.Store.Fetch, records
+// the owner here).
 func (n *Node) fetchModule(ctx context.Context, digest, tenant string) ([]byte, error) {
 	if n.mesh == nil || n.mesh.members == nil {
 		return nil, pebble.ErrNotFound
@@ -804,16 +802,6 @@ func (n *Node) fetchModule(ctx context.Context, digest, tenant string) ([]byte, 
 			n.log.Warn("peer sent a module that does not match its digest", "peer", m.ID, "digest", digest)
 			continue
 		}
-		if tenant != "" {
-			// Stored with its owner, within the tenant's quota here.
-			if err := n.addOwner(digest, tenant, b); err != nil {
-				return nil, err
-			}
-		}
-		// A copy for this node's own use (an attempt, a replication) is
-		// not stored: nobody here owns it, so nothing would ever delete
-		// it. Its compiled code stays in the bounded compiled-module
-		// cache, and a later miss asks the peer again.
 		n.log.Info("module fetched from a peer", "digest", digest, "peer", m.ID, "bytes", len(b)-1, "tenant", tenant)
 		return b, nil
 	}

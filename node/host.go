@@ -21,7 +21,13 @@ func (h host) WaitApplied(ctx context.Context, index uint64) error {
 func (h host) CheckFresh(ctx context.Context) error     { return h.n.checkFresh(ctx) }
 func (h host) SyncWithLeader(ctx context.Context) error { return h.n.syncWithLeader(ctx) }
 func (h host) CheckBudget(tenant string) error          { return h.n.checkBudget(tenant) }
-func (h host) IsLeader() bool                           { return h.n.raft.IsLeader() }
+func (h host) FetchModule(ctx context.Context, digest, tenant string) ([]byte, error) {
+	return h.n.fetchModule(ctx, digest, tenant)
+}
+func (h host) DropOwnerOnPeers(ctx context.Context, digest, tenant string) int {
+	return h.n.dropOwnerOnPeers(ctx, digest, tenant)
+}
+func (h host) IsLeader() bool { return h.n.raft.IsLeader() }
 
 // MeterToolCall meters one tool call (a task's KV call) of the lease's
 // tenant and profile (usage.go: the daily tool_calls envelope and

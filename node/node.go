@@ -29,6 +29,7 @@ import (
 	"github.com/leash-dev/leash/leases"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/lifecycle"
+	"github.com/leash-dev/leash/modules"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
 	"github.com/leash-dev/leash/sandbox"
@@ -252,7 +253,6 @@ type Node struct {
 	egress   *egressState
 	intake   *httpapi.Intake
 	auth     *httpapi.Auth
-	modMu    sync.Mutex // module ownership and quotas (modules.go)
 	receipts *receipts
 	metrics  *obs.Metrics
 	tracer   *obs.Tracer
@@ -285,6 +285,8 @@ type Node struct {
 	tenants *tenants.Service
 	// leaseAPI serves the lease endpoints (parts.go).
 	leaseAPI *leases.Service
+	// modules is the module store and its endpoints (parts.go).
+	modules *modules.Store
 }
 
 // Run starts the node and serves until ctx ends, then shuts down
@@ -383,6 +385,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}); err != nil {
 		return nil, err
 	}
+	n.modules = n.newModules()
 	sc := scheduler.DefaultConfig(cfg.Slots)
 	sc.Interactive.MaxQueue, sc.Interactive.MaxWait = cfg.MaxQueue, cfg.MaxQueueWait
 	if cfg.BulkSlots > 0 {

@@ -50,12 +50,10 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"closeIncident":       n.closeIncident,
 		"blastRadius":         n.blastRadius,
 
-		"putModule":    n.putModule,
-		"deleteModule": n.deleteModule,
-		"submitTask":   n.submitTask,
-		"listTasks":    n.listTasks,
-		"getTask":      n.getTask,
-		"cancelTask":   n.cancelTask,
+		"submitTask": n.submitTask,
+		"listTasks":  n.listTasks,
+		"getTask":    n.getTask,
+		"cancelTask": n.cancelTask,
 
 
 		"getCheckpoint":  n.getCheckpoint,
@@ -87,6 +85,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 	maps.Copy(h, n.sessions.Handlers())
 	maps.Copy(h, n.tenants.Handlers())
 	maps.Copy(h, n.leaseAPI.Handlers())
+	maps.Copy(h, n.modules.Handlers())
 	return h
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/modules"
 )
 
 // credentials of every kind the route matrix tries, made on a real node.
@@ -474,12 +475,12 @@ func TestModuleQuota(t *testing.T) {
 		t.Fatalf("second module: %d", st)
 	}
 	st, _, code := put(limited.Token, "fail")
-	if st != 413 || code != CodeModuleQuota {
+	if st != 413 || code != modules.CodeQuota {
 		t.Fatalf("third module past a quota of 2: %d %s", st, code)
 	}
 	// The quota is checked before the upload is compiled: bytes that
 	// would not even compile are refused for the quota, at no compile.
-	if st, _, code := send(t, tn, "PUT", "/v1/modules", limited.Token, "application/wasm", []byte("\x00asm not a module")); st != 413 || code != CodeModuleQuota {
+	if st, _, code := send(t, tn, "PUT", "/v1/modules", limited.Token, "application/wasm", []byte("\x00asm not a module")); st != 413 || code != modules.CodeQuota {
 		t.Fatalf("an upload past the quota was looked at: %d %s", st, code)
 	}
 	st, third, _ := put(demo.Token, "fail")

@@ -73,6 +73,7 @@ var banned = map[string][]string{
 	"sessions":  {"egress", "lease", "ledger", "scheduler", "bulk"},
 	"tenants":   {"sandbox", "egress", "lease", "ledger", "scheduler", "bulk", "sessions"},
 	"leases":    {"sandbox", "egress", "ledger", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook"},
+	"modules":   {"egress", "lease", "ledger", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook", "sessions", "leases"},
 }
 
 // mayImportNode are the packages above the composition root.
