@@ -55,7 +55,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getTask":    n.getTask,
 		"cancelTask": n.cancelTask,
 
-
 		"getCheckpoint":  n.getCheckpoint,
 		"getReceipt":     n.getReceipt,
 		"getExport":      n.getExport,
