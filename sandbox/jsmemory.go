@@ -98,16 +98,18 @@ func newCopyImage(mem []byte) *copyImage {
 	return c
 }
 
-// restore makes b[:len(data)] the image again, clearing the zero runs
-// (cheaper than copying zeros) and copying the rest.
+// restore makes b[:len(data)] the image again, zeroing the zero runs
+// (cheaper than copying zeros; on Linux their whole pages go back to the
+// kernel, so the unused stack of an idle or live instance is not
+// resident) and copying the rest.
 func (c *copyImage) restore(b []byte) {
 	prev := 0
 	for _, r := range c.runs {
-		clear(b[prev:r[0]])
+		zeroPages(b[prev:r[0]])
 		copy(b[r[0]:r[1]], c.data[r[0]:r[1]])
 		prev = r[1]
 	}
-	clear(b[prev:len(c.data)])
+	zeroPages(b[prev:len(c.data)])
 }
 
 func (c *copyImage) size() uint64 { return c.n }
@@ -287,7 +289,7 @@ func (m *poolMemory) Reallocate(size uint64) []byte {
 		b := m.pb.buf[:cap(m.pb.buf)]
 		img.restore(b)
 		if m.pb.dirty > len(img.data) {
-			clear(b[len(img.data):m.pb.dirty])
+			zeroPages(b[len(img.data):m.pb.dirty])
 		}
 	}
 	if size > uint64(cap(m.pb.buf)) && size > jsPoolMaxBuffer {

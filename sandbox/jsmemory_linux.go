@@ -155,3 +155,27 @@ func releaseMemory(p unsafe.Pointer, n uint64) {
 	n = (n + jsPage - 1) &^ (jsPage - 1)
 	_ = unix.MunmapPtr(p, uintptr(n))
 }
+
+// jsDropRun is the smallest zero run zeroPages gives back to the kernel
+// instead of clearing: below it a clear is cheaper than the system call.
+const jsDropRun = 64 << 10
+
+// zeroPages makes b zero. The whole pages inside a large b are given back
+// to the kernel (MADV_DONTNEED: they read as zero and take no memory until
+// written), so the unused part of an instance's stack and heap is not
+// resident in every live instance; the edges are cleared.
+func zeroPages(b []byte) {
+	if len(b) < jsDropRun {
+		clear(b)
+		return
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo := int((p+jsPage-1)&^(jsPage-1) - p)
+	hi := int((p+uintptr(len(b)))&^(jsPage-1) - p)
+	if hi-lo < jsPage || unix.Madvise(b[lo:hi], unix.MADV_DONTNEED) != nil {
+		clear(b)
+		return
+	}
+	clear(b[:lo])
+	clear(b[hi:])
+}

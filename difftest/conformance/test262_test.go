@@ -328,7 +328,9 @@ func run262(rt *sandbox.Runtime, harness map[string]string, src string, m meta26
 	async := has(m.flags, "async")
 	if async {
 		b.WriteString(harness["doneprintHandle.js"])
-		b.WriteString("\n")
+		// a module's function declarations are not properties of the
+		// global object, which asyncHelpers.js looks for $DONE on
+		b.WriteString("\nglobalThis.$DONE = $DONE;\n")
 	}
 	for _, inc := range m.includes {
 		b.WriteString(harness[inc])
