@@ -318,26 +318,8 @@ const leaseRetention = time.Hour
 // until ctx ends: the leader forgets leases expired for longer than
 // leaseRetention, in bounded batches, once a minute.
 func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !s.cfg.Node.IsLeader() {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := s.cfg.Node.Propose(cctx, &consensus.ExpireLeases{Before: s.cfg.Now().Add(-leaseRetention).UnixNano()})
-		cancel()
-		if err != nil {
-			s.cfg.Log.Warn("forget expired leases", "err", err)
-			continue
-		}
-		if k, _ := res.Value.(int); k > 0 {
-			s.cfg.Log.Info("forgot expired leases", "leases", k)
-		}
-	}
+	consensus.Sweep{Every: time.Minute, Done: "forgot expired leases", Failed: "forget expired leases", Unit: "leases",
+		Command: func() consensus.Command {
+			return &consensus.ExpireLeases{Before: s.cfg.Now().Add(-leaseRetention).UnixNano()}
+		}}.Run(ctx, s.cfg.Node, s.cfg.Log)
 }

@@ -132,32 +132,6 @@ func (s *Service) historyLoop(ctx context.Context) {
 	}
 }
 
-// purgeHistoryLoop: the leader forgets records past their retention.
-func (s *Service) purgeHistoryLoop(ctx context.Context) {
-	t := time.NewTicker(historyPurgeEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !s.cfg.Node.IsLeader() {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := s.cfg.Node.Propose(cctx, &consensus.PurgeTaskRecords{Before: s.cfg.Now().UnixNano()})
-		cancel()
-		if err != nil {
-			s.cfg.Log.Warn("purge task history", "err", err)
-			continue
-		}
-		if k, _ := res.Value.(int); k > 0 {
-			s.cfg.Log.Info("purged task history", "records", k)
-		}
-	}
-}
-
 // HistoryTask reads a task from replicated history, with its tenant.
 func (s *Service) HistoryTask(id string) (*api.Task, string, bool) {
 	rec, err := s.cfg.State.TaskRecord(id)

@@ -97,36 +97,17 @@ func (s *Service) Run(ctx context.Context) {
 	}()
 	go func() {
 		defer wg.Done()
-		s.purgeHistoryLoop(ctx)
+		// The leader forgets task records past their retention.
+		consensus.Sweep{Every: historyPurgeEvery, Done: "purged task history", Failed: "purge task history", Unit: "records",
+			Command: func() consensus.Command { return &consensus.PurgeTaskRecords{Before: s.cfg.Now().UnixNano()} },
+		}.Run(ctx, s.cfg.Node, s.cfg.Log)
 	}()
-	t := time.NewTicker(kvExpireEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !s.cfg.Node.IsLeader() {
-			continue
-		}
-		s.ExpireKV(ctx)
-	}
+	s.expireKV().Run(ctx, s.cfg.Node, s.cfg.Log)
 }
 
-// ExpireKV proposes one ExpireKV at the KV clock's time and returns how
-// many entries it forgot.
-func (s *Service) ExpireKV(ctx context.Context) int {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	res, err := s.cfg.Node.Propose(cctx, &consensus.ExpireKV{Before: s.cfg.KVNow().UnixNano() + 1})
-	if err != nil {
-		s.cfg.Log.Warn("forget expired kv entries", "err", err)
-		return 0
-	}
-	k, _ := res.Value.(int)
-	if k > 0 {
-		s.cfg.Log.Info("forgot expired kv entries", "entries", k)
-	}
-	return k
+// expireKV is the leader's sweep of KV entries past their TTL, at the KV
+// clock's time.
+func (s *Service) expireKV() consensus.Sweep {
+	return consensus.Sweep{Every: kvExpireEvery, Done: "forgot expired kv entries", Failed: "forget expired kv entries", Unit: "entries",
+		Command: func() consensus.Command { return &consensus.ExpireKV{Before: s.cfg.KVNow().UnixNano() + 1} }}
 }
