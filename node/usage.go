@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
@@ -20,9 +22,80 @@ import (
 // usage's (usage/api.go).
 
 type usageState struct {
-	meter  *usage.Meter
-	cancel context.CancelFunc
-	done   chan struct{}
+	meter   *usage.Meter
+	cancel  context.CancelFunc
+	done    chan struct{}
+	budgets budgetCache
+}
+
+// budgetCache keeps each tenant's budget view of the day between changes
+// of the replicated state it is read from, so admission (checkBudget)
+// and the task's start (budgetExhausted) do not read Pebble for every
+// task. Every applied command but the task path's own (receipts, task
+// records, checkpoint signatures), and every restore from a snapshot,
+// bumps gen; a view is used only under the gen it was read after, so it
+// is never older than the state was when that gen began.
+type budgetCache struct {
+	gen atomic.Uint64
+	mu  sync.Mutex
+	m   map[string]budgetEntry // by tenant
+}
+
+type budgetEntry struct {
+	day string
+	gen uint64
+	v   *consensus.BudgetView
+}
+
+// maxBudgetEntries bounds the cache (views of an older gen are dropped
+// first: all of them).
+const maxBudgetEntries = 4096
+
+func (c *budgetCache) applied(a consensus.Applied) {
+	switch a.Command.(type) {
+	case *consensus.AppendReceipts, *consensus.PutTaskRecords, *consensus.CosignCheckpoint:
+		return // they change no budget, envelope or policy
+	}
+	c.gen.Add(1)
+}
+
+func (c *budgetCache) invalidate() { c.gen.Add(1) }
+
+// budgets is the replicated budget state through the cache.
+type budgets struct {
+	c  *budgetCache
+	st *consensus.State
+}
+
+// Budget is st.Budget, cached (the view is shared: callers only read it).
+func (b budgets) Budget(tenant, day string) (*consensus.BudgetView, error) {
+	gen := b.c.gen.Load() // before the read: a change after it bumps gen
+	b.c.mu.Lock()
+	e, ok := b.c.m[tenant]
+	b.c.mu.Unlock()
+	if ok && e.gen == gen && e.day == day {
+		return e.v, nil
+	}
+	v, err := b.st.Budget(tenant, day)
+	if err != nil {
+		return nil, err
+	}
+	b.c.mu.Lock()
+	if b.c.m == nil || len(b.c.m) >= maxBudgetEntries {
+		b.c.m = map[string]budgetEntry{}
+	}
+	b.c.m[tenant] = budgetEntry{day: day, gen: gen, v: v}
+	b.c.mu.Unlock()
+	return v, nil
+}
+
+// budgetState is what the budget decisions read: the cache once the
+// meter runs, the replicated state itself before.
+func (n *Node) budgetState() usage.Budgets {
+	if n.usage == nil {
+		return n.state
+	}
+	return budgets{c: &n.usage.budgets, st: n.state}
 }
 
 // startUsage opens the meter over its journal and starts sending.
@@ -40,6 +113,8 @@ func (n *Node) startUsage() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &usageState{meter: m, cancel: cancel, done: make(chan struct{})}
+	n.fsm.OnApply(u.budgets.applied)
+	n.fsm.OnRestore(u.budgets.invalidate)
 	go func() {
 		defer close(u.done)
 		m.Run(ctx)
@@ -107,7 +182,7 @@ func (n *Node) meterCall(d *egress.Decision) {
 // checkBudget is the budget decision at admission, on local replicated
 // state: 429 budget_exhausted with Retry-After to the next UTC midnight.
 func (n *Node) checkBudget(tenant string) error {
-	err := usage.Check(n.state, tenant, n.now())
+	err := usage.Check(n.budgetState(), tenant, n.now())
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		n.log.Info("budget refused", "tenant", tenant, "code", ae.Code, "retry_after", ae.RetryAfter, "message", ae.Message)
@@ -118,7 +193,7 @@ func (n *Node) checkBudget(tenant string) error {
 // budgetExhausted reports whether a task about to run must end
 // terminated:budget instead.
 func (n *Node) budgetExhausted(tenant string) bool {
-	v, err := n.state.Budget(tenant, consensus.Day(n.now()))
+	v, err := n.budgetState().Budget(tenant, consensus.Day(n.now()))
 	return err == nil && len(v.Exhausted) > 0
 }
 
