@@ -332,10 +332,11 @@ func verifyRecord(v *consensus.Ledger, hr tlog.HashReader, cp ledger.Checkpoint,
 }
 
 // upperLevel is the lowest tree level whose stored hashes one query
-// keeps: a hash at level 8 or above covers 256 records or more, so the
-// proofs of a query share it, and a log of n records has fewer than
-// n/128 of them.
-const upperLevel = 8
+// keeps: a hash at level 4 or above covers 16 records or more, so the
+// proofs of a query's receipts share it (each proof reads one hash a
+// level), and a log of n records has fewer than n/8 of them (a query
+// over a million records keeps at most 125,000, about 8 MB).
+const upperLevel = 4
 
 // upperHashes is a tlog.HashReader that remembers the stored hashes of
 // the tree's upper levels it has read (one query's; safe for concurrent
