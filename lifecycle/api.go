@@ -46,10 +46,9 @@ func policyStatus(code string) (int, bool) {
 	return 0, false
 }
 
-// Refusal is the API error of a lifecycle refusal (a failed lifecycle
-// write, or a lease refused for its environment), or nil when err is not
-// one of the lifecycle's codes.
-func Refusal(err error) *api.Error {
+// refusal is the API error of a lifecycle refusal, or nil when err is
+// not one of the lifecycle's codes.
+func refusal(err error) *api.Error {
 	var re *consensus.RefusedError
 	if errors.As(err, &re) {
 		if status, ok := policyStatus(re.Code); ok {
@@ -62,7 +61,7 @@ func Refusal(err error) *api.Error {
 // proposeError maps a failed lifecycle write to the API; other failures
 // as the node maps every write's.
 func (s *Service) proposeError(err error) error {
-	if ae := Refusal(err); ae != nil {
+	if ae := refusal(err); ae != nil {
 		return ae
 	}
 	return s.node.ProposeError(err)

@@ -23,13 +23,13 @@ func TestRefusal(t *testing.T) {
 		consensus.CodeInvalidPercent: http.StatusBadRequest,
 	} {
 		err := fmt.Errorf("forwarded: %w", &consensus.RefusedError{Code: code, Message: "m"})
-		ae := Refusal(err)
+		ae := refusal(err)
 		if ae == nil || ae.Status != status || ae.Code != code || ae.Message != "m" {
 			t.Errorf("%s: %+v, want %d", code, ae, status)
 		}
 	}
 	for _, err := range []error{&consensus.RefusedError{Code: consensus.CodeLeaseNotFound}, consensus.ErrNoLeader, errors.New("x")} {
-		if ae := Refusal(err); ae != nil {
+		if ae := refusal(err); ae != nil {
 			t.Errorf("%v: %+v, want nil", err, ae)
 		}
 	}
