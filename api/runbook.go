@@ -41,7 +41,7 @@ const MaxListedLeases = 1000
 // unblock: what changed, and the log index it is in force from (on
 // every node once the answer arrives).
 type RunbookResult struct {
-	Action   string    `json:"action"` // freeze, unfreeze, revoke, block, unblock
+	Action   string    `json:"action"` // freeze, unfreeze, thaw_canary, revoke, block, unblock
 	Profile  string    `json:"profile,omitempty"`
 	Revoked  int       `json:"revoked"`
 	Leases   []string  `json:"leases,omitempty"` // at most MaxListedLeases
@@ -55,13 +55,15 @@ type RunbookResult struct {
 	LedgerIndex int64 `json:"ledger_index"`
 }
 
-// Frozen is a frozen profile.
+// Frozen is a frozen profile. ThawDigest, when set, is the patched
+// bundle a restore let through: leases issued under it pass the freeze.
 type Frozen struct {
-	Profile  string    `json:"profile"`
-	By       string    `json:"by"`
-	At       time.Time `json:"at"`
-	Reason   string    `json:"reason,omitempty"`
-	Incident string    `json:"incident,omitempty"`
+	Profile    string    `json:"profile"`
+	By         string    `json:"by"`
+	At         time.Time `json:"at"`
+	Reason     string    `json:"reason,omitempty"`
+	Incident   string    `json:"incident,omitempty"`
+	ThawDigest string    `json:"thaw_digest,omitempty"`
 }
 
 // Block is a destination blocked at run time.

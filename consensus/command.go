@@ -80,6 +80,7 @@ const (
 	OpOpenIncident      Op = 83 // open an incident with its steps
 	OpCompleteStep      Op = 84 // record an incident's step as done
 	OpCloseIncident     Op = 85 // close an incident
+	OpThawCanary        Op = 86 // let a frozen profile's leases through under prod's canary digest (restore)
 )
 
 // commands is the command set as a table: for every op, its name, its
@@ -133,6 +134,7 @@ var commands = map[Op]spec{
 	OpOpenIncident:      def("open_incident", applyOpenIncident),
 	OpCompleteStep:      def("complete_step", applyCompleteStep),
 	OpCloseIncident:     def("close_incident", applyCloseIncident),
+	OpThawCanary:        def("thaw_canary", applyThawCanary),
 }
 
 // spec is one command's row in the table.

@@ -67,7 +67,7 @@ func applyIssueLease(tx *Tx, c *IssueLease) (*Lease, error) {
 	if !ok {
 		return nil, refuse(CodeUnknownProf, "profile %q is not in the bundle", l.Profile)
 	}
-	if err := checkNotFrozen(tx, l.Profile); err != nil {
+	if err := checkNotFrozen(tx, l.Profile, l.PolicyDigest); err != nil {
 		return nil, err
 	}
 	if !t.Allows(l.Profile) {

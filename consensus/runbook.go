@@ -56,6 +56,8 @@ const (
 	CodeTooManyBlocks    = "too_many_blocks"
 	CodeTooManyIncidents = "too_many_incidents"
 	CodeBadDestination   = "invalid_destination"
+	CodeNotFrozen        = "profile_not_frozen"
+	CodeNotCanary        = "not_the_canary"
 )
 
 // Action is who did a runbook action, when (unix ns), why, and the
@@ -82,11 +84,21 @@ func (a Action) check() error {
 	return nil
 }
 
-// Frozen is a frozen profile: no lease is issued for it until it thaws.
+// Frozen is a frozen profile: no lease is issued for it until it thaws,
+// but those issued under ThawDigest once a restore set it (ThawCanary).
 type Frozen struct {
 	Profile string `msgpack:"profile" json:"profile"`
 	Action  Action `msgpack:"action" json:"action"`
+	// ThawDigest, when set, is the patched bundle's digest a restore let
+	// through: a lease issued under it (the canary's share of new
+	// leases, every new lease once the canary is promoted) is not
+	// refused. Thawed is who set it.
+	ThawDigest string  `msgpack:"thaw_digest,omitempty" json:"thaw_digest,omitempty"`
+	Thawed     *Action `msgpack:"thawed,omitempty" json:"thawed,omitempty"`
 }
+
+// Admits reports whether a lease issued under digest passes the freeze.
+func (f *Frozen) Admits(digest string) bool { return f.ThawDigest != "" && f.ThawDigest == digest }
 
 // Block is a destination blocked at run time.
 type Block struct {
@@ -222,12 +234,23 @@ type CloseIncident struct {
 	Action Action `msgpack:"action"`
 }
 
+// ThawCanary is a restore's partial thaw: the frozen profile admits the
+// leases issued under Digest, which must be prod's running canary (so
+// the thaw covers the canary's share of new leases, and every new lease
+// once that canary is promoted). A freeze again or a full thaw ends it.
+type ThawCanary struct {
+	Profile string `msgpack:"profile"`
+	Digest  string `msgpack:"digest"`
+	Action  Action `msgpack:"action"`
+}
+
 func (FreezeProfile) Op() Op     { return OpFreezeProfile }
 func (RevokeLeases) Op() Op      { return OpRevokeLeases }
 func (BlockDestinations) Op() Op { return OpBlockDestinations }
 func (OpenIncident) Op() Op      { return OpOpenIncident }
 func (CompleteStep) Op() Op      { return OpCompleteStep }
 func (CloseIncident) Op() Op     { return OpCloseIncident }
+func (ThawCanary) Op() Op        { return OpThawCanary }
 
 // Revoked is what a revocation (or a freeze with RevokeLive) did: the
 // leases it revoked, in id order, and whether more match.
@@ -242,11 +265,15 @@ type Blocked struct {
 	Entries []string `msgpack:"entries"`
 }
 
-// checkNotFrozen refuses a lease of a frozen profile (applyIssueLease).
-func checkNotFrozen(tx *Tx, profile string) error {
+// checkNotFrozen refuses a lease of a frozen profile (applyIssueLease),
+// unless a restore thawed the lease's digest.
+func checkNotFrozen(tx *Tx, profile, digest string) error {
 	var f Frozen
 	err := getRecord(tx, prefixFrozen+profile, &f)
 	if err == nil {
+		if f.Admits(digest) {
+			return nil
+		}
 		return refuse(CodeProfileFrozen, "profile %q is frozen (by %s: %s)", profile, f.Action.By, f.Action.Reason)
 	}
 	if errors.Is(err, ErrNotFound) {
@@ -380,6 +407,37 @@ func applyFreezeProfile(tx *Tx, c *FreezeProfile) (*Revoked, error) {
 	}
 	tx.Delete(key)
 	return out, noteIncident(tx, c.Action, "unfreeze", "profile "+c.Profile+" thawed", 0, "")
+}
+
+func applyThawCanary(tx *Tx, c *ThawCanary) (*Frozen, error) {
+	if err := c.Action.check(); err != nil {
+		return nil, err
+	}
+	if !validProfileName(c.Profile) {
+		return nil, refuse(CodeInvalid, "bad profile name")
+	}
+	var f Frozen
+	if err := getRecord(tx, prefixFrozen+c.Profile, &f); errors.Is(err, ErrNotFound) {
+		return nil, refuse(CodeNotFrozen, "profile %q is not frozen", c.Profile)
+	} else if err != nil {
+		return nil, err
+	}
+	var can Canary
+	if err := getRecord(tx, keyCanary, &can); errors.Is(err, ErrNotFound) {
+		return nil, refuse(CodeNoCanary, "prod runs no canary: start the patched bundle as its canary first")
+	} else if err != nil {
+		return nil, err
+	}
+	if can.Digest != c.Digest {
+		return nil, refuse(CodeNotCanary, "%s is not prod's canary (%s)", c.Digest, can.Digest)
+	}
+	a := c.Action
+	f.ThawDigest, f.Thawed = c.Digest, &a
+	if err := put(tx, prefixFrozen+c.Profile, &f); err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("profile %s thawed for the canary %s at %d%%", c.Profile, c.Digest, can.Percent)
+	return &f, noteIncident(tx, c.Action, "restore", detail, 0, StepRestore)
 }
 
 func applyRevokeLeases(tx *Tx, c *RevokeLeases) (*Revoked, error) {

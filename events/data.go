@@ -154,6 +154,9 @@ type ProfileFrozen struct {
 	Reason   string `json:"reason,omitempty"`
 	By       string `json:"by,omitempty"`
 	Incident string `json:"incident,omitempty"`
+	// ThawDigest: a restore let the profile's leases issued under this
+	// (canary) digest through; the profile stays frozen for the others.
+	ThawDigest string `json:"thaw_digest,omitempty"`
 }
 
 func (ProfileFrozen) EventType() Type { return TypeProfileFrozen }

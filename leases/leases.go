@@ -180,7 +180,7 @@ func (s *Service) issueLease(w http.ResponseWriter, r *http.Request) (err error)
 	if !t.Allows(profileName) {
 		return api.Errorf(http.StatusForbidden, api.CodeProfileNotAllowed, "tenant %q may not use profile %q", req.Tenant, profileName)
 	}
-	if f, err := s.cfg.State.FrozenProfile(profileName); err == nil {
+	if f, err := s.cfg.State.FrozenProfile(profileName); err == nil && !f.Admits(digest) {
 		return api.Errorf(http.StatusConflict, consensus.CodeProfileFrozen, "profile %q is frozen (by %s: %s)", profileName, f.Action.By, f.Action.Reason)
 	}
 	class := req.Class

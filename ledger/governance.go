@@ -29,7 +29,7 @@ type Governance struct {
 	// ID is unique per action: the Raft index of the action's command,
 	// as "raft:<index>" (a log holds an action once).
 	ID string `json:"id"`
-	// Action is freeze, unfreeze, revoke, block, unblock,
+	// Action is freeze, unfreeze, thaw_canary, revoke, block, unblock,
 	// incident_open, incident_step or incident_close.
 	Action string `json:"action"`
 	// By is who did it: "key:<id>" (an API key) or "admin".
@@ -53,7 +53,7 @@ type Governance struct {
 }
 
 // governanceActions are the values of Governance.Action.
-var governanceActions = map[string]bool{"freeze": true, "unfreeze": true, "revoke": true, "block": true, "unblock": true,
+var governanceActions = map[string]bool{"freeze": true, "unfreeze": true, "thaw_canary": true, "revoke": true, "block": true, "unblock": true,
 	"incident_open": true, "incident_step": true, "incident_close": true}
 
 // Validate checks g's shape and bounds.

@@ -27,7 +27,8 @@ func (h host) FetchModule(ctx context.Context, digest, tenant string) ([]byte, e
 func (h host) DropOwnerOnPeers(ctx context.Context, digest, tenant string) int {
 	return h.n.dropOwnerOnPeers(ctx, digest, tenant)
 }
-func (h host) IsLeader() bool { return h.n.raft.IsLeader() }
+func (h host) Fence(ctx context.Context, index uint64) { h.n.fenceRevocation(ctx, index) }
+func (h host) IsLeader() bool                          { return h.n.raft.IsLeader() }
 
 // MeterToolCall meters one tool call (a task's KV call) of the lease's
 // tenant and profile (usage.go: the daily tool_calls envelope and

@@ -32,6 +32,7 @@ import (
 	"github.com/leash-dev/leash/modules"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/policy"
+	"github.com/leash-dev/leash/runbook"
 	"github.com/leash-dev/leash/sandbox"
 	"github.com/leash-dev/leash/scheduler"
 	"github.com/leash-dev/leash/sessions"
@@ -279,6 +280,8 @@ type Node struct {
 	lifecycle *lifecycle.Service
 	// blast is the blast-radius index of the receipts (blast.go).
 	blast *blastIndex
+	// runbook serves the security runbook's API (runbook.go).
+	runbook *runbook.Service
 	// sessions is session state: the KV and task history (parts.go).
 	sessions *sessions.Service
 	// tenants serves API keys, tenants and capabilities (parts.go).
@@ -360,6 +363,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	n.leaseAPI = n.newLeases()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()
+	n.runbook = n.newRunbook()
 	n.fsm.OnApply(n.onApply)
 	n.fsm.OnRestore(n.onRestore)
 	n.fresh = newFreshness(cfg.MaxStaleness)

@@ -7,6 +7,7 @@ import (
 	"github.com/leash-dev/leash/leases"
 	"github.com/leash-dev/leash/lifecycle"
 	"github.com/leash-dev/leash/modules"
+	"github.com/leash-dev/leash/runbook"
 	"github.com/leash-dev/leash/sessions"
 	"github.com/leash-dev/leash/tenants"
 	"github.com/leash-dev/leash/usage"
@@ -16,7 +17,8 @@ import (
 // (sessions: the session KV and the durable task history), the lease
 // endpoints (leases), the tenant endpoints (tenants: API keys,
 // tenants, capabilities), the policy lifecycle (lifecycle: its API and
-// prod's canary watch) and the usage, FOCUS and budget endpoints (usage).
+// prod's canary watch), the usage, FOCUS and budget endpoints (usage)
+// and the security runbook's API (runbook).
 // Each sees the node through host (host.go).
 
 // emitter is where the parts send events: the node's bus, or nowhere
@@ -63,5 +65,14 @@ func (n *Node) newLifecycle() *lifecycle.Service {
 func (n *Node) newUsageAPI() *usage.Service {
 	return usage.NewService(usage.ServiceConfig{
 		NodeID: n.id.NodeID, State: n.state, Node: host{n}, Log: n.log, Now: func() time.Time { return n.now() },
+	})
+}
+
+// newRunbook builds the security runbook's API; what every node does
+// when its commands apply stays in node (runbook.go:runbookApplied).
+func (n *Node) newRunbook() *runbook.Service {
+	return runbook.NewService(runbook.Config{
+		State: n.state, Node: host{n}, Events: n.emitter(), Log: n.log, Now: func() time.Time { return n.now() },
+		NodeID: n.id.NodeID, ReceiptKey: n.id.ReceiptKey, Unaudited: n.cfg.Unaudited,
 	})
 }

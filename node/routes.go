@@ -36,19 +36,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getUI":      ui.Index,
 		"getUIAsset": ui.Asset,
 
-		"freezeProfile":       n.freezeProfile,
-		"unfreezeProfile":     n.unfreezeProfile,
-		"listFrozen":          n.listFrozen,
-		"revokeLeases":        n.revokeLeases,
-		"blockDestinations":   n.blockDestinations,
-		"unblockDestinations": n.unblockDestinations,
-		"listBlocks":          n.listBlocks,
-		"openIncident":        n.openIncident,
-		"listIncidents":       n.listIncidents,
-		"getIncident":         n.getIncident,
-		"completeStep":        n.completeStep,
-		"closeIncident":       n.closeIncident,
-		"blastRadius":         n.blastRadius,
+		"blastRadius": n.blastRadius,
 
 		"submitTask": n.submitTask,
 		"listTasks":  n.listTasks,
@@ -85,6 +73,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 	maps.Copy(h, n.tenants.Handlers())
 	maps.Copy(h, n.leaseAPI.Handlers())
 	maps.Copy(h, n.modules.Handlers())
+	maps.Copy(h, n.runbook.Handlers())
 	return h
 }
 

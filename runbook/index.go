@@ -1,5 +1,8 @@
-// Package runbook holds the blast-radius index of the security runbook
-// (docs/runbook.md): which ledger records (receipts) name a destination,
+// Package runbook is the security runbook (docs/runbook.md): its API
+// (api.go: freeze, revocation by selector, run-time blocks, incidents,
+// each answered once in force on every node, each signed into the ledger
+// as a governance entry, watch.go), and the blast-radius index: which
+// ledger records (receipts) name a destination,
 // a tenant, a profile, a module, a policy digest, a lease or a time. The
 // node adds each receipt as it is applied and answers queries from the
 // index rather than a scan of the ledger; Scan is the reference the

@@ -72,6 +72,7 @@ var banned = map[string][]string{
 	"usage":     {"sandbox", "egress", "scheduler", "lease", "ledger", "bulk", "lifecycle", "sessions", "runbook"},
 	"sessions":  {"egress", "lease", "ledger", "scheduler", "bulk"},
 	"tenants":   {"sandbox", "egress", "lease", "ledger", "scheduler", "bulk", "sessions"},
+	"runbook":   {"sandbox", "egress", "scheduler", "lease", "bulk", "usage", "lifecycle", "sessions", "tenants", "leases", "modules"},
 	"leases":    {"sandbox", "egress", "ledger", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook"},
 	"modules":   {"egress", "lease", "ledger", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook", "sessions", "leases"},
 }

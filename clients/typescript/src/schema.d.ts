@@ -502,7 +502,7 @@ export interface paths {
         /** Freeze a profile on every node (no new leases; optionally revoke its live leases) (admin, operator). */
         put: operations["freezeProfile"];
         post?: never;
-        /** Thaw a frozen profile (admin, operator). */
+        /** Thaw a frozen profile; with canary, only for the leases issued under prod's canary digest (a restore) (admin, operator). */
         delete: operations["unfreezeProfile"];
         options?: never;
         head?: never;
@@ -1012,6 +1012,7 @@ export interface components {
             at: string;
             reason?: string;
             incident?: string;
+            thaw_digest?: string;
         };
         Incident: {
             incident_id: string;
@@ -2506,6 +2507,7 @@ export interface operations {
             query?: {
                 reason?: string;
                 incident?: string;
+                canary?: string;
             };
             header?: never;
             path: {

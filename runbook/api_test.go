@@ -1,0 +1,281 @@
+package runbook
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/consensus"
+	"github.com/leash-dev/leash/events"
+	"github.com/leash-dev/leash/httpapi"
+	"github.com/leash-dev/leash/ledger"
+	"github.com/leash-dev/leash/policy"
+)
+
+// fsmNode is a one-replica "cluster": the real state machine on Pebble,
+// each proposal applied in order. While down is set, every proposal
+// fails as with no leader (nothing applied).
+type fsmNode struct {
+	t   *testing.T
+	fsm *consensus.FSM
+	mu  sync.Mutex
+	idx uint64
+
+	down    bool
+	refused int // proposals refused while down
+}
+
+func newFSMNode(t *testing.T) (*fsmNode, ed25519.PrivateKey) {
+	db, err := consensus.OpenDB(filepath.Join(t.TempDir(), "pebble"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	n := &fsmNode{t: t, fsm: consensus.NewFSM(db, nil)}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	for _, c := range []consensus.Command{
+		&consensus.PutNodeKey{Key: consensus.NodeKey{KID: ledger.KeyID(pub), NodeID: "n1", Use: consensus.KeyUseReceipt, Algorithm: "EdDSA", PublicKey: pub}},
+		&consensus.LedgerInit{Origin: "leash/test"},
+		&consensus.PutPolicy{Canonical: policy.Default().Canonical(), Env: "prod", By: "test", At: time.Now().UnixNano()},
+	} {
+		if _, err := n.Propose(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, priv
+}
+
+func (n *fsmNode) Propose(_ context.Context, c consensus.Command) (*consensus.Result, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.down {
+		n.refused++
+		return nil, consensus.ErrNoLeader
+	}
+	b, err := consensus.Encode(c)
+	if err != nil {
+		return nil, err
+	}
+	n.idx++
+	r := n.fsm.Apply(&raft.Log{Index: n.idx, Term: 1, Type: raft.LogCommand, Data: b}).(*consensus.Result)
+	return r, r.Err()
+}
+
+func (n *fsmNode) setDown(v bool) {
+	n.mu.Lock()
+	n.down = v
+	n.mu.Unlock()
+}
+
+func (n *fsmNode) Fence(context.Context, uint64) {}
+func (n *fsmNode) ProposeError(err error) error  { return err }
+func (n *fsmNode) IsLeader() bool                { return true }
+
+// governanceIDs are the ids of the governance entries in the ledger.
+func governanceIDs(t *testing.T, st *consensus.State) []string {
+	t.Helper()
+	l, err := st.Ledger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	size, err := l.Log.Size(l.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := int64(0); i < size; i++ {
+		b, err := l.Log.Record(l.Reader, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := ledger.DecodeEnvelope(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.PayloadType != ledger.GovernancePayloadType {
+			continue
+		}
+		var g ledger.Governance
+		if err := json.Unmarshal(env.Payload, &g); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, g.Action+" "+g.ID)
+	}
+	return ids
+}
+
+// call serves one request through the service's handler for op, as an
+// operator key.
+func call(t *testing.T, s *Service, op, method, target string, body any) *httptest.ResponseRecorder {
+	t.Helper()
+	var buf bytes.Buffer
+	if body != nil {
+		_ = json.NewEncoder(&buf).Encode(body)
+	}
+	r := httptest.NewRequest(method, target, &buf)
+	if i := strings.Index(target, "/frozen/"); i >= 0 {
+		r.SetPathValue("profile", strings.SplitN(target[i+len("/frozen/"):], "?", 2)[0])
+	}
+	r = r.WithContext(httpapi.WithCaller(r.Context(), &httpapi.Caller{Role: httpapi.Operator, KeyID: "op"}))
+	w := httptest.NewRecorder()
+	if err := s.Handlers()[op](w, r); err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	return w
+}
+
+// TestGovernanceRetried: a governance append that fails (no leader) is
+// not lost. The freeze is in force and answered with ledger_index -1;
+// the signed entry waits, and Run appends it once the ledger can be
+// reached again, exactly once.
+func TestGovernanceRetried(t *testing.T) {
+	n, key := newFSMNode(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	s := NewService(Config{State: n.fsm.State(), Node: n, NodeID: "n1", ReceiptKey: key, RetryEvery: 20 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	// The freeze itself applies; then the ledger becomes unreachable
+	// for the governance append: down from the next proposal on.
+	var res api.RunbookResult
+	freeze := &downAfter{fsmNode: n}
+	s.cfg.Node = freeze
+	w := call(t, s, "freezeProfile", "PUT", "/v1/runbook/frozen/docs-reader", api.FreezeRequest{RunbookAction: api.RunbookAction{Reason: "drill"}})
+	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || w.Code != 200 {
+		t.Fatalf("freeze: %d %s", w.Code, w.Body)
+	}
+	if res.LedgerIndex != -1 || s.Pending() != 1 {
+		t.Fatalf("answer %+v, %d pending: want ledger_index -1 and one entry waiting", res, s.Pending())
+	}
+	if fr, err := n.fsm.State().FrozenProfiles(); err != nil || len(fr) != 1 {
+		t.Fatalf("the freeze is not in force: %+v %v", fr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// Retries fail while the ledger stays unreachable.
+	waitFor(t, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.refused >= 3
+	})
+	if got := governanceIDs(t, n.fsm.State()); len(got) != 0 || s.Pending() != 1 {
+		t.Fatalf("while down: entries %v, %d pending", got, s.Pending())
+	}
+	n.setDown(false)
+	waitFor(t, func() bool { return s.Pending() == 0 })
+	want := "freeze raft:" + w.Header().Get(indexHeader)
+	if got := governanceIDs(t, n.fsm.State()); len(got) != 1 || got[0] != want {
+		t.Fatalf("governance entries %v, want [%s]", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "governance entry appended on retry") {
+		t.Fatalf("no retry logged:\n%s", logs.String())
+	}
+}
+
+// downAfter lets the first proposal through, then takes the node down.
+type downAfter struct {
+	*fsmNode
+	once sync.Once
+}
+
+func (d *downAfter) Propose(ctx context.Context, c consensus.Command) (*consensus.Result, error) {
+	r, err := d.fsmNode.Propose(ctx, c)
+	d.once.Do(func() { d.setDown(true) })
+	return r, err
+}
+
+// TestOverdueStepRaisesEvent: an incident's step past its time box raises
+// incident_step_overdue once, on the leader; a step done in time, or an
+// incident closed, raises nothing.
+func TestOverdueStepRaisesEvent(t *testing.T) {
+	n, key := newFSMNode(t)
+	var mu sync.Mutex
+	var got []events.IncidentStepOverdue
+	now := time.Now()
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	s := NewService(Config{State: n.fsm.State(), Node: n, NodeID: "n1", ReceiptKey: key, Now: clock,
+		Events: events.EmitterFunc(func(_ context.Context, e events.Event) {
+			var d events.IncidentStepOverdue
+			if e.Type == events.TypeIncidentStepOverdue && e.DecodeData(&d) == nil {
+				mu.Lock()
+				got = append(got, d)
+				mu.Unlock()
+			}
+		})})
+	for _, id := range []string{"inc-a", "inc-b"} {
+		if w := call(t, s, "openIncident", "POST", "/v1/incidents", api.IncidentRequest{ID: id, Title: "drill", Owner: "alice",
+			Owners: map[string]string{"revoke": "bob"}}); w.Code != 201 {
+			t.Fatalf("open: %d %s", w.Code, w.Body)
+		}
+	}
+	// The freeze is done in time; inc-b is closed.
+	call(t, s, "freezeProfile", "PUT", "/v1/runbook/frozen/docs-reader", api.FreezeRequest{RunbookAction: api.RunbookAction{Incident: "inc-a"}})
+	r := httptest.NewRequest("POST", "/v1/incidents/inc-b/close", strings.NewReader("{}"))
+	r.SetPathValue("id", "inc-b")
+	r = r.WithContext(httpapi.WithCaller(r.Context(), &httpapi.Caller{Role: httpapi.Operator, KeyID: "op"}))
+	if err := s.Handlers()["closeIncident"](httptest.NewRecorder(), r); err != nil {
+		t.Fatal(err)
+	}
+	warned := map[string]bool{}
+	s.checkOverdue(context.Background(), warned)
+	if len(got) != 0 {
+		t.Fatalf("events before any time box ran out: %+v", got)
+	}
+	// 20 minutes on: freeze (done) and revoke (15 min) are past their
+	// boxes; block (30 min) is not.
+	mu.Lock()
+	now = now.Add(20 * time.Minute)
+	mu.Unlock()
+	s.checkOverdue(context.Background(), warned)
+	s.checkOverdue(context.Background(), warned)
+	if len(got) != 1 || got[0].Incident != "inc-a" || got[0].Step != consensus.StepRevoke || got[0].Owner != "bob" {
+		t.Fatalf("overdue events %+v, want one for inc-a's revoke step, owner bob", got)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
