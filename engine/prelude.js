@@ -905,6 +905,89 @@
     }
   }
 
+  // Array.fromAsync (ES2026), the one built-in of ES2025 and ES2026 the
+  // engine lacks: async and sync iterables (a sync iterator's values are
+  // awaited, and it is closed when one rejects, as CreateAsyncFromSyncIterator
+  // does) and array-likes; an abrupt mapping or definition closes the
+  // iterator. Not a constructor; this is the result's constructor when it
+  // is one.
+  {
+    const ArrayCtor = Array, ProxyCtor = G.Proxy, ObjectCtor = Object;
+    const SymbolAsyncIterator = Symbol.asyncIterator, SymbolIterator = Symbol.iterator;
+    const isObject = v => v !== null && (typeof v === 'object' || typeof v === 'function');
+    const trap = { __proto__: null, construct() { return trap; } };
+    const isConstructor = f => {
+      if (typeof f !== 'function') return false;
+      try { new (new ProxyCtor(f, trap))(); return true; } catch { return false; }
+    };
+    const getMethod = (o, k) => {
+      const f = o[k];
+      if (f === undefined || f === null) return undefined;
+      if (typeof f !== 'function') throw new TypeError('Array.fromAsync: the iterator method is not a function');
+      return f;
+    };
+    const define = (a, k, v) => {
+      ObjectDefineProperty(a, k, { __proto__: null, value: v, writable: true, enumerable: true, configurable: true });
+    };
+    async function closeAsync(iter) {
+      try {
+        const ret = iter.return;
+        if (ret !== undefined && ret !== null) await ReflectApply(ret, iter, []);
+      } catch { /* the first error stands */ }
+    }
+    function closeSync(iter) {
+      try {
+        const ret = iter.return;
+        if (ret !== undefined && ret !== null) ReflectApply(ret, iter, []);
+      } catch { /* the first error stands */ }
+    }
+    async function fromAsync(C, asyncItems, mapfn, thisArg) {
+      const mapping = mapfn !== undefined;
+      if (mapping && typeof mapfn !== 'function') throw new TypeError('Array.fromAsync: the mapper is not a function');
+      const usingAsync = getMethod(asyncItems, SymbolAsyncIterator);
+      const usingSync = usingAsync === undefined ? getMethod(asyncItems, SymbolIterator) : undefined;
+      if (usingAsync !== undefined || usingSync !== undefined) {
+        const sync = usingAsync === undefined;
+        const A = isConstructor(C) ? new C() : [];
+        const iter = ReflectApply(sync ? usingSync : usingAsync, asyncItems, []);
+        if (!isObject(iter)) throw new TypeError('Array.fromAsync: the iterator is not an object');
+        const next = iter.next;
+        for (let k = 0; ; k++) {
+          let r = ReflectApply(next, iter, []);
+          if (!sync) r = await r;
+          if (!isObject(r)) throw new TypeError('Array.fromAsync: an iterator result is not an object');
+          const done = !!r.done;
+          let v = r.value;
+          if (sync) {
+            try { v = await v; } catch (e) { if (!done) closeSync(iter); throw e; }
+          }
+          if (done) { A.length = k; return A; }
+          if (mapping) {
+            try { v = await ReflectApply(mapfn, thisArg, [v, k]); } catch (e) { await closeAsync(iter); throw e; }
+          }
+          try { define(A, k, v); } catch (e) { await closeAsync(iter); throw e; }
+        }
+      }
+      const arrayLike = ObjectCtor(asyncItems);
+      let len = +arrayLike.length;
+      len = len !== len || len <= 0 ? 0 : MathMin(MathFloor(len), 9007199254740991);
+      const A = isConstructor(C) ? new C(len) : new ArrayCtor(len);
+      for (let k = 0; k < len; k++) {
+        let v = await arrayLike[k];
+        if (mapping) v = await ReflectApply(mapfn, thisArg, [v, k]);
+        define(A, k, v);
+      }
+      A.length = len;
+      return A;
+    }
+    const methods = {
+      fromAsync(asyncItems, mapfn = undefined, thisArg = undefined) { return fromAsync(this, asyncItems, mapfn, thisArg); },
+    };
+    if (typeof ArrayCtor.fromAsync !== 'function') {
+      ObjectDefineProperty(ArrayCtor, 'fromAsync', { value: methods.fromAsync, writable: true, configurable: true });
+    }
+  }
+
   // ---- crypto ----
 
   const digestIds = { 'SHA-1': 1, 'SHA-256': 2, 'SHA-384': 3, 'SHA-512': 4, 'MD5': 5 };

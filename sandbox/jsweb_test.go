@@ -202,7 +202,7 @@ func TestJSWebAPIs(t *testing.T) {
   return r.join(" ") + " " + e1 + " " + e2;`,
 			body: "0 5 0 7 9 0 true 0 0 3 TypeError RangeError",
 		},
-		"the ES2025 and ES2026 library built-ins (the engine's, Array.fromAsync from core-js)": {
+		"the ES2025 and ES2026 library built-ins (the engine's, Array.fromAsync the prelude's)": {
 			src: `return [[1, 2, 3].values().filter(x => x > 1).map(x => x * 2).toArray().join(","), Iterator.from([1]).toArray().length,
     [...new Set([1, 2]).union(new Set([3]))].join(","), new Set([1]).isSubsetOf(new Set([1, 2])),
     await Promise.try(() => 4), RegExp.escape("a.b"), Math.f16round(1.337), Error.isError(new TypeError()),
@@ -232,6 +232,17 @@ func TestJSWebAPIs(t *testing.T) {
   }
   return out.join(" ");`,
 			body: "RangeError+closed RangeError+closed ok RangeError+closed",
+		},
+		"Array.fromAsync: async and sync iterables, array-likes, mapping, closing, this": {
+			src: `async function* gen() { yield 1; yield Promise.resolve(2); }
+  let closed = 0; const sync = { [Symbol.iterator]() { let i = 0; return { next: () => ({ value: i++ ? Promise.reject(new RangeError("x")) : 7, done: false }), return() { closed++; return {}; } }; } };
+  let err; try { await Array.fromAsync(sync); } catch (e) { err = e.name; }
+  function C() { this.made = true; }
+  const c = await Array.fromAsync.call(C, { length: 2, 0: "a", 1: Promise.resolve("b") });
+  let notCallable; try { await Array.fromAsync([], 1); } catch (e) { notCallable = e.name; }
+  return [(await Array.fromAsync(gen())).join(","), (await Array.fromAsync([1, 2], async (x, i) => x * 10 + i)).join(","), err, closed,
+    c.made, c.length, c[1], notCallable, typeof Array.fromAsync.prototype, Array.fromAsync.length].join(" ");`,
+			body: "1,2 10,21 RangeError 1 true 2 b TypeError undefined 1",
 		},
 		"Atomics.waitAsync and notify on one agent": {
 			src: `const a = new Int32Array(new SharedArrayBuffer(8));
