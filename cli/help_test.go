@@ -20,7 +20,8 @@ var subcommands = map[string][]string{
 	"keys":          {"create", "list", "revoke"},
 	"tenants":       {"list"},
 	"incident":      {"open", "list", "report", "step", "close"},
-	"runbook":       {"status", "blast-radius"},
+	"runbook":       {"status", "blast-radius", "restore"},
+	"drill":         {"timeout", "egress"},
 }
 
 // TestEveryCommandAnswersHelp runs every command and subcommand with -h and

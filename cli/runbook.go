@@ -159,10 +159,12 @@ func changeBlocks(ctx context.Context, env *Env, args []string, name, path strin
 
 // runRunbook: `leash runbook status` lists what is frozen and blocked.
 func runRunbook(ctx context.Context, env *Env, args []string) error {
-	if stop, err := subUsage(env, args, "runbook status [--json] | blast-radius [--destination D] [--tenant T] [--profile P] [--module M] [--digest D] [--lease L] [--since T] [--until T] [--json|--dot]"); stop {
+	if stop, err := subUsage(env, args, "runbook status [--json] | blast-radius [--destination D] [--tenant T] [--profile P] [--module M] [--digest D] [--lease L] [--since T] [--until T] [--json|--dot] | restore --profile P (--bundle FILE --canary PERCENT | --promote)"); stop {
 		return err
 	}
 	switch args[0] {
+	case "restore":
+		return runRestore(ctx, env, args[1:])
 	case "blast-radius":
 		return runBlastRadius(ctx, env, args[1:])
 	case "status":
@@ -190,14 +192,18 @@ func runRunbook(ctx context.Context, env *Env, args []string) error {
 		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KIND\tWHAT\tBY\tAT\tINCIDENT\tREASON")
 		for _, f := range fr.Frozen {
-			fmt.Fprintf(tw, "frozen\t%s\t%s\t%s\t%s\t%s\n", f.Profile, f.By, f.At.Format(time.RFC3339), f.Incident, f.Reason)
+			what := f.Profile
+			if f.ThawDigest != "" {
+				what += " (thawed for " + f.ThawDigest + ")"
+			}
+			fmt.Fprintf(tw, "frozen\t%s\t%s\t%s\t%s\t%s\n", what, f.By, f.At.Format(time.RFC3339), f.Incident, f.Reason)
 		}
 		for _, b := range bl.Blocks {
 			fmt.Fprintf(tw, "blocked\t%s\t%s\t%s\t%s\t%s\n", b.Destination, b.By, b.At.Format(time.RFC3339), b.Incident, b.Reason)
 		}
 		return tw.Flush()
 	}
-	return &exitError{code: 2, msg: fmt.Sprintf("runbook: unknown subcommand %q (status, blast-radius)", args[0])}
+	return &exitError{code: 2, msg: fmt.Sprintf("runbook: unknown subcommand %q (status, blast-radius, restore)", args[0])}
 }
 
 // runBlastRadius: `leash runbook blast-radius` prints what the filter's
