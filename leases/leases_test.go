@@ -23,7 +23,7 @@ func (passThrough) ProposeError(error) error { return errMapped }
 func TestProposeError(t *testing.T) {
 	s := New(Config{Node: passThrough{}})
 	for code, status := range map[string]int{
-		consensus.CodeUnknownPolicy: http.StatusNotFound,
+		consensus.CodeUnknownPolicy: 0, // as before the move: the node's mapping
 		consensus.CodeEnvNotAllowed: http.StatusForbidden,
 		consensus.CodeUnknownEnv:    http.StatusBadRequest,
 		consensus.CodeProfileFrozen: 0,
