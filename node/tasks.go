@@ -212,6 +212,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 	if !n.cfg.Unaudited {
 		snap := *out // what the batcher records; out itself is the answer's
 		spoolMode := n.cfg.ReceiptAck == ReceiptAckSpool
+		written := n.now()
 		appended := func(wb *pebble.Batch, index int64, err error) {
 			r := snap
 			if err == nil {
@@ -221,7 +222,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 			}
 			rt := *rec
 			rt.Result = &r
-			if werr := n.writeTask(wb, &rt); werr != nil {
+			if werr := n.writeTask(wb, &rt, written); werr != nil {
 				n.log.Error("record task", "task", t.ID, "err", werr)
 			}
 			if spoolMode {
@@ -239,7 +240,7 @@ func (n *Node) execute(parent context.Context, l *consensus.Lease, t *sandbox.Ta
 			first := *rec
 			first.Result = &snap
 			with = func(wb *pebble.Batch) {
-				if werr := n.writeTask(wb, &first); werr != nil {
+				if werr := n.writeTask(wb, &first, written); werr != nil {
 					n.log.Error("record task", "task", t.ID, "err", werr)
 				}
 			}
@@ -312,7 +313,7 @@ func (n *Node) resultView(l *consensus.Lease, t *sandbox.Task, res *sandbox.Resu
 func (n *Node) saveTask(t *api.Task) error {
 	wb := n.db.NewBatch()
 	defer wb.Close()
-	if err := n.writeTask(wb, t); err != nil {
+	if err := n.writeTask(wb, t, n.now()); err != nil {
 		return err
 	}
 	// NoSync: task records are local history; the receipt ledger is the
@@ -320,14 +321,15 @@ func (n *Node) saveTask(t *api.Task) error {
 	return wb.Commit(pebble.NoSync)
 }
 
-// writeTask puts a task record (and its retention index entry) in wb.
-func (n *Node) writeTask(wb *pebble.Batch, t *api.Task) error {
+// writeTask puts a task record (and its retention index entry, at when)
+// in wb. A record written again keeps its first when: one index entry.
+func (n *Node) writeTask(wb *pebble.Batch, t *api.Task, when time.Time) error {
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
 	var at [8]byte
-	binary.BigEndian.PutUint64(at[:], uint64(n.now().UnixNano()))
+	binary.BigEndian.PutUint64(at[:], uint64(when.UnixNano()))
 	_ = wb.Set([]byte(prefixTask+t.TaskID), b, nil)
 	_ = wb.Set([]byte(prefixTaskTime+string(at[:])+t.TaskID), nil, nil)
 	return nil
