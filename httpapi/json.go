@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,4 +106,18 @@ func BodyReadError(err error, limit int64, what string) error {
 		return ErrBodyTimeout
 	}
 	return api.BadRequest(api.CodeBadRequest, "read %s: %v", what, err)
+}
+
+// QueryInt reads a non-negative integer query parameter: def when it is
+// absent, a 400 bad_request when it is not one.
+func QueryInt(r *http.Request, name string, def int64) (int64, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, api.BadRequest(api.CodeBadRequest, "%s must be a non-negative integer", name)
+	}
+	return v, nil
 }

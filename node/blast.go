@@ -186,7 +186,7 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	if len(matched) > MaxBlastReceipts {
 		return api.BadRequest(api.CodeBadRequest, "%d receipts match, more than the %d one query verifies: narrow the filter", len(matched), MaxBlastReceipts)
 	}
-	v, err := n.ledgerView()
+	v, err := n.audit.View()
 	if err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	note, err := n.signedCheckpoint(v, size)
+	note, err := n.audit.SignedCheckpoint(v, size)
 	if err != nil {
 		return err
 	}

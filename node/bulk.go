@@ -332,7 +332,7 @@ func (n *Node) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if strings.ContainsAny(f.Tenant, "/\x00") {
 		return api.BadRequest(api.CodeBadRequest, "tenant is not a tenant name")
 	}
-	limit, err := queryInt(r, "limit", 50)
+	limit, err := httpapi.QueryInt(r, "limit", 50)
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,6 @@ import (
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
 	"github.com/leash-dev/leash/httpapi"
-	"github.com/leash-dev/leash/lease"
-	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/policy"
 )
 
@@ -56,22 +54,6 @@ func lagging(commit, applied string) bool {
 	c, err1 := strconv.ParseUint(commit, 10, 64)
 	a, err2 := strconv.ParseUint(applied, 10, 64)
 	return err1 == nil && err2 == nil && a+16 < c
-}
-
-// getKeys serves the nodes' public keys: lease keys as a JWKS, plus every
-// key (receipt, note) for auditors.
-func (n *Node) getKeys(w http.ResponseWriter, r *http.Request) error {
-	keys, err := n.state.NodeKeys()
-	if err != nil {
-		return err
-	}
-	out := keysView{Keys: lease.JWKS(keys).Keys, Nodes: []ledger.NodeKeys{}}
-	if v, err := n.state.Ledger(); err == nil {
-		out.Origin, out.Nodes = v.Keys.Origin, v.Keys.Nodes
-		v.Close()
-	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
-	return nil
 }
 
 // getCluster is in cluster.go.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"strconv"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"github.com/leash-dev/leash/api"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
-	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/obs"
 	"github.com/leash-dev/leash/sandbox"
@@ -531,165 +529,6 @@ func (n *Node) cosignLoop(ctx context.Context) {
 	}
 }
 
-// ledgerView opens the ledger for an API call.
-func (n *Node) ledgerView() (*consensus.Ledger, error) {
-	v, err := n.state.Ledger()
-	if err != nil {
-		return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "the ledger is not initialised yet", Err: err}
-	}
-	return v, nil
-}
-
-// signedCheckpoint is the newest co-signed checkpoint, or, when the log
-// grew past it (or none exists yet), this node's own signature on its
-// current view.
-func (n *Node) signedCheckpoint(v *consensus.Ledger, atLeast int64) ([]byte, error) {
-	if note, err := v.Checkpoint(); err == nil {
-		if sc, err := ledger.VerifyCheckpoint(note, v.Keys, 1); err == nil && sc.Checkpoint.Size >= atLeast {
-			return note, nil
-		}
-	}
-	cp, err := v.Log.Checkpoint(v.Reader)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := ledger.NewNoteSigner(n.id.NodeID, n.id.CheckpointKey)
-	if err != nil {
-		return nil, err
-	}
-	return ledger.SignCheckpoint(cp, signer)
-}
-
-// GET /v1/ledger/checkpoint: the signed note, as text.
-func (n *Node) getCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	v, err := n.ledgerView()
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	note, err := n.signedCheckpoint(v, 0)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write(note)
-	return nil
-}
-
-func queryInt(r *http.Request, name string, def int64) (int64, error) {
-	s := r.URL.Query().Get(name)
-	if s == "" {
-		return def, nil
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 0 {
-		return 0, api.BadRequest(api.CodeBadRequest, "%s must be a non-negative integer", name)
-	}
-	return v, nil
-}
-
-// GET /v1/ledger/receipts/{index}: envelope + inclusion proof to the
-// newest checkpoint that contains it.
-func (n *Node) getReceipt(w http.ResponseWriter, r *http.Request) error {
-	idx, err := strconv.ParseInt(r.PathValue("index"), 10, 64)
-	if err != nil || idx < 0 {
-		return api.BadRequest(api.CodeBadRequest, "index must be a non-negative integer")
-	}
-	v, err := n.ledgerView()
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	size, err := v.Log.Size(v.Reader)
-	if err != nil {
-		return err
-	}
-	if idx >= size {
-		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d; the ledger has %d", idx, size)
-	}
-	if c := httpapi.CallerOf(r.Context()); !c.Staff() {
-		// A tenant reads its own receipts; another tenant's is not found.
-		rec, err := v.Log.Record(v.Reader, idx)
-		if err != nil {
-			return err
-		}
-		if t, err := receiptTenant(rec); err != nil || !c.Sees(t) {
-			return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no receipt %d of tenant %q", idx, c.Tenant)
-		}
-	}
-	note, err := n.signedCheckpoint(v, idx+1)
-	if err != nil {
-		return err
-	}
-	proof, err := v.Log.ReceiptProof(v.Reader, idx, note)
-	if err != nil {
-		return err
-	}
-	httpapi.WriteJSON(w, http.StatusOK, proof)
-	return nil
-}
-
-// sizeRange reads two sizes from the query (defaults 0 and the ledger's
-// size) and checks 0 <= lo <= hi <= size.
-func sizeRange(r *http.Request, v *consensus.Ledger, loName, hiName string) (lo, hi int64, err error) {
-	size, err := v.Log.Size(v.Reader)
-	if err != nil {
-		return 0, 0, err
-	}
-	if lo, err = queryInt(r, loName, 0); err != nil {
-		return 0, 0, err
-	}
-	if hi, err = queryInt(r, hiName, size); err != nil {
-		return 0, 0, err
-	}
-	if lo > hi || hi > size {
-		return 0, 0, api.BadRequest(api.CodeBadRequest, "want 0 <= %s <= %s <= %d", loName, hiName, size)
-	}
-	return lo, hi, nil
-}
-
-// GET /v1/ledger/export?from=&to=: JSON lines.
-func (n *Node) getExport(w http.ResponseWriter, r *http.Request) error {
-	v, err := n.ledgerView()
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	from, to, err := sizeRange(r, v, "from", "to")
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	return v.Log.Export(v.Reader, httpapi.NewStallWriter(w, n.cfg.BodyTimeout), from, to)
-}
-
-// GET /v1/ledger/consistency?old=&new=: a consistency proof.
-func (n *Node) getConsistency(w http.ResponseWriter, r *http.Request) error {
-	v, err := n.ledgerView()
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	oldSize, newSize, err := sizeRange(r, v, "old", "new")
-	if err != nil {
-		return err
-	}
-	p, err := v.Log.ConsistencyProof(v.Reader, oldSize, newSize)
-	if err != nil {
-		return err
-	}
-	httpapi.WriteJSON(w, http.StatusOK, p)
-	return nil
-}
-
-// keysView is GET /v1/keys: the lease JWKS ("keys") and the ledger key
-// set ("origin", "nodes") auditors verify receipts and checkpoints with.
-type keysView struct {
-	Keys   any               `json:"keys"`
-	Origin string            `json:"origin"`
-	Nodes  []ledger.NodeKeys `json:"nodes"`
-}
-
 // blockedAttempts lists what the egress gateway refused for a running
 // task, sorted, at most ledger.MaxBlockedAttempts.
 func (n *Node) blockedAttempts(taskID string) []ledger.BlockedAttempt {
@@ -707,19 +546,4 @@ func (n *Node) blockedAttempts(taskID string) []ledger.BlockedAttempt {
 		out = out[:ledger.MaxBlockedAttempts]
 	}
 	return out
-}
-
-// receiptTenant reads the tenant a stored receipt names.
-func receiptTenant(record []byte) (string, error) {
-	env, err := ledger.DecodeEnvelope(record)
-	if err != nil {
-		return "", err
-	}
-	var r struct {
-		Tenant string `json:"tenant"`
-	}
-	if err := json.Unmarshal(env.Payload, &r); err != nil {
-		return "", err
-	}
-	return r.Tenant, nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/leash-dev/leash/audit"
 	"github.com/leash-dev/leash/bulk"
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/events"
@@ -290,6 +291,8 @@ type Node struct {
 	leaseAPI *leases.Service
 	// modules is the module store and its endpoints (parts.go).
 	modules *modules.Store
+	// audit serves the ledger's read endpoints and the keys (parts.go).
+	audit *audit.Reader
 }
 
 // Run starts the node and serves until ctx ends, then shuts down
@@ -360,6 +363,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	}
 	n.sessions = n.newSessions()
 	n.tenants = n.newTenants()
+	n.audit = audit.New(audit.Config{State: n.state, NodeID: id.NodeID, CheckpointKey: id.CheckpointKey, BodyTimeout: cfg.BodyTimeout})
 	n.leaseAPI = n.newLeases()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()

@@ -26,7 +26,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 			n.metrics.Handler().ServeHTTP(w, r)
 			return nil
 		},
-		"getKeys":      n.getKeys,
 		"getCluster":   n.getCluster,
 		"postSnapshot": n.postSnapshot,
 
@@ -42,11 +41,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"listTasks":  n.listTasks,
 		"getTask":    n.getTask,
 		"cancelTask": n.cancelTask,
-
-		"getCheckpoint":  n.getCheckpoint,
-		"getReceipt":     n.getReceipt,
-		"getExport":      n.getExport,
-		"getConsistency": n.getConsistency,
 
 		"listEvents": func(w http.ResponseWriter, r *http.Request) error {
 			return n.evh.List(w, scopeEvents(r))
@@ -73,6 +67,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 	maps.Copy(h, n.tenants.Handlers())
 	maps.Copy(h, n.leaseAPI.Handlers())
 	maps.Copy(h, n.modules.Handlers())
+	maps.Copy(h, n.audit.Handlers())
 	maps.Copy(h, n.runbook.Handlers())
 	return h
 }

@@ -75,6 +75,7 @@ var banned = map[string][]string{
 	"runbook":   {"sandbox", "egress", "scheduler", "lease", "bulk", "usage", "lifecycle", "sessions", "tenants", "leases", "modules"},
 	"leases":    {"sandbox", "egress", "ledger", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook"},
 	"modules":   {"egress", "lease", "ledger", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook", "sessions", "leases"},
+	"audit":     {"sandbox", "egress", "scheduler", "bulk", "tenants", "usage", "lifecycle", "runbook", "sessions", "leases", "modules"},
 }
 
 // mayImportNode are the packages above the composition root.
