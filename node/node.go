@@ -279,8 +279,9 @@ type Node struct {
 	// lifecycle serves the policy lifecycle's API and watches prod's
 	// canary (lifecycle.go).
 	lifecycle *lifecycle.Service
-	// blast is the blast-radius index of the receipts (blast.go).
-	blast *blastIndex
+	// blast is the blast-radius index of the receipts and its query
+	// (package runbook).
+	blast *runbook.Blast
 	// runbook serves the security runbook's API (runbook.go).
 	runbook *runbook.Service
 	// sessions is session state: the KV and task history (parts.go).
@@ -300,7 +301,7 @@ type Node struct {
 // terminated:shutdown; Raft and Pebble close cleanly.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.fill()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(), blast: newBlastIndex(),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), now: time.Now, tasks: newRunning(),
 		intake: httpapi.NewIntake(cfg.MaxIntakeBytes, cfg.MaxTenantIntakeBytes)}
 	ln, err := n.open(ctx)
 	if err != nil {
@@ -364,6 +365,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	n.sessions = n.newSessions()
 	n.tenants = n.newTenants()
 	n.audit = audit.New(audit.Config{State: n.state, NodeID: id.NodeID, CheckpointKey: id.CheckpointKey, BodyTimeout: cfg.BodyTimeout})
+	n.blast = runbook.NewBlast(n.audit, n.log)
 	n.leaseAPI = n.newLeases()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()

@@ -35,8 +35,6 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 		"getUI":      ui.Index,
 		"getUIAsset": ui.Asset,
 
-		"blastRadius": n.blastRadius,
-
 		"submitTask": n.submitTask,
 		"listTasks":  n.listTasks,
 		"getTask":    n.getTask,
@@ -68,6 +66,7 @@ func (n *Node) handlers() map[string]httpapi.HandlerFunc {
 	maps.Copy(h, n.leaseAPI.Handlers())
 	maps.Copy(h, n.modules.Handlers())
 	maps.Copy(h, n.audit.Handlers())
+	maps.Copy(h, n.blast.Handlers())
 	maps.Copy(h, n.runbook.Handlers())
 	return h
 }

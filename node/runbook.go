@@ -46,7 +46,7 @@ func (n *Node) runbookApplied(a consensus.Applied) {
 		}
 	case *consensus.AppendReceipts:
 		if ar, ok := a.Result.Value.(*consensus.AppendResult); ok && n.blast != nil {
-			n.blast.offer(c, ar)
+			n.blast.Offer(c, ar)
 		}
 	}
 }
@@ -89,7 +89,7 @@ func (n *Node) watchRunbook(ctx context.Context) {
 	n.bg.Add(2)
 	go func() {
 		defer n.bg.Done()
-		n.indexReceipts(ctx)
+		n.blast.Run(ctx)
 	}()
 	go func() {
 		defer n.bg.Done()

@@ -1,17 +1,18 @@
-package node
+package runbook
 
 // The blast radius (docs/runbook.md): which tasks, tenants, leases,
 // profiles, modules and destinations a destination, tenant, profile,
 // module, policy digest, lease or time window touches, from the ledger's
-// receipts. The index (package runbook) is fed as receipts are applied
-// and rebuilt from the log at start; a query reads only the receipts it
-// matches, and verifies each one's signature and inclusion in a signed
-// checkpoint before it counts.
+// receipts. The index (index.go) is fed as receipts are applied (Offer)
+// and rebuilt from the log at start (Run); a query reads only the
+// receipts it matches, and verifies each one's signature and inclusion
+// in a signed checkpoint before it counts.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"slices"
@@ -27,8 +28,38 @@ import (
 	"github.com/leash-dev/leash/consensus"
 	"github.com/leash-dev/leash/httpapi"
 	"github.com/leash-dev/leash/ledger"
-	"github.com/leash-dev/leash/runbook"
 )
+
+// Ledger is how the blast radius opens the ledger and gets a checkpoint
+// to verify inclusion against (package audit's Reader).
+type Ledger interface {
+	View() (*consensus.Ledger, error)
+	SignedCheckpoint(v *consensus.Ledger, atLeast int64) ([]byte, error)
+}
+
+// Blast is the blast-radius index and its query.
+type Blast struct {
+	ledger  Ledger
+	log     *slog.Logger
+	x       *Index
+	in      chan blastBatch
+	dropped atomic.Int64
+	built   atomic.Bool
+}
+
+// NewBlast returns the blast radius over l; Run builds its index.
+func NewBlast(l Ledger, log *slog.Logger) *Blast {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Blast{ledger: l, log: log, x: New(), in: make(chan blastBatch, 1024)}
+}
+
+// Handlers is the blast-radius route, by operation name of
+// httpapi.Table.
+func (b *Blast) Handlers() map[string]httpapi.HandlerFunc {
+	return map[string]httpapi.HandlerFunc{"blastRadius": b.blastRadius}
+}
 
 // MaxBlastReceipts bounds the receipts one query verifies.
 const MaxBlastReceipts = 50000
@@ -36,25 +67,14 @@ const MaxBlastReceipts = 50000
 // maxBlastTasks bounds the tasks a query's answer lists.
 const maxBlastTasks = 1000
 
-type blastIndex struct {
-	x       *runbook.Index
-	in      chan blastBatch
-	dropped atomic.Int64
-	built   atomic.Bool
-}
-
 type blastBatch struct {
 	envs [][]byte
 	idx  []int64
 }
 
-func newBlastIndex() *blastIndex {
-	return &blastIndex{x: runbook.New(), in: make(chan blastBatch, 1024)}
-}
-
-// offer hands an applied batch to the indexer without blocking the FSM;
+// Offer hands an applied batch to the indexer without blocking the FSM;
 // a dropped batch makes the indexer read the log again.
-func (b *blastIndex) offer(c *consensus.AppendReceipts, res *consensus.AppendResult) {
+func (b *Blast) Offer(c *consensus.AppendReceipts, res *consensus.AppendResult) {
 	if len(c.Envelopes) != len(res.Indexes) {
 		return
 	}
@@ -65,7 +85,7 @@ func (b *blastIndex) offer(c *consensus.AppendReceipts, res *consensus.AppendRes
 	}
 }
 
-func (b *blastIndex) add(idx int64, rec []byte) {
+func (b *Blast) add(idx int64, rec []byte) {
 	env, err := ledger.DecodeEnvelope(rec)
 	if err != nil || env.PayloadType != ledger.PayloadType {
 		return // governance entries name no task
@@ -76,13 +96,12 @@ func (b *blastIndex) add(idx int64, rec []byte) {
 	}
 }
 
-// indexReceipts builds the index from the log, then follows applied
-// batches until ctx ends.
-func (n *Node) indexReceipts(ctx context.Context) {
-	b := n.blast
+// Run builds the index from the log, then follows applied batches until
+// ctx ends.
+func (b *Blast) Run(ctx context.Context) {
 	rebuild := func() {
 		start := time.Now()
-		v, err := n.state.Ledger()
+		v, err := b.ledger.View()
 		if err != nil {
 			return
 		}
@@ -126,7 +145,7 @@ func (n *Node) indexReceipts(ctx context.Context) {
 			return
 		}
 		b.built.Store(true)
-		n.log.Info("blast-radius index built", "records", size, "receipts", b.x.Len(), "ms", time.Since(start).Milliseconds())
+		b.log.Info("blast-radius index built", "records", size, "receipts", b.x.Len(), "ms", time.Since(start).Milliseconds())
 	}
 	rebuild()
 	t := time.NewTicker(5 * time.Second)
@@ -148,14 +167,14 @@ func (n *Node) indexReceipts(ctx context.Context) {
 }
 
 // blastRadius: GET /v1/runbook/blast-radius.
-func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
+func (b *Blast) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	for k := range q {
 		if !slices.Contains([]string{"destination", "tenant", "profile", "module", "policy_digest", "lease", "since", "until", "format"}, k) {
-			return api.BadRequest(api.CodeBadRequest, "unknown parameter %q", clipString(k, 64))
+			return api.BadRequest(api.CodeBadRequest, "unknown parameter %q", httpapi.Clip(k, 64))
 		}
 	}
-	f := runbook.Filter{Destination: q.Get("destination"), Tenant: q.Get("tenant"), Profile: q.Get("profile"), Module: q.Get("module"),
+	f := Filter{Destination: q.Get("destination"), Tenant: q.Get("tenant"), Profile: q.Get("profile"), Module: q.Get("module"),
 		PolicyDigest: q.Get("policy_digest"), Lease: q.Get("lease")}
 	for _, s := range []string{f.Destination, f.Tenant, f.Profile, f.Module, f.PolicyDigest, f.Lease} {
 		if len(s) > 256 {
@@ -171,22 +190,22 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 			*dst = t
 		}
 	}
-	if (f == runbook.Filter{}) {
+	if (f == Filter{}) {
 		return api.BadRequest(api.CodeBadRequest, "name a destination, tenant, profile, module, policy_digest, lease or time window")
 	}
 	format := q.Get("format")
 	if format != "" && format != "json" && format != "dot" {
 		return api.BadRequest(api.CodeBadRequest, "format is json or dot")
 	}
-	if !n.blast.built.Load() {
+	if !b.built.Load() {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "the blast-radius index is being built", RetryAfter: 1}
 	}
 	start := time.Now()
-	matched := n.blast.x.Match(f)
+	matched := b.x.Match(f)
 	if len(matched) > MaxBlastReceipts {
 		return api.BadRequest(api.CodeBadRequest, "%d receipts match, more than the %d one query verifies: narrow the filter", len(matched), MaxBlastReceipts)
 	}
-	v, err := n.audit.View()
+	v, err := b.ledger.View()
 	if err != nil {
 		return err
 	}
@@ -195,7 +214,7 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	note, err := n.audit.SignedCheckpoint(v, size)
+	note, err := b.ledger.SignedCheckpoint(v, size)
 	if err != nil {
 		return err
 	}
@@ -225,8 +244,8 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 		out.EgressBytesOut += rc.EgressBytesOut
 		out.EgressBytesIn += rc.EgressBytesIn
 		blocked := 0
-		for _, b := range rc.BlockedAttempts {
-			blocked += b.Count
+		for _, ba := range rc.BlockedAttempts {
+			blocked += ba.Count
 		}
 		out.Blocked += blocked
 		edges[[3]string{"tenant:" + rc.Tenant, "profile:" + rc.Profile, ""}]++
@@ -250,7 +269,7 @@ func (n *Node) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	})
 	out.Matched = len(matched)
 	out.Ms = time.Since(start).Milliseconds()
-	n.log.Info("blast radius", "filter", fmt.Sprintf("%+v", f), "matched", out.Matched, "verified", out.Verified, "pending", out.Pending,
+	b.log.Info("blast radius", "filter", fmt.Sprintf("%+v", f), "matched", out.Matched, "verified", out.Verified, "pending", out.Pending,
 		"ms", out.Ms, "by", httpapi.CallerOf(r.Context()).Name())
 	if format == "dot" {
 		w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
