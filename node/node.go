@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/leash-dev/leash/audit"
@@ -471,8 +472,19 @@ func (n *Node) seed(ctx context.Context, bundle *policy.Bundle, src []byte) erro
 	case err != nil:
 		return err
 	}
+	// Each is idempotent (a put, or an init that is a no-op with the same
+	// origin), so a write lost to a leader change is sent again: a node
+	// that starts during an election waits it out instead of exiting.
 	for _, c := range cmds {
-		if _, err := n.propose(ctx, c); err != nil {
+		_, err := backoff.Retry(ctx, func() (*consensus.Result, error) {
+			res, err := n.propose(ctx, c)
+			if err != nil && !errors.Is(err, consensus.ErrNoLeader) && !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, consensus.ErrOutcomeUnknown) {
+				return nil, backoff.Permanent(err)
+			}
+			return res, err
+		}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: time.Second}),
+			backoff.WithMaxElapsedTime(0))
+		if err != nil {
 			return fmt.Errorf("seed replicated state (%s): %w", c.Op(), err)
 		}
 	}
