@@ -270,11 +270,12 @@ func (s *Service) unfreezeProfile(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if d := q.Get("canary"); d != "" {
+		// The state machine checks the freeze (profile_not_frozen).
+		return s.thawCanary(w, r, profile, d, a)
+	}
 	if _, err := s.cfg.State.FrozenProfile(profile); errors.Is(err, consensus.ErrNotFound) {
 		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "profile %q is not frozen", profile)
-	}
-	if d := q.Get("canary"); d != "" {
-		return s.thawCanary(w, r, profile, d, a)
 	}
 	res, err := s.proposeRunbook(r.Context(), &consensus.FreezeProfile{Profile: profile, Frozen: false, Action: a})
 	if err != nil {

@@ -279,3 +279,34 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// TestThawCanaryRefusals: a canary thaw of a profile that is not frozen
+// answers 404 profile_not_frozen (as docs/api.md says), and one naming a
+// digest that is not prod's canary 409 no_canary / not_the_canary.
+func TestThawCanaryRefusals(t *testing.T) {
+	n, key := newFSMNode(t)
+	s := NewService(Config{State: n.fsm.State(), Node: n, NodeID: "n1", ReceiptKey: key})
+	thaw := func(target string) *api.Error {
+		t.Helper()
+		r := httptest.NewRequest("DELETE", target, nil)
+		r.SetPathValue("profile", "docs-reader")
+		r = r.WithContext(httpapi.WithCaller(r.Context(), &httpapi.Caller{Role: httpapi.Operator, KeyID: "op"}))
+		err := s.Handlers()["unfreezeProfile"](httptest.NewRecorder(), r)
+		ae, ok := api.AsError(err)
+		if !ok {
+			t.Fatalf("%s: %v, want an API error", target, err)
+		}
+		return ae
+	}
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	if ae := thaw("/v1/runbook/frozen/docs-reader?canary=" + digest + "&reason=restore"); ae.Status != 404 || ae.Code != consensus.CodeNotFrozen {
+		t.Fatalf("thaw of a profile not frozen: %d %s", ae.Status, ae.Code)
+	}
+	call(t, s, "freezeProfile", "PUT", "/v1/runbook/frozen/docs-reader", api.FreezeRequest{RunbookAction: api.RunbookAction{Reason: "drill"}})
+	if ae := thaw("/v1/runbook/frozen/docs-reader?canary=" + digest + "&reason=restore"); ae.Status != 409 || ae.Code != consensus.CodeNoCanary {
+		t.Fatalf("thaw without a canary: %d %s", ae.Status, ae.Code)
+	}
+	if ae := thaw("/v1/runbook/frozen/docs-reader?canary=sha256:zz&reason=restore"); ae.Status != 400 {
+		t.Fatalf("thaw with a malformed digest: %d %s", ae.Status, ae.Code)
+	}
+}
