@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,26 +36,38 @@ type Filter struct {
 	Since, Until time.Time
 }
 
-// entry is what the index keeps of one receipt.
+// The index keeps no string or pointer per receipt: names (tenants,
+// profiles, modules, digests, leases, destination hosts) are interned
+// once as numbers, the entries are a flat slice by ledger index and the
+// hosts of all entries one flat slice, so a million receipts take about
+// a hundred megabytes that the garbage collector does not scan.
+
+// entry is what the index keeps of one receipt; by names the tenant,
+// profile, module, digest and lease (0: no receipt at this index).
 type entry struct {
-	tenant, profile, module, digest, lease string
-	hosts                                  []string // host:port as recorded
-	end                                    int64
+	end             int64
+	by              [5]uint32
+	hostAt, hostLen uint32 // its destination hosts (without port): Index.hosts[hostAt:hostAt+hostLen]
 }
 
 // Index is the blast-radius index.
 type Index struct {
 	mu      sync.RWMutex
-	entries map[int64]*entry
-	by      [5]map[string][]int64 // tenant, profile, module, digest, lease
-	dests   map[string][]int64    // destination host (without port) → indexes
+	names   map[string]uint32 // name → number (from 1)
+	strs    []string          // number → name
+	ips     map[uint32]netip.Addr
+	entries []entry // by ledger index
+	n       int
+	hosts   []uint32
+	by      [5]map[uint32][]int64 // tenant, profile, module, digest, lease → indexes
+	dests   map[uint32][]int64    // destination host (without port) → indexes
 }
 
 // New returns an empty index.
 func New() *Index {
-	x := &Index{entries: map[int64]*entry{}, dests: map[string][]int64{}}
+	x := &Index{names: map[string]uint32{}, strs: []string{""}, ips: map[uint32]netip.Addr{}, dests: map[uint32][]int64{}}
 	for i := range x.by {
-		x.by[i] = map[string][]int64{}
+		x.by[i] = map[uint32][]int64{}
 	}
 	return x
 }
@@ -66,64 +79,129 @@ func hostOf(dest string) string {
 	return dest
 }
 
+// intern returns s's number, adding it; x.mu is held.
+func (x *Index) intern(s string) uint32 {
+	if id, ok := x.names[s]; ok {
+		return id
+	}
+	s = strings.Clone(s) // not a slice of a decoded receipt
+	id := uint32(len(x.strs))
+	x.names[s] = id
+	x.strs = append(x.strs, s)
+	return id
+}
+
 // Add indexes the receipt at ledger index idx; adding an index twice
 // changes nothing.
 func (x *Index) Add(idx int64, r *ledger.Receipt) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if _, ok := x.entries[idx]; ok {
+	if idx < 0 {
 		return
 	}
-	e := &entry{tenant: r.Tenant, profile: r.Profile, module: r.ModuleDigest, digest: r.PolicyDigest, lease: r.LeaseID,
-		hosts: slices.Clone(r.Destinations), end: r.End.UnixNano()}
-	x.entries[idx] = e
-	for i, k := range [5]string{e.tenant, e.profile, e.module, e.digest, e.lease} {
-		x.by[i][k] = append(x.by[i][k], idx)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if idx < int64(len(x.entries)) && x.entries[idx].by[0] != 0 {
+		return
 	}
-	seen := map[string]bool{}
-	for _, d := range e.hosts {
-		h := hostOf(d)
-		if !seen[h] {
-			seen[h] = true
-			x.dests[h] = append(x.dests[h], idx)
+	for int64(len(x.entries)) <= idx {
+		x.entries = append(x.entries, entry{})
+	}
+	e := entry{end: r.End.UnixNano(), hostAt: uint32(len(x.hosts))}
+	for i, k := range [5]string{r.Tenant, r.Profile, r.ModuleDigest, r.PolicyDigest, r.LeaseID} {
+		e.by[i] = x.intern(k)
+		x.by[i][e.by[i]] = append(x.by[i][e.by[i]], idx)
+	}
+	for _, d := range r.Destinations {
+		h := x.intern(hostOf(d))
+		if slices.Contains(x.hosts[e.hostAt:], h) {
+			continue
+		}
+		x.hosts = append(x.hosts, h)
+		x.dests[h] = append(x.dests[h], idx)
+		if a, err := netip.ParseAddr(x.strs[h]); err == nil {
+			x.ips[h] = a.Unmap()
 		}
 	}
+	e.hostLen = uint32(len(x.hosts)) - e.hostAt
+	x.entries[idx] = e
+	x.n++
 }
 
 // Len is how many receipts the index holds.
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.entries)
+	return x.n
+}
+
+// query is a Filter in the index's numbers.
+type query struct {
+	by           [5]uint32 // 0: any
+	prefix       netip.Prefix
+	isPrefix     bool
+	host         uint32 // a host destination's number
+	dest         bool   // a destination is given
+	since, until int64  // 0: unbounded
+	none         bool   // a name given is in no receipt
+}
+
+// compile resolves f's names; x.mu is held.
+func (x *Index) compile(f Filter) query {
+	var q query
+	for i, k := range [5]string{f.Tenant, f.Profile, f.Module, f.PolicyDigest, f.Lease} {
+		if k == "" {
+			continue
+		}
+		if q.by[i] = x.names[k]; q.by[i] == 0 {
+			q.none = true
+		}
+	}
+	if f.Destination != "" {
+		q.dest = true
+		if q.prefix, q.isPrefix = prefixOf(f.Destination); !q.isPrefix {
+			if q.host = x.names[hostOf(f.Destination)]; q.host == 0 {
+				q.none = true
+			}
+		}
+	}
+	if !f.Since.IsZero() {
+		q.since = f.Since.UnixNano()
+	}
+	if !f.Until.IsZero() {
+		q.until = f.Until.UnixNano()
+	}
+	return q
 }
 
 // Match returns the indexes of the receipts f selects, ascending.
 func (x *Index) Match(f Filter) []int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	q := x.compile(f)
+	if q.none {
+		return nil
+	}
 	// The smallest posting list of the fields set; then every candidate
 	// is checked against the whole filter.
 	var cands []int64
 	have := false
-	for i, k := range [5]string{f.Tenant, f.Profile, f.Module, f.PolicyDigest, f.Lease} {
-		if k == "" {
+	for i, id := range q.by {
+		if id == 0 {
 			continue
 		}
-		l := x.by[i][k]
-		if !have || len(l) < len(cands) {
+		if l := x.by[i][id]; !have || len(l) < len(cands) {
 			cands, have = l, true
 		}
 	}
-	if f.Destination != "" {
+	if q.dest {
 		var l []int64
-		if p, ok := prefixOf(f.Destination); ok {
-			for h, ids := range x.dests {
-				if a, err := netip.ParseAddr(h); err == nil && p.Contains(a.Unmap()) {
-					l = append(l, ids...)
+		if q.isPrefix {
+			for h, a := range x.ips {
+				if q.prefix.Contains(a) {
+					l = append(l, x.dests[h]...)
 				}
 			}
 		} else {
-			l = x.dests[hostOf(f.Destination)]
+			l = x.dests[q.host]
 		}
 		if !have || len(l) < len(cands) {
 			cands, have = l, true
@@ -131,16 +209,16 @@ func (x *Index) Match(f Filter) []int64 {
 	}
 	var out []int64
 	if !have {
-		for idx, e := range x.entries {
-			if e.matches(f) {
-				out = append(out, idx)
+		for idx := range x.entries {
+			if x.matches(&x.entries[idx], &q) {
+				out = append(out, int64(idx))
 			}
 		}
-	} else {
-		for _, idx := range cands {
-			if e := x.entries[idx]; e != nil && e.matches(f) {
-				out = append(out, idx)
-			}
+		return out
+	}
+	for _, idx := range cands {
+		if x.matches(&x.entries[idx], &q) {
+			out = append(out, idx)
 		}
 	}
 	slices.Sort(out)
@@ -159,28 +237,28 @@ func prefixOf(s string) (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
-func (e *entry) matches(f Filter) bool {
-	switch {
-	case f.Tenant != "" && e.tenant != f.Tenant,
-		f.Profile != "" && e.profile != f.Profile,
-		f.Module != "" && e.module != f.Module,
-		f.PolicyDigest != "" && e.digest != f.PolicyDigest,
-		f.Lease != "" && e.lease != f.Lease,
-		!f.Since.IsZero() && e.end < f.Since.UnixNano(),
-		!f.Until.IsZero() && e.end > f.Until.UnixNano():
+// matches reports whether e is a receipt q selects; x.mu is held.
+func (x *Index) matches(e *entry, q *query) bool {
+	if e.by[0] == 0 {
 		return false
 	}
-	if f.Destination == "" {
+	for i, id := range q.by {
+		if id != 0 && e.by[i] != id {
+			return false
+		}
+	}
+	if (q.since != 0 && e.end < q.since) || (q.until != 0 && e.end > q.until) {
+		return false
+	}
+	if !q.dest {
 		return true
 	}
-	p, isPrefix := prefixOf(f.Destination)
-	for _, d := range e.hosts {
-		h := hostOf(d)
-		if isPrefix {
-			if a, err := netip.ParseAddr(h); err == nil && p.Contains(a.Unmap()) {
+	for _, h := range x.hosts[e.hostAt : e.hostAt+e.hostLen] {
+		if q.isPrefix {
+			if a, ok := x.ips[h]; ok && q.prefix.Contains(a) {
 				return true
 			}
-		} else if h == hostOf(f.Destination) {
+		} else if h == q.host {
 			return true
 		}
 	}
