@@ -138,6 +138,7 @@ type Incident struct {
 type BlastRadius struct {
 	Matched        int            `json:"matched"`
 	Verified       int            `json:"verified"`
+	VerifiedAhead  int            `json:"verified_ahead"` // of verified: signatures the node's verifier had checked
 	Pending        int            `json:"pending"`
 	Checkpoint     int64          `json:"checkpoint_size"`
 	Tasks          []BlastTask    `json:"tasks"` // by end time, at most 1,000

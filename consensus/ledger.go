@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/binary"
@@ -328,6 +329,40 @@ type Ledger struct {
 
 // Close releases the snapshot.
 func (l *Ledger) Close() error { return l.snap.Close() }
+
+// SeekReader returns a reader of the same snapshot that keeps one
+// iterator open: a Get seeks it, and Gets in ascending key order (a
+// query's records and their proofs' hashes) step it forward rather than
+// each opening an iterator as a point Get does. It is not safe for
+// concurrent use; Close it before the Ledger.
+func (l *Ledger) SeekReader() (*SeekReader, error) {
+	it, err := l.snap.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &SeekReader{it: it}, nil
+}
+
+// SeekReader is a ledger.Reader over one iterator (Ledger.SeekReader).
+type SeekReader struct{ it *pebble.Iterator }
+
+// Get returns a copy of key's value, or ledger.ErrNotFound.
+func (r *SeekReader) Get(key []byte) ([]byte, error) {
+	if !r.it.SeekGE(key) || !bytes.Equal(r.it.Key(), key) {
+		if err := r.it.Error(); err != nil {
+			return nil, err
+		}
+		return nil, ledger.ErrNotFound
+	}
+	v, err := r.it.ValueAndErr()
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(v), nil
+}
+
+// Close releases the iterator.
+func (r *SeekReader) Close() error { return r.it.Close() }
 
 // Checkpoint is the newest co-signed checkpoint note, if any.
 func (l *Ledger) Checkpoint() ([]byte, error) {

@@ -301,6 +301,15 @@ func TestRunbookDrill(t *testing.T) {
 	if !slices.Equal(outcomes, []string{"ok", "terminated:revoked"}) {
 		t.Fatalf("the victim's task outcomes: %v", outcomes)
 	}
+	// Each node's verifier checks the receipts' signatures ahead of the
+	// queries (the ones other nodes signed too): the same answer, with
+	// both signatures already checked.
+	waitFor(t, 15*time.Second, "the victim's receipts checked by the verifier", func() bool {
+		return dead.TryJSON("GET", "/v1/runbook/blast-radius?tenant=victim", aud.Key, nil, 200, &br) == nil && br.VerifiedAhead == 2
+	})
+	if br.Matched != 2 || br.Verified != 2 || br.Tenants["victim"] != 2 {
+		t.Fatalf("blast radius of victim, verified ahead: %+v", br)
+	}
 	var byLease api.BlastRadius
 	a.JSON("GET", "/v1/runbook/blast-radius?lease="+victimSleep.LeaseID, aud.Key, nil, 200, &byLease)
 	if byLease.Verified != 1 || byLease.Tasks[0].Outcome != "terminated:revoked" {

@@ -275,6 +275,16 @@ func (l *Log) Record(r Reader, index int64) ([]byte, error) {
 	return l.readRecord(r, index)
 }
 
+// RecordAt returns the record at index without reading the log's size
+// first: for a caller that knows index is below it (a record of a
+// checkpoint already read); a record past the end is ErrMissingRecord.
+func (l *Log) RecordAt(r Reader, index int64) ([]byte, error) {
+	if index < 0 {
+		return nil, fmt.Errorf("ledger: record %d: %w", index, ErrNotFound)
+	}
+	return l.readRecord(r, index)
+}
+
 func (l *Log) readRecord(r Reader, index int64) ([]byte, error) {
 	v, err := r.Get(l.key(keyRecord, index))
 	if err != nil {

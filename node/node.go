@@ -366,7 +366,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	n.sessions = n.newSessions()
 	n.tenants = n.newTenants()
 	n.audit = audit.New(audit.Config{State: n.state, NodeID: id.NodeID, CheckpointKey: id.CheckpointKey, BodyTimeout: cfg.BodyTimeout})
-	n.blast = runbook.NewBlast(n.audit, n.log)
+	n.blast = runbook.NewBlast(runbook.BlastConfig{Ledger: n.audit, DB: n.db, Log: n.log})
 	n.leaseAPI = n.newLeases()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()

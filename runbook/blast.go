@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/leash-dev/leash/api"
@@ -42,17 +43,34 @@ type Blast struct {
 	ledger  Ledger
 	log     *slog.Logger
 	x       *Index
+	ver     *verifier
 	in      chan blastBatch
 	dropped atomic.Int64
 	built   atomic.Bool
 }
 
-// NewBlast returns the blast radius over l; Run builds its index.
-func NewBlast(l Ledger, log *slog.Logger) *Blast {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// BlastConfig configures NewBlast.
+type BlastConfig struct {
+	Ledger Ledger
+	// DB keeps the verifier's watermark (verified.go) across restarts;
+	// nil: it starts over at each start.
+	DB *pebble.DB
+	// VerifyShare bounds the share of one core the verifier takes ahead
+	// of the queries (0: DefaultVerifyShare; 1 or more: no bound).
+	VerifyShare float64
+	Log         *slog.Logger
+}
+
+// NewBlast returns the blast radius; Run builds its index and runs its
+// verifier.
+func NewBlast(c BlastConfig) *Blast {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Blast{ledger: l, log: log, x: New(), in: make(chan blastBatch, 1024)}
+	if c.VerifyShare == 0 {
+		c.VerifyShare = DefaultVerifyShare
+	}
+	return &Blast{ledger: c.Ledger, log: c.Log, x: New(), in: make(chan blastBatch, 1024), ver: newVerifier(c.DB, c.VerifyShare, c.Log)}
 }
 
 // Handlers is the blast-radius route, by operation name of
@@ -97,8 +115,15 @@ func (b *Blast) add(idx int64, rec []byte) {
 }
 
 // Run builds the index from the log, then follows applied batches until
-// ctx ends.
+// ctx ends; the verifier runs beside it.
 func (b *Blast) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.ver.run(ctx, b.ledger)
+	}()
 	rebuild := func() {
 		start := time.Now()
 		v, err := b.ledger.View()
@@ -230,9 +255,15 @@ func (b *Blast) blastRadius(w http.ResponseWriter, r *http.Request) error {
 		below = below[:len(below)-1]
 	}
 	out.Pending = len(matched) - len(below)
-	receipts, err := verifyReceipts(r.Context(), v, sc.Checkpoint, below)
+	ahead := b.ahead(v, v.Log.HashReader(v.Reader), sc.Checkpoint)
+	receipts, err := verifyReceipts(r.Context(), v, sc.Checkpoint, below, ahead)
 	if err != nil {
 		return err
+	}
+	for _, idx := range below {
+		if ahead.has(idx) {
+			out.VerifiedAhead++
+		}
 	}
 	for i, idx := range below {
 		rc := receipts[i]
@@ -269,7 +300,7 @@ func (b *Blast) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	})
 	out.Matched = len(matched)
 	out.Ms = time.Since(start).Milliseconds()
-	b.log.Info("blast radius", "filter", fmt.Sprintf("%+v", f), "matched", out.Matched, "verified", out.Verified, "pending", out.Pending,
+	b.log.Info("blast radius", "filter", fmt.Sprintf("%+v", f), "matched", out.Matched, "verified", out.Verified, "verified_ahead", out.VerifiedAhead, "pending", out.Pending,
 		"ms", out.Ms, "by", httpapi.CallerOf(r.Context()).Name())
 	if format == "dot" {
 		w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
@@ -280,42 +311,80 @@ func (b *Blast) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// checkedAhead is what the verifier vouches for in one query: the
+// receipts below `below` but those in failed have verified signatures
+// (verified.go).
+type checkedAhead struct {
+	below  int64
+	failed map[int64]bool
+}
+
+func (c checkedAhead) has(idx int64) bool { return idx < c.below && !c.failed[idx] }
+
+// ahead is what the verifier vouches for, checked against cp.
+func (b *Blast) ahead(v *consensus.Ledger, hr tlog.HashReader, cp ledger.Checkpoint) checkedAhead {
+	below, failed := b.ver.trusted(v, hr, cp)
+	return checkedAhead{below: below, failed: failed}
+}
+
 // verifyReceipts reads the records at the indexes given (all below the
-// checkpoint), checks each one's signature with the ledger's keys and its
-// inclusion in the checkpoint's tree, on every core, and returns the
-// receipts in the same order. The proofs share one reader of the tree's
-// upper levels (every proof of a query climbs the same few hashes there).
-func verifyReceipts(ctx context.Context, v *consensus.Ledger, cp ledger.Checkpoint, indexes []int64) ([]*ledger.Receipt, error) {
+// checkpoint), checks each one's inclusion in the checkpoint's tree and,
+// unless ahead vouches for it, its signature with the ledger's keys, on
+// every core, and returns the receipts in the same order. Each worker
+// reads through its own iterators of the view (consensus.SeekReader: the
+// indexes are ascending, so its reads mostly step forward), and the
+// proofs share the hashes of the tree's upper levels (upperHashes).
+func verifyReceipts(ctx context.Context, v *consensus.Ledger, cp ledger.Checkpoint, indexes []int64, ahead checkedAhead) ([]*ledger.Receipt, error) {
 	out := make([]*ledger.Receipt, len(indexes))
-	hr := newUpperHashes(v.Log.HashReader(v.Reader))
+	upper := newUpperHashes()
 	var next atomic.Int64
 	var once sync.Once
 	var first error
 	fail := func(err error) { once.Do(func() { first = err }) }
 	var failed atomic.Bool
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(indexes)/64))
+	// Each worker takes a run of indexes at a time, so that its reads
+	// stay ascending.
+	const run = 64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			recs, err := v.SeekReader()
+			if err != nil {
+				fail(err)
+				failed.Store(true)
+				return
+			}
+			defer recs.Close()
+			hashes, err := v.SeekReader()
+			if err != nil {
+				fail(err)
+				failed.Store(true)
+				return
+			}
+			defer hashes.Close()
+			hr := upper.reader(v.Log.HashReader(hashes))
 			for !failed.Load() {
-				i := next.Add(1) - 1
-				if i >= int64(len(indexes)) {
+				from := next.Add(run) - run
+				if from >= int64(len(indexes)) {
 					return
 				}
-				if i%256 == 0 && ctx.Err() != nil {
+				if ctx.Err() != nil {
 					fail(ctx.Err())
 					failed.Store(true)
 					return
 				}
-				rc, err := verifyRecord(v, hr, cp, indexes[i])
-				if err != nil {
-					fail(err)
-					failed.Store(true)
-					return
+				for i := from; i < min(from+run, int64(len(indexes))); i++ {
+					rc, err := verifyRecord(v, recs, hr, cp, indexes[i], ahead.has(indexes[i]))
+					if err != nil {
+						fail(err)
+						failed.Store(true)
+						return
+					}
+					out[i] = rc
 				}
-				out[i] = rc
 			}
 		}()
 	}
@@ -326,9 +395,14 @@ func verifyReceipts(ctx context.Context, v *consensus.Ledger, cp ledger.Checkpoi
 	return out, nil
 }
 
-// verifyRecord is one receipt's check: read, signature, inclusion.
-func verifyRecord(v *consensus.Ledger, hr tlog.HashReader, cp ledger.Checkpoint, idx int64) (*ledger.Receipt, error) {
-	rec, err := v.Log.Record(v.Reader, idx)
+// verifyRecord is one receipt's check: read (through recs), inclusion
+// (hashes through hr), and the signature unless signed (the verifier
+// checked the record the inclusion proves this is).
+func verifyRecord(v *consensus.Ledger, recs ledger.Reader, hr tlog.HashReader, cp ledger.Checkpoint, idx int64, signed bool) (*ledger.Receipt, error) {
+	if idx >= cp.Size {
+		return nil, fmt.Errorf("record %d is past the checkpoint of size %d", idx, cp.Size)
+	}
+	rec, err := v.Log.RecordAt(recs, idx)
 	if err != nil {
 		return nil, err
 	}
@@ -336,8 +410,16 @@ func verifyRecord(v *consensus.Ledger, hr tlog.HashReader, cp ledger.Checkpoint,
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", idx, err)
 	}
-	rc, err := ledger.VerifyEnvelope(env, v.Keys)
-	if err != nil {
+	var rc *ledger.Receipt
+	if signed {
+		rc = new(ledger.Receipt)
+		if env.PayloadType != ledger.PayloadType {
+			return nil, fmt.Errorf("record %d is not a receipt", idx)
+		}
+		if err := json.Unmarshal(env.Payload, rc); err != nil {
+			return nil, fmt.Errorf("record %d: %w", idx, err)
+		}
+	} else if rc, err = ledger.VerifyEnvelope(env, v.Keys); err != nil {
 		return nil, fmt.Errorf("record %d does not verify: %w", idx, err)
 	}
 	proof, err := tlog.ProveRecord(cp.Size, idx, hr)
@@ -357,20 +439,22 @@ func verifyRecord(v *consensus.Ledger, hr tlog.HashReader, cp ledger.Checkpoint,
 // over a million records keeps at most 125,000, about 8 MB).
 const upperLevel = 4
 
-// upperHashes is a tlog.HashReader that remembers the stored hashes of
-// the tree's upper levels it has read (one query's; safe for concurrent
-// use) and reads every other hash through.
+// upperHashes remembers the stored hashes of the tree's upper levels one
+// query has read (safe for concurrent use); each worker reads every
+// other hash through its own reader (reader).
 type upperHashes struct {
-	hr tlog.HashReader
 	mu sync.Mutex
 	m  map[int64]tlog.Hash
 }
 
-func newUpperHashes(hr tlog.HashReader) *upperHashes {
-	return &upperHashes{hr: hr, m: map[int64]tlog.Hash{}}
+func newUpperHashes() *upperHashes { return &upperHashes{m: map[int64]tlog.Hash{}} }
+
+// reader is a tlog.HashReader over hr and the shared upper hashes.
+func (u *upperHashes) reader(hr tlog.HashReader) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) { return u.read(hr, indexes) })
 }
 
-func (u *upperHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+func (u *upperHashes) read(hr tlog.HashReader, indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	var miss []int64
 	var at []int
@@ -386,16 +470,27 @@ func (u *upperHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	if len(miss) == 0 {
 		return out, nil
 	}
-	hs, err := u.hr.ReadHashes(miss)
+	// Read in ascending order (a seek reader then steps forward).
+	order := make([]int, len(miss))
+	for k := range order {
+		order[k] = k
+	}
+	sort.Slice(order, func(a, b int) bool { return miss[order[a]] < miss[order[b]] })
+	sorted := make([]int64, len(miss))
+	for k, o := range order {
+		sorted[k] = miss[o]
+	}
+	hs, err := hr.ReadHashes(sorted)
 	if err != nil {
 		return nil, err
 	}
-	if len(hs) != len(miss) {
-		return nil, fmt.Errorf("ledger: read %d hashes, got %d", len(miss), len(hs))
+	if len(hs) != len(sorted) {
+		return nil, fmt.Errorf("ledger: read %d hashes, got %d", len(sorted), len(hs))
 	}
 	u.mu.Lock()
-	for k, x := range miss {
-		out[at[k]] = hs[k]
+	for k, o := range order {
+		x := miss[o]
+		out[at[o]] = hs[k]
 		if level, _ := tlog.SplitStoredHashIndex(x); level >= upperLevel {
 			u.m[x] = hs[k]
 		}
