@@ -79,3 +79,16 @@ func TestBareCommandWithSubcommandsIsUsageError(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRefusesAVerifyShareOutOfRange: --blast-verify-share is a share
+// of one core; anything outside [0, 1] is refused (exit 2) before the
+// node starts.
+func TestServeRefusesAVerifyShareOutOfRange(t *testing.T) {
+	for _, v := range []string{"-0.5", "2"} {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), []string{"serve", "--data", t.TempDir(), "--blast-verify-share", v}, &Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
+		if code != 2 || !strings.Contains(errOut.String(), "--blast-verify-share is between 0 and 1") {
+			t.Errorf("--blast-verify-share %s: exit %d, stderr %q", v, code, errOut.String())
+		}
+	}
+}

@@ -78,6 +78,10 @@ type Config struct {
 	// ReceiptAckSpool once it is fsynced in this node's receipt spool
 	// and queued for the ledger (docs/ledger.md).
 	ReceiptAck string
+	// BlastVerifyShare is the share of one core the blast-radius
+	// verifier takes (docs/runbook.md): 0 means
+	// runbook.DefaultVerifyShare, a negative share turns it off.
+	BlastVerifyShare float64
 
 	// Cluster (docs/cluster.md). Secret is the cluster secret's text
 	// (LEASH_CLUSTER_SECRET); SecretFile names a file holding it; with
@@ -235,6 +239,9 @@ func (c *Config) fill() {
 	if c.ReceiptAck == "" {
 		c.ReceiptAck = ReceiptAckLedger
 	}
+	if c.BlastVerifyShare == 0 {
+		c.BlastVerifyShare = runbook.DefaultVerifyShare
+	}
 }
 
 // Env is the policy environment tasks run under.
@@ -366,7 +373,7 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	n.sessions = n.newSessions()
 	n.tenants = n.newTenants()
 	n.audit = audit.New(audit.Config{State: n.state, NodeID: id.NodeID, CheckpointKey: id.CheckpointKey, BodyTimeout: cfg.BodyTimeout})
-	n.blast = runbook.NewBlast(runbook.BlastConfig{Ledger: n.audit, DB: n.db, Log: n.log})
+	n.blast = runbook.NewBlast(runbook.BlastConfig{Ledger: n.audit, DB: n.db, VerifyShare: cfg.BlastVerifyShare, Log: n.log})
 	n.leaseAPI = n.newLeases()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()

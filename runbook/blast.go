@@ -56,7 +56,9 @@ type BlastConfig struct {
 	// nil: it starts over at each start.
 	DB *pebble.DB
 	// VerifyShare bounds the share of one core the verifier takes ahead
-	// of the queries (0: DefaultVerifyShare; 1 or more: no bound).
+	// of the queries (DefaultVerifyShare is the node's default; 1 or
+	// more: no bound; 0 or less: no verifier, queries check every
+	// signature).
 	VerifyShare float64
 	Log         *slog.Logger
 }
@@ -66,9 +68,6 @@ type BlastConfig struct {
 func NewBlast(c BlastConfig) *Blast {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
-	}
-	if c.VerifyShare == 0 {
-		c.VerifyShare = DefaultVerifyShare
 	}
 	return &Blast{ledger: c.Ledger, log: c.Log, x: New(), in: make(chan blastBatch, 1024), ver: newVerifier(c.DB, c.VerifyShare, c.Log)}
 }
@@ -119,11 +118,13 @@ func (b *Blast) add(idx int64, rec []byte) {
 func (b *Blast) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b.ver.run(ctx, b.ledger)
-	}()
+	if b.ver.share > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.ver.run(ctx, b.ledger)
+		}()
+	}
 	rebuild := func() {
 		start := time.Now()
 		v, err := b.ledger.View()
@@ -156,14 +157,21 @@ func (b *Blast) Run(ctx context.Context) {
 			}()
 		}
 		const per = 512
+		recs, err := v.SeekReader() // the records in order: one iterator steps through them
+		if err != nil {
+			close(chunks)
+			wg.Wait()
+			return
+		}
 		for i := int64(0); i < size && ctx.Err() == nil; i += per {
 			c := chunk{first: i, recs: make([][]byte, 0, per)}
 			for j := i; j < min(i+per, size); j++ {
-				rec, _ := v.Log.Record(v.Reader, j) // a record that cannot be read names no task
+				rec, _ := v.Log.RecordAt(recs, j) // a record that cannot be read names no task
 				c.recs = append(c.recs, rec)
 			}
 			chunks <- c
 		}
+		recs.Close()
 		close(chunks)
 		wg.Wait()
 		if ctx.Err() != nil {

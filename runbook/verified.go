@@ -168,7 +168,7 @@ func (vf *verifier) run(ctx context.Context, l Ledger) {
 
 // rest is how long to rest after working for d.
 func (vf *verifier) rest(d time.Duration) time.Duration {
-	if vf.share <= 0 || vf.share >= 1 {
+	if vf.share >= 1 {
 		return 0
 	}
 	return time.Duration(float64(d) * (1 - vf.share) / vf.share)
