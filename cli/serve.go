@@ -53,7 +53,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&cfg.EventsHTTP, "events-http", "", "also POST events in batches to this URL (retried; a dead endpoint never blocks tasks)")
 	fs.DurationVar(&cfg.EventRetention, "event-retention", 0, "keep the node's event history this long (default 7 days)")
 	fs.StringVar(&cfg.ReceiptAck, "receipt-ack", node.ReceiptAckLedger, "when a task's answer goes out: \"ledger\" (its receipt is in the replicated ledger) or \"spool\" (its receipt is fsynced in this node's spool; the append follows)")
-	verifyShare := fs.Float64("blast-verify-share", runbook.DefaultVerifyShare, "the share of one core the blast-radius verifier takes to check receipt signatures ahead of the queries (0 turns it off: queries check every signature)")
+	verifyShare := fs.Float64("blast-verify-share", runbook.DefaultVerifyShare, "the share of one core the blast-radius verifier takes to check receipt signatures ahead of the queries (0 turns it off: queries check every signature it has not checked)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if _, err := parse(fs, args); err != nil {
 		return err

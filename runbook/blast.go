@@ -9,6 +9,7 @@ package runbook
 // in a signed checkpoint before it counts.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -257,7 +258,14 @@ func (b *Blast) blastRadius(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.BlastRadius{Checkpoint: sc.Checkpoint.Size, Tasks: []api.BlastTask{}, Tenants: map[string]int{}, Leases: map[string]int{},
 		Profiles: map[string]int{}, Modules: map[string]int{}, Destinations: map[string]int{}, Graph: []api.BlastEdge{}}
-	edges := map[[3]string]int{}
+	// An edge is kept by its kind (0 tenant → profile, 1 profile →
+	// module, 2 module → destination) and its two names; the labels are
+	// written once per edge, not once per receipt.
+	type edge struct {
+		kind     uint8
+		from, to string
+	}
+	edges := map[edge]int{}
 	below := matched
 	for len(below) > 0 && below[len(below)-1] >= sc.Checkpoint.Size {
 		below = below[:len(below)-1]
@@ -287,11 +295,11 @@ func (b *Blast) blastRadius(w http.ResponseWriter, r *http.Request) error {
 			blocked += ba.Count
 		}
 		out.Blocked += blocked
-		edges[[3]string{"tenant:" + rc.Tenant, "profile:" + rc.Profile, ""}]++
-		edges[[3]string{"profile:" + rc.Profile, "module:" + rc.ModuleDigest, ""}]++
+		edges[edge{0, rc.Tenant, rc.Profile}]++
+		edges[edge{1, rc.Profile, rc.ModuleDigest}]++
 		for _, d := range rc.Destinations {
 			out.Destinations[d]++
-			edges[[3]string{"module:" + rc.ModuleDigest, "destination:" + d, ""}]++
+			edges[edge{2, rc.ModuleDigest, d}]++
 		}
 		if len(out.Tasks) < maxBlastTasks {
 			out.Tasks = append(out.Tasks, api.BlastTask{Index: idx, TaskID: rc.TaskID, Tenant: rc.Tenant, Lease: rc.LeaseID, Profile: rc.Profile,
@@ -300,8 +308,9 @@ func (b *Blast) blastRadius(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sort.Slice(out.Tasks, func(i, j int) bool { return out.Tasks[i].End.Before(out.Tasks[j].End) })
+	labels := [3][2]string{{"tenant:", "profile:"}, {"profile:", "module:"}, {"module:", "destination:"}}
 	for e, k := range edges {
-		out.Graph = append(out.Graph, api.BlastEdge{From: e[0], To: e[1], Count: k})
+		out.Graph = append(out.Graph, api.BlastEdge{From: labels[e.kind][0] + e.from, To: labels[e.kind][1] + e.to, Count: k})
 	}
 	sort.Slice(out.Graph, func(i, j int) bool {
 		return out.Graph[i].From+"\x00"+out.Graph[i].To < out.Graph[j].From+"\x00"+out.Graph[j].To
@@ -483,7 +492,7 @@ func (u *upperHashes) read(hr tlog.HashReader, indexes []int64) ([]tlog.Hash, er
 	for k := range order {
 		order[k] = k
 	}
-	sort.Slice(order, func(a, b int) bool { return miss[order[a]] < miss[order[b]] })
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(miss[a], miss[b]) })
 	sorted := make([]int64, len(miss))
 	for k, o := range order {
 		sorted[k] = miss[o]
