@@ -398,3 +398,120 @@ func body(r api.TaskResult) string {
 	}
 	return *r.Response.Body.Body
 }
+
+// TestGovernanceSurvivesKill: a runbook action whose governance entry
+// cannot reach the ledger (the cluster lost its quorum between the
+// action's commit and the entry's append) still answers, with
+// ledger_index -1; the node that took it is then killed with SIGKILL.
+// The entry was fsynced in that node's spool before the answer: once the
+// node restarts and a quorum is back it is in the ledger, exactly once,
+// and the export verifies offline.
+func TestGovernanceSurvivesKill(t *testing.T) {
+	// A wide freshness window keeps the freeze's revocation fence waiting
+	// for the first paused follower long enough to pause the second one
+	// after the freeze committed and before the entry's append.
+	c := nodetest.StartCluster(t, nodetest.ClusterOptions{N: 3, Policy: policyPath(), Args: clusterArgs("--max-staleness", "3s")})
+	a := c.Leader(20 * time.Second)
+	var f []*nodetest.Node
+	for _, n := range c.Nodes {
+		if n != a {
+			f = append(f, n)
+		}
+	}
+	f[1].Pause()
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		r, err := a.Request(60*time.Second, "PUT", "/v1/runbook/frozen/small", a.Token, api.FreezeRequest{RunbookAction: api.RunbookAction{Reason: "drill"}})
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		done <- answer{status: r.Status, body: r.Body}
+	}()
+	// The freeze is committed once the other follower has it: pause that
+	// one too, and the leader has no quorum for the entry.
+	waitFor(t, 10*time.Second, "the freeze applied on a follower", func() bool {
+		var fr struct {
+			Frozen []api.Frozen `json:"frozen"`
+		}
+		st, b, err := f[0].Try("GET", "/v1/runbook/frozen", f[0].Token, nil)
+		return err == nil && st == 200 && json.Unmarshal(b, &fr) == nil && len(fr.Frozen) == 1
+	})
+	f[0].Pause()
+	ans := <-done
+	if ans.err != nil || ans.status != 200 {
+		t.Fatalf("freeze: %d %s %v", ans.status, ans.body, ans.err)
+	}
+	var res api.RunbookResult
+	if err := json.Unmarshal(ans.body, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.LedgerIndex != -1 {
+		t.Fatalf("the freeze's entry reached the ledger without a quorum (ledger_index %d): the test did not cut the quorum in time", res.LedgerIndex)
+	}
+	if !strings.Contains(a.Logs(), "governance entry not yet appended") {
+		t.Fatalf("no log line for the entry left in the spool:\n%s", a.Logs())
+	}
+	a.Kill()
+	f[0].Resume()
+	f[1].Resume()
+	a.Restart()
+
+	id := fmt.Sprintf("raft:%d", res.Index)
+	dir := t.TempDir()
+	leash := func(args ...string) (string, error) {
+		cmd := exec.Command(nodetest.Binary(t), args...)
+		cmd.Env = append(os.Environ(), "LEASH_URL="+a.URL(), "LEASH_TOKEN="+a.Token)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	save := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var entries int
+	var verified string
+	waitFor(t, 60*time.Second, "the spooled entry in a ledger that verifies", func() bool {
+		cp, err1 := leash("ledger", "checkpoint")
+		keys, err2 := leash("ledger", "keys")
+		exp, err3 := leash("ledger", "export")
+		if err1 != nil || err2 != nil || err3 != nil {
+			return false
+		}
+		entries = 0
+		for _, line := range strings.Split(strings.TrimSpace(exp), "\n") {
+			var rec struct {
+				Envelope json.RawMessage `json:"envelope"`
+			}
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			env, err := ledger.DecodeEnvelope(rec.Envelope)
+			if err != nil || env.PayloadType != ledger.GovernancePayloadType {
+				continue
+			}
+			var g ledger.Governance
+			if json.Unmarshal(env.Payload, &g) == nil && g.ID == id && g.Action == "freeze" && g.Target == "small" && g.Reason == "drill" {
+				entries++
+			}
+		}
+		if entries == 0 {
+			return false
+		}
+		out, err := leash("ledger", "verify", "export", "--keys", save("keys.json", keys), "--checkpoint", save("cp.txt", cp), "--export", save("export.jsonl", exp))
+		verified = out
+		return err == nil && strings.Contains(out, "ok: ")
+	})
+	if entries != 1 {
+		t.Fatalf("the freeze's governance entry %s is in the ledger %d times, want once", id, entries)
+	}
+	t.Logf("after the kill and the restart: %s", strings.TrimSpace(verified))
+}

@@ -29,6 +29,9 @@ func (h host) DropOwnerOnPeers(ctx context.Context, digest, tenant string) int {
 }
 func (h host) Fence(ctx context.Context, index uint64) { h.n.fenceRevocation(ctx, index) }
 func (h host) IsLeader() bool                          { return h.n.raft.IsLeader() }
+func (h host) AppendGovernance(ctx context.Context, id string, env []byte) (int64, error) {
+	return h.n.appendGovernance(ctx, id, env)
+}
 
 // MeterToolCall meters one tool call (a task's KV call) of the lease's
 // tenant and profile (usage.go: the daily tool_calls envelope and

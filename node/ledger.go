@@ -30,7 +30,9 @@ import (
 // receipt waits in a local spool (x/spool/), so a crash in that window
 // loses nothing: the spool is appended again at start and every few
 // seconds while a leader is reachable (drain), and the FSM skips a task
-// attempt already in the ledger.
+// attempt already in the ledger. The security runbook's governance
+// entries share the spool (under governance/<id>/0) and the batches; the
+// FSM appends each action id once.
 const prefixSpool = consensus.PrefixLocal + "spool/"
 
 // Bounds of one append batch.
@@ -364,8 +366,8 @@ func (r *receipts) drain() {
 	}
 }
 
-// receiptEnd is when a spooled receipt's task ended (zero if it cannot be
-// read).
+// receiptEnd is when a spooled receipt's task ended, or when a spooled
+// governance entry's action was taken (zero if it cannot be read).
 func receiptEnd(env []byte) time.Time {
 	e, err := ledger.DecodeEnvelope(env)
 	if err != nil {
@@ -373,11 +375,36 @@ func receiptEnd(env []byte) time.Time {
 	}
 	var rc struct {
 		End time.Time `json:"end"`
+		At  time.Time `json:"at"`
 	}
 	if json.Unmarshal(e.Payload, &rc) != nil {
 		return time.Time{}
 	}
+	if e.PayloadType == ledger.GovernancePayloadType {
+		return rc.At
+	}
 	return rc.End
+}
+
+// appendGovernance spools a signed governance entry (fsynced) and
+// appends it with the receipts; it waits for the entry's ledger index
+// until ctx ends. An entry not appended by then stays spooled: the drain
+// appends it once a leader is reachable, after a restart too, and the
+// FSM keeps one entry per id however often it is appended.
+func (n *Node) appendGovernance(ctx context.Context, id string, env []byte) (int64, error) {
+	if n.receipts == nil {
+		return -1, errors.New("governance entry: the ledger's batcher is not running")
+	}
+	p := n.receipts.submit("governance/"+id, 0, env, false, true, nil, nil)
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return -1, fmt.Errorf("%w: %v", ErrReceiptNotDurable, context.Cause(ctx))
+	}
+	if p.err != nil {
+		return -1, p.err
+	}
+	return p.index, nil
 }
 
 // receiptFor builds and signs the receipt of a finished task.

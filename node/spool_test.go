@@ -91,3 +91,19 @@ func TestSpoolDrain(t *testing.T) {
 		t.Fatal("an empty spool is still flagged, or queued something")
 	}
 }
+
+// TestSpoolAgeOfGovernance: a governance entry waiting in the spool ages
+// from when its action was taken (its "at"), as a receipt from its
+// task's end, so the spool's oldest age and stale event cover both.
+func TestSpoolAgeOfGovernance(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	at := time.Date(2026, 12, 2, 11, 50, 0, 0, time.UTC)
+	env, err := ledger.SignGovernance(key, &ledger.Governance{ID: "raft:12", Action: "freeze", By: "admin", At: at, Target: "p", NodeID: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := env.Canonical()
+	if got := receiptEnd(b); !got.Equal(at) {
+		t.Fatalf("age of a governance entry from %v, want %v", got, at)
+	}
+}

@@ -22,7 +22,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/leash-dev/leash/api"
@@ -45,6 +44,13 @@ type Node interface {
 	// ProposeError maps a failed Raft write to the API's error.
 	ProposeError(err error) error
 	IsLeader() bool
+	// AppendGovernance writes a signed governance entry (canonical
+	// envelope bytes; id is its ID) durably to this node's spool, then
+	// appends it to the ledger from there, and waits for its ledger
+	// index until ctx ends. An entry whose append fails or outlasts ctx
+	// stays spooled and is appended later, after a restart too; the
+	// ledger holds it once.
+	AppendGovernance(ctx context.Context, id string, envelope []byte) (int64, error)
 }
 
 // Config sets the service up.
@@ -61,19 +67,12 @@ type Config struct {
 	NodeID     string
 	ReceiptKey ed25519.PrivateKey
 	Unaudited  bool
-	// RetryEvery is the first wait before a failed governance append is
-	// tried again (default 500 ms; it doubles up to 10 s).
-	RetryEvery time.Duration
 }
 
 // Service serves the runbook's routes.
 type Service struct {
 	cfg Config
 	log *slog.Logger
-
-	mu      sync.Mutex
-	pending []pendingEntry // governance entries whose append failed
-	wake    chan struct{}
 }
 
 // NewService returns the service; Run starts its background loop. (New
@@ -88,10 +87,7 @@ func NewService(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.RetryEvery <= 0 {
-		cfg.RetryEvery = 500 * time.Millisecond
-	}
-	return &Service{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1)}
+	return &Service{cfg: cfg, log: cfg.Log}
 }
 
 // Handlers binds the runbook's operations of httpapi.Table (but the
