@@ -59,7 +59,8 @@ type Decision struct {
 	// Address is the checked address dialled, or the one refused.
 	Address string
 	// AddressRange names the special-purpose block of a refused address
-	// ("loopback", "link-local", "nat64:private", …).
+	// ("loopback", "link-local", "nat64:private", …), or is "drill"
+	// (AddressDrill) for a drill destination answered in process.
 	AddressRange string
 	// SNI is the server name of a tunnel's ClientHello, as sent; empty
 	// when it had none, or before it was read.

@@ -15,6 +15,9 @@
 //  2. method and headers: request.invalid, request.host;
 //  3. the deny list by name and literal address: global.deny;
 //  4. the allow rules: profile.default_deny, profile.port, profile.method;
+//     a reserved drill name (drill.go, under drill.leash.internal) passes
+//     only by an allow rule naming it exactly, and is then answered in
+//     process: steps 6 and 7 never happen for it;
 //  5. the task's subrequests, then the tenant × destination buckets:
 //     limit.subrequests, limit.rate, limit.bytes;
 //  6. one resolution, and every address of the answer checked against the

@@ -51,6 +51,9 @@ type admitted struct {
 	rule   *rule
 	bucket *bucket
 	addrs  []netip.Addr // checked, in dial form, deduplicated
+	// serve answers a drill destination in process (no addrs: nothing
+	// is resolved or dialled).
+	serve http.RoundTripper
 }
 
 // admit runs every check of one hop up to resolution, in order: deny list
@@ -87,15 +90,17 @@ func (c *TaskClient) admit(ctx context.Context, d *Decision, method string, t Ta
 			return nil, refuse(ClauseBytes, "request body of %d bytes is over what bytes_per_minute of %s leaves", bodyLen, m.rule.pattern)
 		}
 	}
-	addrs, err := c.resolve(ctx, d, t)
-	if err != nil {
+	var addrs []netip.Addr
+	if m.serve != nil {
+		d.AddressRange = AddressDrill
+	} else if addrs, err = c.resolve(ctx, d, t); err != nil {
 		return nil, err
 	}
 	ok = true
 	c.mu.Lock()
 	c.dests[t.HostPort()] = struct{}{}
 	c.mu.Unlock()
-	return &admitted{rule: m.rule, bucket: bk, addrs: addrs}, nil
+	return &admitted{rule: m.rule, bucket: bk, addrs: addrs, serve: m.serve}, nil
 }
 
 func (c *TaskClient) takeSubrequest() bool {
@@ -186,6 +191,9 @@ func (c *TaskClient) do(ctx context.Context, d *Decision, hr *hopRequest) (*http
 		out.lim = adm.bucket.bytes
 	}
 	var resp *http.Response
+	if adm.serve != nil {
+		resp, err = adm.serve.RoundTrip(c.newRequest(hctx, hr, out))
+	}
 	for i, a := range adm.addrs {
 		if i == maxTries {
 			break

@@ -3,6 +3,7 @@ package egress
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -184,6 +185,9 @@ type Match struct {
 	RuleIndex int
 
 	rule *rule
+	// serve answers a drill destination in process (drill.go); nil for
+	// every other target, which goes to the network.
+	serve http.RoundTripper
 }
 
 // match finds the rule allowing method to host:port. Exact entries win
@@ -280,7 +284,13 @@ func (r *Rules) checkTarget(deny *DenyList, method string, t Target) (Match, err
 	if err != nil {
 		return Match{}, err
 	}
-	return Match{Target: t, Method: method, Rule: ru.pattern, RuleIndex: ru.index, rule: ru}, nil
+	m := Match{Target: t, Method: method, Rule: ru.pattern, RuleIndex: ru.index, rule: ru}
+	if !t.Addr.IsValid() && IsDrillName(t.Host) {
+		if m.serve, err = checkDrill(r.profile, t.Host, method, ru); err != nil {
+			return Match{}, err
+		}
+	}
+	return m, nil
 }
 
 // normalizeMethod upper-cases the methods the Fetch standard normalises
