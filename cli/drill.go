@@ -1,20 +1,19 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/leash-dev/leash/api"
+	"github.com/leash-dev/leash/egress"
 	"github.com/leash-dev/leash/ledger"
 )
 
@@ -26,7 +25,7 @@ import (
 // drillCheck is one line of a drill's report.
 type drillCheck struct {
 	Case  string `json:"case"`
-	Check string `json:"check"` // outcome, event, metric, receipt, upstream
+	Check string `json:"check"` // outcome, blocked, body, event, metric, receipt, destination, egress
 	Want  string `json:"want"`
 	Got   string `json:"got"`
 	// Result is pass, fail or skip (a metric of a task another node ran).
@@ -46,6 +45,16 @@ type drillCase struct {
 	outcome string // the task's outcome
 	reason  string // execution_terminated's reason, when terminated
 	clause  string // tool_call_blocked's clause, when a fetch must be refused
+	// dest is the host:port the task fetches: in the receipt's blocked
+	// attempts with the clause (and not among its destinations) when
+	// refused, among its destinations otherwise.
+	dest string
+	// body is the task's response body, when it must be checked.
+	body string
+	// egressOut and egressIn, when egress is set, are the receipt's
+	// egress bytes.
+	egress              bool
+	egressOut, egressIn int64
 }
 
 // runDrill: `leash drill timeout|egress`.
@@ -60,7 +69,7 @@ func runDrill(ctx context.Context, env *Env, args []string) error {
 	fs := flags(env, "drill "+kind, "drill "+kind+" [--tenant T] [--profile P] [--loopback-port N] [--json]")
 	tenant := fs.String("tenant", "drill", "the tenant the drill's leases are issued for")
 	profile := fs.String("profile", "drill", "the drill profile (docs/runbook.md, \"Drills\")")
-	port := fs.Int("loopback-port", 18080, "egress: the port of the drill's own loopback destination (the drill profile allows 127.0.0.1 on it)")
+	port := fs.Int("loopback-port", 18080, "egress: the port of the loopback destination the gateway must refuse (the drill profile allows 127.0.0.1 on it; nothing listens)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if _, err := parseN(fs, args[1:], 0); err != nil {
 		return err
@@ -120,37 +129,28 @@ func (d *drill) check(c drillCheck) {
 }
 
 // timeout: a task that spins ends terminated:cpu; one that waits past
-// its wall-clock limit ends terminated:wall.
+// its wall-clock limit ends terminated:wall; one whose fetch of the
+// gateway's stalling drill destination never gets an answer ends
+// terminated:wall too (the profile's header_ms, 10 s by default, is
+// longer than the drill profile's wall_ms).
 func (d *drill) timeout(ctx context.Context) error {
 	return d.run(ctx, []drillCase{
 		{name: "cpu", js: `export default { async fetch() { for (;;) {} } }`, outcome: "terminated:cpu", reason: "cpu"},
 		{name: "wall", js: `export default { async fetch() { await new Promise(r => setTimeout(r, 3600000)); return new Response("woke") } }`,
 			outcome: "terminated:wall", reason: "wall"},
+		{name: "stall", js: `export default { async fetch() { const r = await fetch("http://` + egress.DrillStall + `/"); return new Response("answered " + r.status) } }`,
+			outcome: "terminated:wall", reason: "wall", dest: egress.DrillStall + ":80"},
 	})
 }
 
-// egress: the drill's own loopback destination (a private address, never
-// reached), a host outside the allow-list, a host the drill blocks at
-// run time, and one inside the allow-list, which the policy lets through.
+// drillEchoBody is what the egress drill sends the echo destination.
+const drillEchoBody = "leash drill egress: bytes out"
+
+// egress: a loopback destination (a private address, refused before any
+// connection), a host outside the allow-list, a host the drill blocks at
+// run time, and the gateway's echo destination inside the allow-list,
+// which answers and whose bytes the receipt counts.
 func (d *drill) egress(ctx context.Context) error {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port)))
-	if err != nil {
-		return fmt.Errorf("the drill's loopback destination: %w", err)
-	}
-	defer ln.Close()
-	var hits atomic.Int64
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = bufio.NewReader(conn).ReadString('\n')
-			_, _ = conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nreached"))
-			conn.Close()
-		}
-	}()
 	fetch := func(u string) string {
 		return `export default { async fetch() {
 			try { const r = await fetch(` + strconv.Quote(u) + `); return new Response("fetched " + r.status) }
@@ -166,14 +166,17 @@ func (d *drill) egress(ctx context.Context) error {
 		_ = d.c.json(context.WithoutCancel(ctx), http.MethodPost, "/v1/runbook/unblock", d.c.token, api.BlockRequest{Destinations: []string{blocked},
 			RunbookAction: api.RunbookAction{Reason: "drill egress done"}}, nil)
 	}()
-	err = d.run(ctx, []drillCase{
-		{name: "private", js: fetch(fmt.Sprintf("http://127.0.0.1:%d/", d.port)), outcome: "ok", clause: "address.private"},
-		{name: "outside", js: fetch("http://outside.drill.invalid/"), outcome: "ok", clause: "profile.default_deny"},
-		{name: "blocked", js: fetch("http://" + blocked + "/"), outcome: "ok", clause: "global.deny"},
-		{name: "inside", js: fetch("http://allowed.drill.test/"), outcome: "ok"},
+	echo := `export default { async fetch() {
+		const r = await fetch("https://` + egress.DrillEcho + `/", { method: "POST", body: ` + strconv.Quote(drillEchoBody) + ` });
+		return new Response(r.status + " " + await r.text()) } }`
+	loopback := "127.0.0.1:" + strconv.Itoa(d.port)
+	return d.run(ctx, []drillCase{
+		{name: "private", js: fetch("http://" + loopback + "/"), outcome: "ok", clause: "address.private", dest: loopback},
+		{name: "outside", js: fetch("http://outside.drill.invalid/"), outcome: "ok", clause: "profile.default_deny", dest: "outside.drill.invalid:80"},
+		{name: "blocked", js: fetch("http://" + blocked + "/"), outcome: "ok", clause: "global.deny", dest: blocked + ":80"},
+		{name: "inside", js: echo, outcome: "ok", dest: egress.DrillEcho + ":443", body: "200 " + egress.DrillEchoBody,
+			egress: true, egressOut: int64(len(drillEchoBody)), egressIn: int64(len(egress.DrillEchoBody))},
 	})
-	d.check(drillCheck{Case: "private", Check: "upstream", Want: "0 connections", Got: fmt.Sprintf("%d connections", hits.Load())})
-	return err
 }
 
 // run runs each case as a task under a fresh lease of the drill
@@ -201,6 +204,13 @@ func (d *drill) run(ctx context.Context, cases []drillCase) error {
 			return fmt.Errorf("drill task %s: %w", tc.name, err)
 		}
 		d.check(drillCheck{Case: tc.name, Check: "outcome", Want: tc.outcome, Got: res.Outcome})
+		if tc.body != "" {
+			got := ""
+			if res.Response != nil && res.Response.Body.Body != nil {
+				got = *res.Response.Body.Body
+			}
+			d.check(drillCheck{Case: tc.name, Check: "body", Want: strconv.Quote(tc.body), Got: strconv.Quote(got)})
+		}
 		if tc.clause != "" {
 			d.check(drillCheck{Case: tc.name, Check: "blocked", Want: "1", Got: strconv.FormatInt(res.Usage.Blocked, 10)})
 		} else if tc.reason == "" {
@@ -298,7 +308,9 @@ func (d *drill) metrics(ctx context.Context) (map[string]float64, error) {
 	return out, nil
 }
 
-// checkReceipt: the task's receipt is in the ledger with its outcome.
+// checkReceipt: the task's receipt is in the ledger with its outcome,
+// the case's destination among its destinations or its blocked attempts,
+// and its egress bytes.
 func (d *drill) checkReceipt(ctx context.Context, tc drillCase, res *api.TaskResult) {
 	got := "no receipt"
 	if res.Receipt == nil {
@@ -310,6 +322,7 @@ func (d *drill) checkReceipt(ctx context.Context, tc drillCase, res *api.TaskRes
 			}
 		}
 	}
+	var r *ledger.Receipt
 	if res.Receipt != nil {
 		var p ledger.ReceiptProof
 		if err := d.c.json(ctx, http.MethodGet, fmt.Sprintf("/v1/ledger/receipts/%d", res.Receipt.Index), d.c.token, nil, &p); err != nil {
@@ -317,13 +330,38 @@ func (d *drill) checkReceipt(ctx context.Context, tc drillCase, res *api.TaskRes
 		} else if env, err := ledger.DecodeEnvelope(p.Envelope); err != nil {
 			got = err.Error()
 		} else {
-			var r ledger.Receipt
-			if err := json.Unmarshal(env.Payload, &r); err != nil || r.TaskID != res.TaskID {
-				got = fmt.Sprintf("receipt %d is task %s's", res.Receipt.Index, r.TaskID)
+			var rc ledger.Receipt
+			if err := json.Unmarshal(env.Payload, &rc); err != nil || rc.TaskID != res.TaskID {
+				got = fmt.Sprintf("receipt %d is task %s's", res.Receipt.Index, rc.TaskID)
 			} else {
-				got = r.Outcome
+				got, r = rc.Outcome, &rc
 			}
 		}
 	}
 	d.check(drillCheck{Case: tc.name, Check: "receipt", Want: tc.outcome, Got: got})
+	if r == nil {
+		return
+	}
+	if tc.dest != "" {
+		contacted := slices.Contains(r.Destinations, tc.dest)
+		want, got := "contacted "+tc.dest, "not contacted"
+		if tc.clause != "" {
+			want, got = "refused "+tc.dest+" by "+tc.clause+", not contacted", "not in blocked_attempts"
+			for _, b := range r.BlockedAttempts {
+				if b.Destination == tc.dest && b.Clause == tc.clause {
+					got = "refused " + tc.dest + " by " + tc.clause + ", not contacted"
+				}
+			}
+			if contacted {
+				got = "contacted " + tc.dest
+			}
+		} else if contacted {
+			got = want
+		}
+		d.check(drillCheck{Case: tc.name, Check: "destination", Want: want, Got: got})
+	}
+	if tc.egress {
+		d.check(drillCheck{Case: tc.name, Check: "egress", Want: fmt.Sprintf("out=%d in=%d", tc.egressOut, tc.egressIn),
+			Got: fmt.Sprintf("out=%d in=%d", r.EgressBytesOut, r.EgressBytesIn)})
+	}
 }
