@@ -2,7 +2,9 @@ package egress
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,4 +125,38 @@ func TestDrillDestinations(t *testing.T) {
 		_, err = rules.checkTarget(nil, http.MethodConnect, tg)
 		wantClause(t, err, ClauseDefaultDeny)
 	})
+}
+
+// TestProxyDrillDestinations: in proxy mode an absolute-form request to
+// the echo destination is answered in process; a CONNECT to it is
+// refused (nothing to tunnel to); neither resolves nor dials.
+func TestProxyDrillDestinations(t *testing.T) {
+	pe := newProxyEnv(t, policy.Egress{Allow: []policy.AllowRule{{Host: DrillEcho}}}, 10)
+	pe.host(DrillEcho, pub1)
+	resp, err := pe.client("Bearer good-lease", nil).Post("http://"+DrillEcho+"/", "text/plain", strings.NewReader("via the proxy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != DrillEchoBody {
+		t.Fatalf("echo through the proxy: %d %q", resp.StatusCode, body)
+	}
+	waitFor(t, func() bool {
+		ds := pe.rec.all()
+		return len(ds) > 0 && ds[len(ds)-1].Mode == ModeProxy && ds[len(ds)-1].BytesOut == int64(len("via the proxy"))
+	})
+	if d := pe.rec.last(t); d.Outcome != OutcomeAllow || d.AddressRange != AddressDrill || d.BytesIn != int64(len(DrillEchoBody)) {
+		t.Fatalf("decision %+v", d)
+	}
+	status, hdr := rawConnect(t, pe.srv.Listener.Addr().String(), DrillEcho+":443", "Bearer good-lease")
+	if status != 403 || hdr.Get("Leash-Egress-Clause") != ClauseDefaultDeny {
+		t.Fatalf("CONNECT to a drill destination: %d %q", status, hdr.Get("Leash-Egress-Clause"))
+	}
+	if n := pe.res.count(DrillEcho); n != 0 {
+		t.Fatalf("%s resolved %d times", DrillEcho, n)
+	}
+	if calls := pe.dial.calls(); len(calls) != 0 {
+		t.Fatalf("dialled %v", calls)
+	}
 }
