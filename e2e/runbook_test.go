@@ -454,9 +454,10 @@ func TestGovernanceSurvivesKill(t *testing.T) {
 	if res.LedgerIndex != -1 {
 		t.Fatalf("the freeze's entry reached the ledger without a quorum (ledger_index %d): the test did not cut the quorum in time", res.LedgerIndex)
 	}
-	if !strings.Contains(a.Logs(), "governance entry not yet appended") {
-		t.Fatalf("no log line for the entry left in the spool:\n%s", a.Logs())
-	}
+	// The node's output reaches the test through a pipe, after the answer.
+	waitFor(t, 5*time.Second, "the log line of the entry left in the spool", func() bool {
+		return strings.Contains(a.Logs(), "governance entry not yet appended")
+	})
 	a.Kill()
 	f[0].Resume()
 	f[1].Resume()
