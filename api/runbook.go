@@ -51,7 +51,8 @@ type RunbookResult struct {
 	Incident string    `json:"incident,omitempty"`
 	Index    uint64    `json:"index"`
 	// LedgerIndex is the ledger index of the action's signed governance
-	// entry (-1 if it could not be appended; the action is in force).
+	// entry (-1 if it was not appended within 5 s: the action is in
+	// force, the entry waits in the node's spool and is appended later).
 	LedgerIndex int64 `json:"ledger_index"`
 }
 
