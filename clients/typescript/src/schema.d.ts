@@ -1001,7 +1001,7 @@ export interface components {
             at: string;
             incident?: string;
             index: number;
-            /** @description the ledger index of the action's signed governance entry (-1: not appended) */
+            /** @description the ledger index of the action's signed governance entry (-1: not appended within 5 s; the entry waits in the node's spool and is appended later) */
             ledger_index?: number;
         };
         RunbookRecord: {
