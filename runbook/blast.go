@@ -108,9 +108,20 @@ func (b *Blast) add(idx int64, rec []byte) {
 	if err != nil || env.PayloadType != ledger.PayloadType {
 		return // governance entries name no task
 	}
-	var r ledger.Receipt
+	// Only what the index keeps is decoded (the rebuild at start decodes
+	// every receipt of the log): ledger.Receipt's names for those fields.
+	var r struct {
+		LeaseID      string    `json:"lease_id"`
+		Tenant       string    `json:"tenant"`
+		Profile      string    `json:"profile"`
+		PolicyDigest string    `json:"policy_digest"`
+		ModuleDigest string    `json:"module_digest"`
+		Destinations []string  `json:"destinations"`
+		End          time.Time `json:"end"`
+	}
 	if json.Unmarshal(env.Payload, &r) == nil {
-		b.x.Add(idx, &r)
+		b.x.Add(idx, &ledger.Receipt{LeaseID: r.LeaseID, Tenant: r.Tenant, Profile: r.Profile, PolicyDigest: r.PolicyDigest,
+			ModuleDigest: r.ModuleDigest, Destinations: r.Destinations, End: r.End})
 	}
 }
 

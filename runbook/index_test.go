@@ -1,10 +1,12 @@
 package runbook
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +84,34 @@ func BenchmarkMatch(b *testing.B) {
 			x.Match(Filter{Destination: "10.0.3.0/24"})
 		}
 	})
+}
+
+// TestRebuildDecodesWhatTheIndexKeeps: the rebuild's lean decode of a
+// signed receipt (Blast.add) indexes it under every field a filter names,
+// as the receipt itself does (its JSON names are ledger.Receipt's).
+func TestRebuildDecodesWhatTheIndexKeeps(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	hex := strings.Repeat("cd", 32)
+	end := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	rc := &ledger.Receipt{LeaseID: "lse_x", Tenant: "acme", Profile: "fetcher", PolicyDigest: "sha256:" + hex, ModuleDigest: "sha256:" + strings.Repeat("ef", 32),
+		TaskID: "tsk_1", RequestSHA256: hex, ResponseSHA256: hex, NodeID: "n1", Start: end.Add(-time.Second), End: end,
+		Destinations: []string{"api.example.com:443", "10.9.8.7:80"}, BlockedAttempts: []ledger.BlockedAttempt{}, Outcome: "ok", Attempt: 1,
+		Traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"}
+	env, err := ledger.SignReceipt(priv, "", rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := env.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBlast(BlastConfig{})
+	b.add(42, raw)
+	all := map[int64]*ledger.Receipt{42: rc}
+	for _, f := range []Filter{{Tenant: "acme"}, {Profile: "fetcher"}, {Module: rc.ModuleDigest}, {PolicyDigest: rc.PolicyDigest}, {Lease: "lse_x"},
+		{Destination: "api.example.com"}, {Destination: "10.9.0.0/16"}, {Since: end, Until: end}, {Tenant: "acme", Until: end.Add(-time.Minute)}} {
+		if got, want := b.x.Match(f), Scan(all, f); !slices.Equal(got, want) {
+			t.Errorf("%+v: index %v, scan %v", f, got, want)
+		}
+	}
 }
