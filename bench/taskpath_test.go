@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,7 +28,12 @@ import (
 // spool (answering once the receipt is fsynced in its spool), and on a
 // node with audit off (LEASH_BENCH_UNAUDITED=1: no receipts, no events).
 // The four are driven in rotating rounds so the shared machine's drift
-// lands on each; it prints one table with the ratios.
+// lands on each; it prints one table with the ratios, and a second with
+// the CPU each task cost: the node process's (from /proc) and the
+// benchmark process's own, which is the engine in process and the load
+// generator (HTTP client) through a node. CPU per task is steadier than
+// a rate on a shared machine: it does not count time spent waiting for
+// a core or a disk.
 //
 //	go test -run '^$' -bench BenchmarkTaskPath -benchtime 1x -timeout 30m ./bench/
 //
@@ -71,7 +77,8 @@ func BenchmarkTaskPath(b *testing.B) {
 		return target{n.URL() + "/v1/tasks", l.Token}, task
 	}
 	const rounds = 3
-	var table strings.Builder
+	var table, cpuTable strings.Builder
+	fmt.Fprintf(&cpuTable, "\n| guest | c | in process µs/task | ledger ack: node + client µs/task | spool ack: node + client | unaudited: node + client |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(&table, "\n| guest | c | in process/s | audited (ledger ack)/s | audited (spool ack)/s | unaudited/s | ledger/in-process | spool/in-process | unaudited/in-process | ledger/unaudited | spool/unaudited |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, g := range guests {
 		m, err := rt.Compile(ctx, g.kind, g.code)
@@ -89,6 +96,7 @@ func BenchmarkTaskPath(b *testing.B) {
 		tOn, taskOn := prep(on, g)
 		tOff, taskOff := prep(off, g)
 		tSp, taskSp := prep(spool, g)
+		nodes := []*nodetest.Node{nil, on, off, spool} // whose CPU each op uses besides ours
 		viaOn := func(int) error { return post(tOn.url, tOn.token, taskOn, 200) }
 		viaOff := func(int) error { return post(tOff.url, tOff.token, taskOff, 200) }
 		viaSp := func(int) error { return post(tSp.url, tSp.token, taskSp, 200) }
@@ -101,12 +109,21 @@ func BenchmarkTaskPath(b *testing.B) {
 				for _, op := range ops {
 					Load(g.perRound/4, c, op) // warm up
 				}
-				var elapsed [4]time.Duration
+				var elapsed, nodeCPU, selfCPU [4]time.Duration
 				var errs int64
 				for r := 0; r < rounds; r++ {
 					for k := range ops {
 						i := (k + r) % len(ops) // rotate who goes first
+						var n0 time.Duration
+						if nodes[i] != nil {
+							n0 = procCPU(b, nodes[i].PID())
+						}
+						s0 := selfCPUTime()
 						lat := Load(g.perRound, c, ops[i])
+						selfCPU[i] += selfCPUTime() - s0
+						if nodes[i] != nil {
+							nodeCPU[i] += procCPU(b, nodes[i].PID()) - n0
+						}
 						elapsed[i] += lat.Elapsed
 						errs += lat.Errors
 					}
@@ -125,10 +142,21 @@ func BenchmarkTaskPath(b *testing.B) {
 					b.Fatalf("%d tasks failed", errs)
 				}
 				fmt.Fprintf(&table, "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", g.name, c, in, au, sp, un, au/in, sp/in, un/in, au/un, sp/un)
+				us := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
+				fmt.Fprintf(&cpuTable, "| %s | %d | %.0f | %.0f + %.0f | %.0f + %.0f | %.0f + %.0f |\n", g.name, c, us(selfCPU[0]),
+					us(nodeCPU[1]), us(selfCPU[1]), us(nodeCPU[3]), us(selfCPU[3]), us(nodeCPU[2]), us(selfCPU[2]))
 			})
 		}
 	}
 	fmt.Println(table.String()) // the whole table, once (b.Log of a parent benchmark shows only with -v)
+	fmt.Println(cpuTable.String())
+}
+
+// selfCPUTime is the user and system CPU time this process has used.
+func selfCPUTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // profileNode loads n with op at concurrency 8 while it takes a 10 s CPU
