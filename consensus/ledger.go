@@ -70,6 +70,12 @@ func (CosignCheckpoint) Op() Op { return OpCosignCheckpoint }
 type AppendResult struct {
 	Indexes []int64 `msgpack:"indexes"`
 	Size    int64   `msgpack:"size"`
+	// Receipts are the batch's receipts as the FSM decoded and checked
+	// them, in the order given (nil for a governance entry), for the
+	// listeners of applied batches (the canary tracker, the blast-radius
+	// index), so they do not decode every receipt again. Only on the
+	// replica that applied the batch: never encoded. Read-only.
+	Receipts []*ledger.Receipt `msgpack:"-"`
 }
 
 // ledgerStore adapts a Tx to ledger.Store.
@@ -224,7 +230,7 @@ func applyAppendReceipts(tx *Tx, c *AppendReceipts) (*AppendResult, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	res := &AppendResult{Indexes: make([]int64, len(c.Envelopes))}
+	res := &AppendResult{Indexes: make([]int64, len(c.Envelopes)), Receipts: receipts}
 	var fresh [][]byte
 	seen := map[string]int64{}
 	var taskKeys []string

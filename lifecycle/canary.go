@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,8 +22,9 @@ import (
 // attempts by clause, and every node applies every receipt. So each
 // node counts the whole cluster's tasks, not only its own, with no new
 // replicated state and nothing added to the task path. The FSM listener
-// only hands the batch's envelopes to a goroutine (dropping them, and
-// counting the drop, when it falls behind); decoding happens there.
+// only hands the batch's receipts, as the FSM decoded them, to a
+// goroutine (dropping them, and counting the drop, when it falls
+// behind); counting happens there.
 
 // canaryBucket is the resolution of the health window.
 const canaryBucket = 10 * time.Second
@@ -47,7 +47,7 @@ type sideCounts struct {
 
 // canaryTracker counts receipts by policy digest in time buckets.
 type canaryTracker struct {
-	in      chan [][]byte
+	in      chan []*ledger.Receipt
 	dropped atomic.Int64
 
 	mu      sync.Mutex
@@ -55,31 +55,26 @@ type canaryTracker struct {
 }
 
 func newCanaryTracker() *canaryTracker {
-	return &canaryTracker{in: make(chan [][]byte, 1024), buckets: map[int64]map[string]*sideCounts{}}
+	return &canaryTracker{in: make(chan []*ledger.Receipt, 1024), buckets: map[int64]map[string]*sideCounts{}}
 }
 
-// offer hands a batch of applied receipt envelopes over without blocking
-// the FSM.
-func (t *canaryTracker) offer(envs [][]byte) {
+// offer hands a batch of applied receipts (as the FSM decoded them:
+// consensus.AppendResult.Receipts) over without blocking the FSM.
+func (t *canaryTracker) offer(rs []*ledger.Receipt) {
 	select {
-	case t.in <- envs:
+	case t.in <- rs:
 	default:
-		t.dropped.Add(int64(len(envs)))
+		t.dropped.Add(int64(len(rs)))
 	}
 }
 
-// decode counts a batch of offered envelopes.
-func (t *canaryTracker) decode(envs [][]byte) {
-	for _, b := range envs {
-		env, err := ledger.DecodeEnvelope(b)
-		if err != nil {
-			continue // the FSM checked it; nothing to count
+// count counts a batch of offered receipts (nil: a governance entry,
+// nothing to count).
+func (t *canaryTracker) count(rs []*ledger.Receipt) {
+	for _, r := range rs {
+		if r != nil {
+			t.record(r)
 		}
-		var r ledger.Receipt
-		if json.Unmarshal(env.Payload, &r) != nil {
-			continue
-		}
-		t.record(&r)
 	}
 }
 
@@ -191,8 +186,8 @@ func (s *Service) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case envs := <-s.health.in:
-			s.health.decode(envs)
+		case rs := <-s.health.in:
+			s.health.count(rs)
 			continue
 		case <-t.C:
 		}
@@ -232,7 +227,9 @@ func (s *Service) Run(ctx context.Context) {
 // Applied feeds canary health from the receipts applied on this node
 // (on raft's FSM goroutine: it only hands the envelopes over).
 func (s *Service) Applied(a consensus.Applied) {
-	if c, ok := a.Command.(*consensus.AppendReceipts); ok {
-		s.health.offer(c.Envelopes)
+	if _, ok := a.Command.(*consensus.AppendReceipts); ok {
+		if ar, ok := a.Result.Value.(*consensus.AppendResult); ok {
+			s.health.offer(ar.Receipts)
+		}
 	}
 }

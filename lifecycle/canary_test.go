@@ -53,10 +53,14 @@ func TestCanaryHealth(t *testing.T) {
 			t.Errorf("%+v: abort %v, want %v (%s)", tc.c, got, tc.want, abortReason(&tc.c, h))
 		}
 	}
-	// Offered envelopes that do not decode are skipped; the channel
-	// never blocks the FSM.
+	// A governance entry (nil) counts nothing; the channel never blocks
+	// the FSM.
+	tr.count([]*ledger.Receipt{nil, {PolicyDigest: "C", Outcome: "ok", End: now}})
+	if h := tr.health(now, 5*time.Minute, "S", "C"); h.Canary.Tasks != 21 {
+		t.Fatalf("after a batch with a governance entry: canary tasks %d, want 21", h.Canary.Tasks)
+	}
 	for range 2000 {
-		tr.offer([][]byte{[]byte("x")})
+		tr.offer([]*ledger.Receipt{nil})
 	}
 	if tr.dropped.Load() == 0 {
 		t.Error("a full channel dropped nothing")

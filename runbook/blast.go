@@ -86,18 +86,23 @@ const MaxBlastReceipts = 50000
 const maxBlastTasks = 1000
 
 type blastBatch struct {
-	envs [][]byte
-	idx  []int64
+	receipts []*ledger.Receipt // nil: a governance entry
+	idx      []int64
 }
 
-// Offer hands an applied batch to the indexer without blocking the FSM;
-// a dropped batch makes the indexer read the log again.
+// Offer hands an applied batch, with its receipts as the FSM decoded
+// them, to the indexer without blocking the FSM; a dropped batch makes
+// the indexer read the log again.
 func (b *Blast) Offer(c *consensus.AppendReceipts, res *consensus.AppendResult) {
 	if len(c.Envelopes) != len(res.Indexes) {
 		return
 	}
+	if len(res.Receipts) != len(res.Indexes) {
+		b.dropped.Add(1) // not decoded here: the indexer reads the log again
+		return
+	}
 	select {
-	case b.in <- blastBatch{envs: c.Envelopes, idx: res.Indexes}:
+	case b.in <- blastBatch{receipts: res.Receipts, idx: res.Indexes}:
 	default:
 		b.dropped.Add(1)
 	}
@@ -200,8 +205,10 @@ func (b *Blast) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case bb := <-b.in:
-			for i, e := range bb.envs {
-				b.add(bb.idx[i], e)
+			for i, r := range bb.receipts {
+				if r != nil {
+					b.x.Add(bb.idx[i], r)
+				}
 			}
 		case <-t.C:
 			if b.dropped.Swap(0) > 0 || !b.built.Load() {
