@@ -334,6 +334,26 @@ func TestModulesBelongToTheirTenants(t *testing.T) {
 			t.Fatalf("%s runs the admin's module: %d %s", l.Tenant, st, code)
 		}
 	}
+	// Ownership is cached once a task found it (modules.Store.Owned): a
+	// tenant that deletes a module another tenant also uploaded (so its
+	// bytes stay) cannot run it from the very next task on.
+	if put(limited.Token, "", wasm("minimal")) != mine {
+		t.Fatal("the same module has another digest")
+	}
+	for _, l := range []api.Lease{demo, limited} {
+		if st, code := run(l, mine); st != 200 {
+			t.Fatalf("%s runs the module both uploaded: %d %s", l.Tenant, st, code)
+		}
+	}
+	if st, _, code := send(t, tn, "DELETE", "/v1/modules/"+mine, demo.Token, "", nil); st != 204 {
+		t.Fatalf("demo deletes its module: %d %s", st, code)
+	}
+	if st, code := run(demo, mine); st != 404 || code != api.CodeModuleNotFound {
+		t.Fatalf("demo runs the module it deleted: %d %s", st, code)
+	}
+	if st, code := run(limited, mine); st != 200 {
+		t.Fatalf("limited runs its module after demo deleted theirs: %d %s", st, code)
+	}
 }
 
 func sha256hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
