@@ -134,16 +134,42 @@ func (l *memoryLimiter) Allocate(capacity, maxBytes uint64) experimental.LinearM
 	return &linearMemory{l: l, capHint: min(capacity, l.limit)}
 }
 
+// wasiPool keeps the linear memories of finished WASI instances (up to
+// wasiPoolMaxBuffer each) for the next instances: a fresh instance of a
+// small guest allocated its whole memory (128 KiB for the minimal guest),
+// which was 60% of the bytes a node allocates per task and most of its
+// garbage collection. A buffer is zeroed, up to what its last instance
+// used, when it is taken, so no instance sees another's bytes (even one
+// written after Free); sync.Pool lets the collector take idle ones.
+var wasiPool sync.Pool // of *wasiBuffer
+
+const wasiPoolMaxBuffer = 8 << 20
+
+type wasiBuffer struct {
+	buf   []byte
+	dirty int // bytes of buf that may not be zero
+}
+
 type linearMemory struct {
 	l       *memoryLimiter
 	capHint uint64
 	buf     []byte
+	pooled  *wasiBuffer // where buf came from, to go back to wasiPool
 }
 
 func (m *linearMemory) Reallocate(size uint64) []byte {
 	if size > m.l.limit {
 		m.l.refused.Store(true)
 		return nil
+	}
+	if m.buf == nil && m.pooled == nil {
+		if pb, _ := wasiPool.Get().(*wasiBuffer); pb != nil {
+			if uint64(cap(pb.buf)) >= size {
+				clear(pb.buf[:pb.dirty])
+				pb.dirty = 0
+				m.pooled, m.buf = pb, pb.buf[:0]
+			} // else too small for this guest: left to the collector
+		}
 	}
 	if size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
@@ -168,10 +194,18 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *linearMemory) Free() {
-	if cap(m.buf) > jsPoolMaxBuffer {
+	switch {
+	case cap(m.buf) > jsPoolMaxBuffer:
 		dropMemory(cap(m.buf)) // see jsmemory.go
+	case cap(m.buf) > 0 && cap(m.buf) <= wasiPoolMaxBuffer:
+		pb := m.pooled
+		if pb == nil {
+			pb = &wasiBuffer{}
+		}
+		pb.buf, pb.dirty = m.buf[:0], len(m.buf)
+		wasiPool.Put(pb)
 	}
-	m.buf = nil
+	m.buf, m.pooled = nil, nil
 }
 
 // cappedWriter keeps at most limit bytes; past it, it calls over once and
