@@ -40,10 +40,22 @@ const (
 // Pebble settings for a small server. The defaults are tuned for much bigger
 // machines; these keep memory modest while leaving the WAL on, since raft
 // needs every acknowledged write to survive a crash.
+//
+// L0 is compacted once 16 sublevels wait (Pebble's default is 4): the
+// task path writes some 6.5 KB a task under random keys (task ids) into
+// a store that starts small, so every L0 compaction rewrites most of the
+// level below, and compactions were the largest single cost of an
+// audited node under load (24% of its CPU with the minimal WASI guest).
+// Compacting four times as much L0 at once cut the node's CPU per task
+// by 14% (docs/BENCHMARKS.md, issue 19); point reads see more L0 files,
+// which the measurement includes. Writes stall at 48 sublevels (3×, as
+// the default's 12 is to 4).
 const (
-	blockCacheSize = 32 << 20 // 32 MiB shared block cache
-	memTableSize   = 8 << 20  // 8 MiB memtables (two may be queued)
-	maxOpenFiles   = 500
+	blockCacheSize        = 32 << 20 // 32 MiB shared block cache
+	memTableSize          = 8 << 20  // 8 MiB memtables (two may be queued)
+	maxOpenFiles          = 500
+	l0CompactionThreshold = 16
+	l0StopWritesThreshold = 48
 )
 
 // OpenDB opens the node's Pebble database in dir, creating dir (mode 0700)
@@ -62,12 +74,15 @@ func OpenDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
 	// cache is freed when the database closes.
 	defer cache.Unref()
 	opts := &pebble.Options{
-		Cache:              cache,
-		MemTableSize:       memTableSize,
-		MaxOpenFiles:       maxOpenFiles,
-		FormatMajorVersion: pebble.FormatNewest,
-		DisableWAL:         false,
-		Logger:             slogPebbleLogger{logger: logger},
+		Cache:        cache,
+		MemTableSize: memTableSize,
+		MaxOpenFiles: maxOpenFiles,
+		// See l0CompactionThreshold.
+		L0CompactionThreshold: l0CompactionThreshold,
+		L0StopWritesThreshold: l0StopWritesThreshold,
+		FormatMajorVersion:    pebble.FormatNewest,
+		DisableWAL:            false,
+		Logger:                slogPebbleLogger{logger: logger},
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
