@@ -18,6 +18,7 @@ import (
 	"os"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // Key prefixes of the node's Pebble database. Every key the node writes
@@ -56,6 +57,7 @@ const (
 	maxOpenFiles          = 500
 	l0CompactionThreshold = 16
 	l0StopWritesThreshold = 48
+	bloomBitsPerKey       = 10
 )
 
 // OpenDB opens the node's Pebble database in dir, creating dir (mode 0700)
@@ -84,6 +86,8 @@ func OpenDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
 		DisableWAL:            false,
 		Logger:                slogPebbleLogger{logger: logger},
 	}
+	// Bloom filters on every level (L1+ inherit L0's): see bloomBitsPerKey.
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open pebble database in %q: %w", dir, err)
