@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 
+	"github.com/leash-dev/leash/ledger"
 	"github.com/leash-dev/leash/policy"
 )
 
@@ -30,6 +32,18 @@ type FSM struct {
 	mu        sync.Mutex
 	listeners []func(Applied)
 	restored  []func()
+	// ledgerKeys is the ledger's log and trusted keys as the last
+	// command that read them found them (under mu): every batch of
+	// receipts needs them, and they change only when a command writes
+	// the ledger's origin or a node key, or a snapshot is restored,
+	// which reset it.
+	ledgerKeys ledgerKeys
+}
+
+// ledgerKeys caches what ledgerLogKeys reads; log nil: not read yet.
+type ledgerKeys struct {
+	log  *ledger.Log
+	keys *ledger.KeySet
 }
 
 var (
@@ -140,7 +154,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			out[i] = &Result{Code: "malformed_command", Message: err.Error()}
 			continue
 		}
-		tx := &Tx{r: batch, pending: map[string][]byte{}}
+		tx := &Tx{r: batch, pending: map[string][]byte{}, ledgerKeys: &f.ledgerKeys}
 		val, err := apply(tx, cmd)
 		res := &Result{Value: val, Index: l.Index}
 		if err != nil {
@@ -157,6 +171,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			for _, k := range tx.order {
 				if cached(k) {
 					written = append(written, k)
+				}
+				if k == keyLedgerOrigin || strings.HasPrefix(k, prefixKey) {
+					f.ledgerKeys = ledgerKeys{}
 				}
 			}
 		}
@@ -193,6 +210,9 @@ type Tx struct {
 	r       *pebble.Batch
 	pending map[string][]byte // nil value: delete
 	order   []string
+	// ledgerKeys, when set, is the FSM's cache of the ledger's log and
+	// keys (ledgerLogKeys).
+	ledgerKeys *ledgerKeys
 }
 
 // Get reads a key through pending writes.
@@ -302,6 +322,7 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	defer rc.Close()
 	f.mu.Lock()
 	restored := f.restored
+	f.ledgerKeys = ledgerKeys{} // whatever the restore leaves, read it again
 	defer func() {
 		f.mu.Unlock()
 		if err == nil {

@@ -176,15 +176,33 @@ func keySet(r iterable, origin string) (*ledger.KeySet, error) {
 	return ledger.NewKeySet(origin, nodes...)
 }
 
+// ledgerLogKeys is ledgerLog and its keySet, from the FSM's cache when
+// tx has one (FSM.ledgerKeys: reset by every write of the origin or of a
+// node key, and by a restore). Reading both for every batch of receipts
+// was 2.6% of an audited node's CPU.
+func ledgerLogKeys(tx *Tx) (*ledger.Log, *ledger.KeySet, error) {
+	if c := tx.ledgerKeys; c != nil && c.log != nil {
+		return c.log, c.keys, nil
+	}
+	log, err := ledgerLog(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := keySet(tx, log.Origin())
+	if err != nil {
+		return nil, nil, err
+	}
+	if c := tx.ledgerKeys; c != nil {
+		*c = ledgerKeys{log: log, keys: keys}
+	}
+	return log, keys, nil
+}
+
 func applyAppendReceipts(tx *Tx, c *AppendReceipts) (*AppendResult, error) {
 	if len(c.Envelopes) == 0 || len(c.Envelopes) > ledger.MaxBatchRecords {
 		return nil, refuse(CodeInvalid, "a batch has 1 to %d receipts", ledger.MaxBatchRecords)
 	}
-	log, err := ledgerLog(tx)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := keySet(tx, log.Origin())
+	log, keys, err := ledgerLogKeys(tx)
 	if err != nil {
 		return nil, err
 	}
@@ -279,11 +297,7 @@ func applyAppendReceipts(tx *Tx, c *AppendReceipts) (*AppendResult, error) {
 }
 
 func applyCosignCheckpoint(tx *Tx, c *CosignCheckpoint) (int64, error) {
-	log, err := ledgerLog(tx)
-	if err != nil {
-		return 0, err
-	}
-	keys, err := keySet(tx, log.Origin())
+	log, keys, err := ledgerLogKeys(tx)
 	if err != nil {
 		return 0, err
 	}
