@@ -1,6 +1,9 @@
 package weburl
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestParse(t *testing.T) {
 	tests := map[string]struct {
@@ -61,4 +64,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("re-parse of %q gave %q", u.Href, again.Href)
 		}
 	})
+}
+
+// TestParseCached: a URL parsed again comes from the cache, equal to a
+// fresh parse and the caller's own (changing it changes no later
+// result); the base is part of the key.
+func TestParseCached(t *testing.T) {
+	in := "http://a.example/x/../y?q \u00e9" // a validation error: a space
+	fresh, err := parse(in, "")
+	if err != nil || len(fresh.Validation) == 0 {
+		t.Fatalf("parse: %+v %v (want validation errors)", fresh, err)
+	}
+	for i := range 3 {
+		u, err := Parse(in, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(u, fresh) {
+			t.Fatalf("parse %d: %+v, want %+v", i, u, fresh)
+		}
+		u.Href, u.Validation[0] = "changed", "changed" // the caller's copy
+	}
+	if u, _ := Parse("z", "http://a.example/x/"); u.Href != "http://a.example/x/z" {
+		t.Fatalf("relative: %q", u.Href)
+	}
+	if u, _ := Parse("z", "http://b.example/"); u.Href != "http://b.example/z" {
+		t.Fatalf("the same input on another base: %q", u.Href)
+	}
 }
