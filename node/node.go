@@ -373,7 +373,14 @@ func (n *Node) open(ctx context.Context) (net.Listener, error) {
 	n.sessions = n.newSessions()
 	n.tenants = n.newTenants()
 	n.audit = audit.New(audit.Config{State: n.state, NodeID: id.NodeID, CheckpointKey: id.CheckpointKey, BodyTimeout: cfg.BodyTimeout})
-	n.blast = runbook.NewBlast(runbook.BlastConfig{Ledger: n.audit, DB: n.db, VerifyShare: cfg.BlastVerifyShare, Log: n.log})
+	n.blast = runbook.NewBlast(runbook.BlastConfig{Ledger: n.audit, DB: n.db, VerifyShare: cfg.BlastVerifyShare, Log: n.log,
+		Busy: func() bool { // n.pool is set before Run starts the verifier
+			if n.pool == nil {
+				return false
+			}
+			running, waiting, _ := n.pool.Load()
+			return running+waiting > 0
+		}})
 	n.leaseAPI = n.newLeases()
 	n.lifecycle = n.newLifecycle()
 	n.usageAPI = n.newUsageAPI()

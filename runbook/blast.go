@@ -61,7 +61,11 @@ type BlastConfig struct {
 	// more: no bound; 0 or less: no verifier, queries check every
 	// signature).
 	VerifyShare float64
-	Log         *slog.Logger
+	// Busy reports that the node is running or queueing tasks; the
+	// verifier then waits, so that the task path does not pay for it
+	// and it catches up when the node is idle (nil: never busy).
+	Busy func() bool
+	Log  *slog.Logger
 }
 
 // NewBlast returns the blast radius; Run builds its index and runs its
@@ -70,7 +74,9 @@ func NewBlast(c BlastConfig) *Blast {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Blast{ledger: c.Ledger, log: c.Log, x: New(), in: make(chan blastBatch, 1024), ver: newVerifier(c.DB, c.VerifyShare, c.Log)}
+	b := &Blast{ledger: c.Ledger, log: c.Log, x: New(), in: make(chan blastBatch, 1024), ver: newVerifier(c.DB, c.VerifyShare, c.Log)}
+	b.ver.busy = c.Busy
+	return b
 }
 
 // Handlers is the blast-radius route, by operation name of

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,5 +256,54 @@ func TestVerifierAhead(t *testing.T) {
 	vf.mu.Unlock()
 	if below, _ := vf.trusted(v, hr, cp); below != 0 {
 		t.Errorf("a watermark off the tree: trusted below %d", below)
+	}
+}
+
+// TestVerifierRests: the verifier rests as long as its share of one core
+// says after each chunk (not at all with a whole core), and while the
+// node runs tasks it stops within busyEvery records and does not go on
+// until the node is idle.
+func TestVerifierRests(t *testing.T) {
+	vf := newVerifier(nil, 0.5, slog.New(slog.DiscardHandler))
+	if got := vf.rest(100 * time.Millisecond); got != 100*time.Millisecond {
+		t.Errorf("half a core: rests %v after 100ms of work", got)
+	}
+	vf.share = 1
+	if got := vf.rest(100 * time.Millisecond); got != 0 {
+		t.Errorf("a whole core: rests %v", got)
+	}
+
+	ctx := context.Background()
+	tl := newTestLedger(t, 300)
+	l := stateLedger{tl.fsm.State()}
+	var busy atomic.Bool
+	looks := 0
+	vf = newVerifier(tl.db, 1, slog.New(slog.DiscardHandler))
+	vf.busy = func() bool {
+		looks++
+		if looks == 2 { // tasks arrive while the first records are checked
+			busy.Store(true)
+		}
+		return busy.Load()
+	}
+	if more, err := vf.step(ctx, l); err != nil || !more || vf.size() != 2*busyEvery {
+		t.Fatalf("busy after the first %d records: more %v, err %v, checked %d", busyEvery, more, err, vf.size())
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { vf.run(rctx, l); close(done) }()
+	time.Sleep(3 * busyWait)
+	if got := vf.size(); got != 2*busyEvery {
+		t.Errorf("the node busy: the verifier went on to %d", got)
+	}
+	busy.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for vf.size() != 300 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := vf.size(); got != 300 {
+		t.Errorf("the node idle again: the verifier reached %d of 300", got)
 	}
 }

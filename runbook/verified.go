@@ -38,7 +38,10 @@ const keyVerified = consensus.PrefixLocal + "blast/verified"
 // most: after each chunk it rests for as long as the share says (half of
 // one core: as long as it worked), so catching up after a start or a
 // burst never takes the node's CPU from its tasks, however slow a
-// signature check is on a loaded machine.
+// signature check is on a loaded machine. It checks only while the node
+// runs and queues no task (it looks every busyEvery records), so the task
+// path does not pay for it: a node that is never idle leaves the
+// signatures to the queries.
 const DefaultVerifyShare = 0.5
 
 // maxFailed bounds the receipts that did not verify the watermark lists;
@@ -60,7 +63,8 @@ type watermark struct {
 type verifier struct {
 	db    *pebble.DB // nil: the watermark is not kept across restarts
 	log   *slog.Logger
-	share float64 // of one core; 1 or more: no rest
+	share float64     // of one core; 1 or more: no rest
+	busy  func() bool // the node runs or queues tasks: the verifier waits (nil: never)
 
 	mu     sync.Mutex
 	w      watermark
@@ -138,6 +142,13 @@ func (vf *verifier) run(ctx context.Context, l Ledger) {
 	var from int64 = -1 // the watermark when it fell behind
 	var since time.Time
 	for ctx.Err() == nil {
+		if vf.isBusy() {
+			select {
+			case <-ctx.Done():
+			case <-time.After(busyWait):
+			}
+			continue
+		}
 		at := vf.size()
 		t0 := time.Now()
 		more, err := vf.step(ctx, l)
@@ -165,6 +176,16 @@ func (vf *verifier) run(ctx context.Context, l Ledger) {
 		}
 	}
 }
+
+// busyEvery is how many records the verifier checks between two looks
+// at whether the node is busy; busyWait how long it waits then.
+const (
+	busyEvery = 64
+	busyWait  = 100 * time.Millisecond
+)
+
+// isBusy reports that the node runs or queues tasks.
+func (vf *verifier) isBusy() bool { return vf.busy != nil && vf.busy() }
 
 // rest is how long to rest after working for d.
 func (vf *verifier) rest(d time.Duration) time.Duration {
@@ -250,6 +271,9 @@ func (vf *verifier) step(ctx context.Context, l Ledger) (more bool, err error) {
 			}
 		}
 		checked = i + 1
+		if (i+1-w.Size)%busyEvery == 0 && vf.isBusy() {
+			break // the node has tasks again: what is checked is kept
+		}
 	}
 	if checked == w.Size {
 		return false, nil
