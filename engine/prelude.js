@@ -609,7 +609,7 @@
   // (golang.org/x/text/encoding/htmlindex, the standard's table).
   const decodeFatal = 1, decodeStream = 2, decodeNameOnly = 4;
   class TextDecoder {
-    #enc; #fatal; #ignoreBOM; #pending = null; #bomSeen = false;
+    #enc; #fatal; #ignoreBOM; #pending = null; #bomSeen = false; #state = 0;
     constructor(label = 'utf-8', options = undefined) {
       const name = hostDecode(String(label), null, decodeNameOnly);
       if (name === null) throw new RangeError(`Failed to construct 'TextDecoder': The encoding label provided ('${String(label)}') is invalid.`);
@@ -682,9 +682,15 @@
         if (s === null) { this.#pending = null; this.#bomSeen = false; throw this.#invalid(); }
         return this.#bom(s, stream);
       }
-      const r = hostDecode(enc, bytes, (this.#fatal ? decodeFatal : 0) | (stream ? decodeStream : 0));
+      // the host keeps no decoder between calls: a streaming call returns
+      // the decoder's state (gb18030, ISO-2022-JP) or leaves an
+      // incomplete tail unconsumed (the others), and the next call passes
+      // them back
+      const r = hostDecode(enc, bytes, (this.#fatal ? decodeFatal : 0) | (stream ? decodeStream : 0) | (this.#state << 8));
+      this.#state = 0;
       if (r === null) { this.#pending = null; throw this.#invalid(); }
       if (r[1] < n) this.#pending = copyBytes(new Uint8Array(taBuffer(bytes), taByteOffset(bytes) + r[1], n - r[1]));
+      if (stream) this.#state = r[2];
       return r[0];
     }
   }

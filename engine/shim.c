@@ -47,8 +47,10 @@
  *                                           (JSON of the parts) or -1
  *   decode(label, llen, in, ilen, flags) -> i32  WHATWG label lookup (flags
  *                                           4: reply is the name) or legacy
- *                                           decode (1 fatal, 2 stream; reply
- *                                           is 4 bytes consumed + UTF-8);
+ *                                           decode (1 fatal, 2 stream, bits
+ *                                           8-31 the decoder's state; reply
+ *                                           is 4 bytes consumed, 4 of the
+ *                                           next state, then UTF-8);
  *                                           -1 unknown/invalid, -2 too large
  *   fetch(meta, mlen, body, blen) -> i32    start a subrequest; its id
  *   respond(meta, mlen, body, blen) -> i32  the response; nonzero: refused
@@ -378,14 +380,15 @@ static JSValue n_url_set(JSContext *c, JSValueConst this, int argc, JSValueConst
 }
 
 /* decode(label, bytes, flags) -> the encoding's name (flags 4), or
- * [text, consumed]; null for an unknown label or (fatal) invalid input */
+ * [text, consumed, state]; null for an unknown label, a bad state or
+ * (fatal) invalid input */
 static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
 {
     const char *label;
     size_t ln, n;
     uint8_t *p, *buf;
     int32_t flags, r;
-    uint32_t used;
+    uint32_t used, state;
     JSValue arr, s;
     if (JS_ToInt32(c, &flags, argv[2]) || get_bytes(c, argv[1], &p, &n))
         return JS_EXCEPTION;
@@ -406,8 +409,13 @@ static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst 
         return JS_ThrowOutOfMemory(c);
     }
     host_reply(buf);
+    if (r < 8) {
+        free(buf);
+        return JS_NULL;
+    }
     used = (uint32_t)buf[0] | ((uint32_t)buf[1] << 8) | ((uint32_t)buf[2] << 16) | ((uint32_t)buf[3] << 24);
-    s = JS_NewStringLen(c, (const char *)buf + 4, r - 4);
+    state = (uint32_t)buf[4] | ((uint32_t)buf[5] << 8) | ((uint32_t)buf[6] << 16) | ((uint32_t)buf[7] << 24);
+    s = JS_NewStringLen(c, (const char *)buf + 8, r - 8);
     free(buf);
     if (JS_IsException(s))
         return s;
@@ -418,6 +426,7 @@ static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst 
     }
     JS_DefinePropertyValueUint32(c, arr, 0, s, JS_PROP_C_W_E);
     JS_DefinePropertyValueUint32(c, arr, 1, JS_NewUint32(c, used), JS_PROP_C_W_E);
+    JS_DefinePropertyValueUint32(c, arr, 2, JS_NewUint32(c, state), JS_PROP_C_W_E);
     return arr;
 }
 

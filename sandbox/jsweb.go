@@ -2,7 +2,8 @@ package sandbox
 
 // Host calls of the JS engine for the web APIs Go does better than the
 // prelude: the WHATWG URL setters (the parser weburl wraps) and the WHATWG
-// Encoding Standard's decoders (golang.org/x/text/encoding/htmlindex).
+// Encoding Standard's decoders (webencoding's gb18030, GBK and
+// ISO-2022-JP, golang.org/x/text/encoding/htmlindex's for the others).
 
 import (
 	"context"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/transform"
 
+	"github.com/leash-dev/leash/webencoding"
 	"github.com/leash-dev/leash/weburl"
 )
 
@@ -80,11 +82,14 @@ func jsURLSet(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = uint64(len(b))
 }
 
-// Flags of the decode host call.
+// Flags of the decode host call. Bits 8 to 31 are the decoder's state
+// (webencoding.Decode's) that the previous streaming call returned; the
+// guest keeps it, so no decoder state stays in the host between calls.
 const (
-	decodeFatal    = 1 // an invalid sequence is an error, not U+FFFD
-	decodeStream   = 2 // more input follows: keep an incomplete tail
-	decodeNameOnly = 4 // resolve the label only; the reply is the name
+	decodeFatal      = 1 // an invalid sequence is an error, not U+FFFD
+	decodeStream     = 2 // more input follows: keep an incomplete tail
+	decodeNameOnly   = 4 // resolve the label only; the reply is the name
+	decodeStateShift = 8
 )
 
 // jsMaxDecode bounds one legacy decode call's input: the host's output
@@ -147,10 +152,26 @@ func decodeLegacy(enc encoding.Encoding, src []byte, fatal, stream bool) ([]byte
 	return out, pos, nil
 }
 
+// decodeChunk decodes one call's input: with webencoding's decoder, which
+// consumes it all and returns the state for the next call, or with
+// x/text's, which leaves an incomplete tail unconsumed and has no state.
+func decodeChunk(enc encoding.Encoding, name string, state uint32, src []byte, fatal, stream bool) ([]byte, int, uint32, error) {
+	if webencoding.Has(name) {
+		text, next, err := webencoding.Decode(name, state, src, !stream, fatal)
+		return text, len(src), next, err
+	}
+	if state != 0 {
+		return nil, 0, 0, webencoding.ErrState
+	}
+	text, n, err := decodeLegacy(enc, src, fatal, stream)
+	return text, n, 0, err
+}
+
 // jsDecode: decode(label, llen, in, ilen, flags) -> reply length, or -1
-// (an unknown label, or invalid input when fatal), or -2 (input too
-// large). The reply is the canonical name (decodeNameOnly), or 4 bytes of
-// the count of input bytes consumed (little-endian) and the UTF-8 text.
+// (an unknown label, a bad state, or invalid input when fatal), or -2
+// (input too large). The reply is the canonical name (decodeNameOnly), or
+// 4 bytes of the count of input bytes consumed and 4 of the decoder's
+// state (both little-endian), then the UTF-8 text.
 func jsDecode(ctx context.Context, mod api.Module, stack []uint64) {
 	st := jsTaskFrom(ctx)
 	label, ok := readString(mod, uint32(stack[0]), uint32(stack[1]))
@@ -178,13 +199,14 @@ func jsDecode(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	text, n, err := decodeLegacy(enc, src, flags&decodeFatal != 0, flags&decodeStream != 0)
+	text, n, next, err := decodeChunk(enc, name, flags>>decodeStateShift, src, flags&decodeFatal != 0, flags&decodeStream != 0)
 	if err != nil {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	reply := make([]byte, 4, 4+len(text))
+	reply := make([]byte, 8, 8+len(text))
 	binary.LittleEndian.PutUint32(reply, uint32(n))
+	binary.LittleEndian.PutUint32(reply[4:], next)
 	st.reply = append(reply, text...)
 	stack[0] = uint64(len(st.reply))
 }

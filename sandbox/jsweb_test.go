@@ -110,13 +110,29 @@ func TestJSWebAPIs(t *testing.T) {
   return d.decode(new Uint8Array([0x93]), { stream: true }) + "|" + d.decode(new Uint8Array([0xfa])) + "|" + d.decode(new Uint8Array([0x93]));`,
 			body: "|日|\ufffd",
 		},
+		"TextDecoder gb18030 and GBK follow the Encoding Standard": {
+			src: `const d = (l, b) => new TextDecoder(l).decode(new Uint8Array(b));
+  return [d("gb18030", [0x81, 0x30, 0x81, 0x30, 0x90, 0x30, 0x81, 0x30, 0xa6, 0xd9, 0xaa, 0xa1]), d("gbk", [0xa8, 0xbc, 0x81, 0x7f]),
+    d("gb18030", [0x81, 0x30, 0x81, 0x20]), d("gb18030", [0x84, 0x31, 0xa5, 0x30])].map(s => encodeURI(s)).join(" ");`,
+			body: "%C2%80%F0%90%80%80%EF%B8%90%EE%80%80 %E1%B8%BF%EF%BF%BD%7F %EF%BF%BD0%EF%BF%BD%20 %EF%BF%BD",
+		},
+		"TextDecoder keeps a legacy decoder's state across streaming calls": {
+			src: `const jp = new TextDecoder("iso-2022-jp"), gb = new TextDecoder("gb18030"), out = [];
+  for (const b of [[0x1b, 0x24], [0x42, 0x46], [0x7c, 0x4b, 0x5c, 0x1b], [0x28, 0x42, 0x61]]) out.push(jp.decode(new Uint8Array(b), { stream: true }));
+  out.push(jp.decode());
+  for (const b of [[0x81, 0x30], [0x81], [0x30, 0x81]]) out.push(gb.decode(new Uint8Array(b), { stream: true }));
+  out.push(gb.decode(new Uint8Array([0x30])));
+  out.push(jp.decode(new Uint8Array([0x1b, 0x28, 0x4a]), { stream: true }) + jp.decode(new Uint8Array([0x1b, 0x28, 0x42])));
+  return out.map(s => encodeURI(s)).join("|");`,
+			body: "||%E6%97%A5%E6%9C%AC|a||||%C2%80|%EF%BF%BD|%EF%BF%BD",
+		},
 		"TextDecoder fatal legacy and UTF-16": {
 			src: `const out = [];
-  for (const [l, b] of [["shift_jis", [0x82]], ["utf-16le", [0x00, 0xd8]], ["utf-16be", [0x00]]]) {
+  for (const [l, b] of [["shift_jis", [0x82]], ["utf-16le", [0x00, 0xd8]], ["utf-16be", [0x00]], ["gb18030", [0x81, 0x30]], ["iso-2022-jp", [0x1b, 0x28, 0x4a, 0x1b, 0x28, 0x42]]]) {
     try { new TextDecoder(l, { fatal: true }).decode(new Uint8Array(b)); out.push("ok"); } catch (e) { out.push(e.constructor.name); }
   }
   return out.join(",");`,
-			body: "TypeError,TypeError,TypeError",
+			body: "TypeError,TypeError,TypeError,TypeError,TypeError",
 		},
 		"URL setters follow the URL Standard": {
 			src: `const u = new URL("https://a.example:8080/p?q#h");
@@ -392,6 +408,27 @@ func TestDecodeLegacy(t *testing.T) {
 	}
 }
 
+// TestDecodeChunk: gb18030 and ISO-2022-JP consume every byte and hand
+// the state back; x/text's decoders have none, and refuse one.
+func TestDecodeChunk(t *testing.T) {
+	gb, gbName, _ := encodingFor("gb18030")
+	text, n, st, err := decodeChunk(gb, gbName, 0, []byte{'a', 0x81, 0x30}, false, true)
+	if err != nil || string(text) != "a" || n != 3 || st == 0 {
+		t.Fatalf("gb18030 streaming: %q, %d, %#x, %v", text, n, st, err)
+	}
+	text, n, st, err = decodeChunk(gb, gbName, st, []byte{0x81, 0x30}, false, false)
+	if err != nil || string(text) != "\u0080" || n != 2 || st != 0 {
+		t.Fatalf("gb18030 end: %q, %d, %#x, %v", text, n, st, err)
+	}
+	sjis, sjisName, _ := encodingFor("shift_jis")
+	if _, _, _, err := decodeChunk(sjis, sjisName, 1, []byte{0x93}, false, true); err == nil {
+		t.Error("shift_jis took a state")
+	}
+	if _, _, _, err := decodeChunk(gb, gbName, 0xff, nil, false, true); err == nil {
+		t.Error("gb18030 took a state no decoder makes")
+	}
+}
+
 func TestURLSet(t *testing.T) {
 	tests := map[string]struct {
 		href  string
@@ -436,7 +473,8 @@ func FuzzDecodeLegacy(f *testing.F) {
 		if !ok || len(in) > 1<<16 {
 			return
 		}
-		out, n, err := decodeLegacy(enc, in, false, stream)
+		_, name, _ := encodingFor(label)
+		out, n, _, err := decodeChunk(enc, name, 0, in, false, stream)
 		if err != nil {
 			return
 		}
