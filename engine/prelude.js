@@ -46,6 +46,7 @@
   const taByteOffset = getter(TypedArrayPrototype, 'byteOffset'), taBuffer = getter(TypedArrayPrototype, 'buffer');
   const taLength = getter(TypedArrayPrototype, 'length');
   const abByteLength = getter(ArrayBuffer.prototype, 'byteLength');
+  const sabByteLength = getter(G.SharedArrayBuffer.prototype, 'byteLength');
   const dvByteLength = getter(G.DataView.prototype, 'byteLength'), dvByteOffset = getter(G.DataView.prototype, 'byteOffset');
   const dvBuffer = getter(G.DataView.prototype, 'buffer');
   const IteratorPrototype = ObjectGetPrototypeOf(ObjectGetPrototypeOf([][Symbol.iterator]()));
@@ -73,8 +74,16 @@
   function isArrayBuffer(v) {
     try { abByteLength(v); return true; } catch { return false; }
   }
+  function isSharedArrayBuffer(v) {
+    try { sabByteLength(v); return true; } catch { return false; }
+  }
   function isBufferSource(v) {
     return isArrayBuffer(v) || ArrayBufferIsView(v);
+  }
+  // WebIDL's AllowSharedBufferSource (TextDecoder's input): a
+  // SharedArrayBuffer too
+  function isSharedBufferSource(v) {
+    return isBufferSource(v) || isSharedArrayBuffer(v);
   }
   // viewBytes(v): a Uint8Array over v's bytes (no copy), through the
   // captured accessors
@@ -640,6 +649,7 @@
       let bytes;
       if (input === undefined || input === null) bytes = new Uint8Array(0);
       else if (isBufferSource(input)) bytes = viewBytes(input);
+      else if (isSharedArrayBuffer(input)) bytes = new Uint8Array(input);
       else throw new TypeError("Failed to execute 'decode' on 'TextDecoder': parameter 1 is not of type 'ArrayBuffer or ArrayBufferView'.");
       if (this.#pending) { bytes = concatBytes([this.#pending, bytes]); this.#pending = null; }
       const n = taLength(bytes);
@@ -827,8 +837,7 @@
   {
     const AtomicsObj = G.Atomics, PromiseCtor = Promise, BigIntAsIntN = G.BigInt.asIntN;
     const TypedArrayTag = getter(TypedArrayPrototype, Symbol.toStringTag);
-    const sabByteLength = getter(G.SharedArrayBuffer.prototype, 'byteLength');
-    const isShared = b => { try { sabByteLength(b); return true; } catch { return false; } };
+    const isShared = isSharedArrayBuffer;
     const waiters = new Map(); // SharedArrayBuffer -> [{ pos, resolve, timer }] in waiting order
     // ValidateIntegerTypedArray(ta, waitable) and ValidateAtomicAccess: the
     // length is read before the index is converted
@@ -1749,7 +1758,7 @@
       const d = this.#decoder = new TextDecoder(label, options);
       this.#transform = new TransformStream({
         transform(chunk, c) {
-          if (!isBufferSource(chunk)) throw new TypeError("Failed to execute 'write' on 'TextDecoderStream': the chunk is not an ArrayBuffer or ArrayBufferView");
+          if (!isSharedBufferSource(chunk)) throw new TypeError("Failed to execute 'write' on 'TextDecoderStream': the chunk is not an ArrayBuffer or ArrayBufferView");
           const s = d.decode(chunk, { stream: true });
           if (s) c.enqueue(s);
         },

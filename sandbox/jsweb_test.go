@@ -126,6 +126,19 @@ func TestJSWebAPIs(t *testing.T) {
   return out.map(s => encodeURI(s)).join("|");`,
 			body: "||%E6%97%A5%E6%9C%AC|a||||%C2%80|%EF%BF%BD|%EF%BF%BD",
 		},
+		"TextDecoder and encodeInto take shared memory": {
+			src: `const sab = new SharedArrayBuffer(4), v = new Uint8Array(sab);
+  v.set([0xe6, 0x97, 0xa5, 0x41]);
+  const d = new TextDecoder(), whole = d.decode(sab), view = d.decode(new Uint8Array(sab, 3));
+  const head = d.decode(new Uint8Array(sab, 0, 2), { stream: true }); v[0] = 0; v[1] = 0;
+  const tail = d.decode(new Uint8Array(sab, 2, 1));
+  const out = new Uint8Array(new SharedArrayBuffer(3)), r = new TextEncoder().encodeInto("é!", out);
+  let refused;
+  try { new TextEncoder().encodeInto("x", new Int8Array(new SharedArrayBuffer(1))); } catch (e) { refused = e.constructor.name; }
+  const w = new TextDecoderStream().writable.getWriter(); const wrote = await w.write(new Uint8Array(new SharedArrayBuffer(1))).then(() => "ok", e => e.name);
+  return [whole, view, head + tail, r.read, r.written, [...out].join(","), refused, wrote].join(" ");`,
+			body: "日A A 日 2 3 195,169,33 TypeError ok",
+		},
 		"TextDecoder fatal legacy and UTF-16": {
 			src: `const out = [];
   for (const [l, b] of [["shift_jis", [0x82]], ["utf-16le", [0x00, 0xd8]], ["utf-16be", [0x00]], ["gb18030", [0x81, 0x30]], ["iso-2022-jp", [0x1b, 0x28, 0x4a, 0x1b, 0x28, 0x42]]]) {

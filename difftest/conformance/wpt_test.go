@@ -93,7 +93,7 @@ func wptWorker(root, rel string) (string, error) {
     if (typeof input === "string") input = new URL(input, __wptBase).href;
     return __realFetch(input, init);
   };
-  let __finish;
+  let __finish, __loadError = null;
   const __done = new Promise((r) => { __finish = r; });
   try {
     (function () {
@@ -106,7 +106,7 @@ func wptWorker(root, rel string) (string, error) {
 	b.Write(harness)
 	b.WriteString(`
       add_result_callback((t) => { __results.push({ name: t.name, status: t.status, message: t.message == null ? null : String(t.message).slice(0, 300) }); });
-      add_completion_callback((tests, status) => { __finish({ status: status.status, message: status.message }); });
+      add_completion_callback((tests, status) => { __finish(__loadError === null ? { status: status.status, message: status.message } : { status: 1, message: __loadError }); });
 `)
 	for _, s := range scripts {
 		b.WriteString(s)
@@ -116,7 +116,11 @@ func wptWorker(root, rel string) (string, error) {
 	b.WriteString(`
     })();
   } catch (e) {
-    __finish({ status: 1, message: "load: " + String(e) });
+    // as testharness.js's error handler in a window or a worker: the
+    // harness status is ERROR and done() lets the tests registered
+    // before the throw finish
+    __loadError = "load: " + String(e);
+    try { globalThis.done(); } catch (_) { __finish({ status: 1, message: __loadError }); }
   }
   const harness = await Promise.race([__done, new Promise((r) => setTimeout(() => r({ status: 2, message: "harness timeout" }), 8000))]);
   return new Response(JSON.stringify({ harness, results: __results }));
