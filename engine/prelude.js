@@ -1546,6 +1546,9 @@
       if (op === 'disturbed') return this.#disturbed;
       if (op === 'state') return this.#state;
       if (op === 'error') return this.#error;
+      // Streams' ShouldCallPull, less started and closing: a read waits
+      // or the queue is below its high-water mark
+      if (op === 'wants') return this.#waiters.length > 0 || this.#queue.length < this.#hwm;
     }
     get locked() { return this.#reader !== null; }
     cancel(reason = undefined) {
@@ -1722,12 +1725,27 @@
 
   class TransformStream {
     #readable; #writable;
-    constructor(transformer = {}) {
+    constructor(transformer = {}, writableStrategy = undefined, readableStrategy = undefined) {
       transformer = transformer || {};
       let rc;
-      this.#readable = new ReadableStream({ start(c) { rc = c; } });
+      // backpressure (Streams: TransformStreamSetBackpressure): a write
+      // waits until the readable side is pulled, i.e. read from while its
+      // queue is at its high-water mark (0 unless given)
+      let backpressure = true, relieve = null, relieved = null;
+      const setBackpressure = on => {
+        if (on === backpressure) return;
+        backpressure = on;
+        if (!on && relieve) { const r = relieve; relieve = relieved = null; r(); }
+      };
+      const whenRelieved = () => {
+        if (!backpressure) return resolved();
+        if (!relieved) relieved = new Promise(r => { relieve = r; });
+        return relieved;
+      };
+      const hwm = readableStrategy && readableStrategy.highWaterMark !== undefined ? readableStrategy.highWaterMark : 0;
+      this.#readable = new ReadableStream({ start(c) { rc = c; }, pull() { setBackpressure(false); } }, { highWaterMark: hwm });
       const tc = {
-        enqueue: chunk => rc.enqueue(chunk),
+        enqueue: chunk => { rc.enqueue(chunk); if (!this.#readable[internal]('wants')) setBackpressure(true); },
         error: e => rc.error(e),
         terminate: () => rc.close(),
         get desiredSize() { return rc.desiredSize; },
@@ -1740,7 +1758,7 @@
         try { return promiseThen(resolved(f()), undefined, fail); } catch (e) { return fail(e); }
       };
       this.#writable = new WritableStream({
-        write: chunk => guard(() => (typeof transformer.transform === 'function' ? transformer.transform(chunk, tc) : rc.enqueue(chunk))),
+        write: chunk => promiseThen(whenRelieved(), () => guard(() => (typeof transformer.transform === 'function' ? transformer.transform(chunk, tc) : tc.enqueue(chunk)))),
         close: () => promiseThen(guard(() => (typeof transformer.flush === 'function' ? transformer.flush(tc) : undefined)), () => rc.close()),
         abort: e => rc.error(e),
       });

@@ -135,8 +135,9 @@ func TestJSWebAPIs(t *testing.T) {
   const out = new Uint8Array(new SharedArrayBuffer(3)), r = new TextEncoder().encodeInto("é!", out);
   let refused;
   try { new TextEncoder().encodeInto("x", new Int8Array(new SharedArrayBuffer(1))); } catch (e) { refused = e.constructor.name; }
-  const w = new TextDecoderStream().writable.getWriter(); const wrote = await w.write(new Uint8Array(new SharedArrayBuffer(1))).then(() => "ok", e => e.name);
-  return [whole, view, head + tail, r.read, r.written, [...out].join(","), refused, wrote].join(" ");`,
+  const ds = new TextDecoderStream(), w = ds.writable.getWriter(), wrote = w.write(new Uint8Array(new SharedArrayBuffer(1))).then(() => "ok", e => e.name);
+  await ds.readable.getReader().read();
+  return [whole, view, head + tail, r.read, r.written, [...out].join(","), refused, await wrote].join(" ");`,
 			body: "日A A 日 2 3 195,169,33 TypeError ok",
 		},
 		"TextDecoder fatal legacy and UTF-16": {
@@ -200,6 +201,22 @@ func TestJSWebAPIs(t *testing.T) {
 			src: `const c = new AbortController(); let t; c.signal.onabort = e => { t = e.isTrusted; }; c.abort();
   return t + " " + new Event("x").isTrusted;`,
 			body: "true false",
+		},
+		"a TransformStream's write waits for a read (backpressure)": {
+			src: `const t = new TransformStream(), w = t.writable.getWriter(), r = t.readable.getReader(), ev = [];
+  const tick = () => new Promise(res => setTimeout(res, 0));
+  await tick();
+  const w1 = w.write("a").then(() => ev.push("w1"));
+  await tick(); ev.push("paused");
+  const r1 = r.read().then(x => ev.push("r1:" + x.value));
+  await w1;
+  const r2 = r.read().then(x => ev.push("r2:" + x.value)), r3 = r.read().then(x => ev.push("r3:" + x.value));
+  const w2 = w.write("b").then(() => ev.push("w2")), w3 = w.write("c").then(() => ev.push("w3"));
+  await Promise.all([r1, r2, r3, w2, w3]);
+  const big = new TransformStream(undefined, undefined, { highWaterMark: 2 }).writable.getWriter();
+  await big.write(1); await big.write(2);
+  return ev.join(",") + " ok";`,
+			body: "paused,r1:a,w1,r2:b,w2,r3:c,w3 ok",
 		},
 		"TextEncoderStream and TextDecoderStream": {
 			src: `const enc = new TextEncoderStream(), dec = new TextDecoderStream("utf-8");
