@@ -140,6 +140,12 @@ func TestJSWebAPIs(t *testing.T) {
   return [whole, view, head + tail, r.read, r.written, [...out].join(","), refused, await wrote].join(" ");`,
 			body: "日A A 日 2 3 195,169,33 TypeError ok",
 		},
+		"TextDecoder maps a single-byte encoding's C1 bytes as the standard does": {
+			src: `const d = (l, b) => new TextDecoder(l, { fatal: true }).decode(new Uint8Array(b));
+  let hole; try { d("iso-8859-3", [0xa5]); } catch (e) { hole = e.constructor.name; }
+  return [d("iso-8859-2", [0x80, 0x9f]), d("windows-1252", [0x80, 0x81]), d("windows-1251", [0x98])].map(s => encodeURI(s)).join(" ") + " " + hole;`,
+			body: "%C2%80%C2%9F %E2%82%AC%C2%81 %C2%98 TypeError",
+		},
 		"TextDecoder fatal legacy and UTF-16": {
 			src: `const out = [];
   for (const [l, b] of [["shift_jis", [0x82]], ["utf-16le", [0x00, 0xd8]], ["utf-16be", [0x00]], ["gb18030", [0x81, 0x30]], ["iso-2022-jp", [0x1b, 0x28, 0x4a, 0x1b, 0x28, 0x42]]]) {

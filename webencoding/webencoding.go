@@ -1,6 +1,8 @@
 // Package webencoding holds the WHATWG Encoding Standard's decoders that
 // golang.org/x/text does not follow: gb18030 (and GBK, whose decoder is
-// gb18030's) and ISO-2022-JP. Each is the standard's algorithm step by
+// gb18030's), ISO-2022-JP and the single-byte encodings (x/text leaves
+// unmapped the bytes 0x80 to 0x9F that the standard maps to the C1
+// controls). Each is the standard's algorithm step by
 // step, so an invalid sequence gives the errors the standard gives (one
 // per sequence, with its bytes restored to the input as it says), and
 // its state is a number the caller keeps between calls: a streaming
@@ -30,7 +32,11 @@ var (
 // Has reports whether name (an encoding's canonical name, as the
 // standard's "get an encoding" gives it) is decoded by this package.
 func Has(name string) bool {
-	return name == "gb18030" || name == "gbk" || name == "iso-2022-jp"
+	if name == "gb18030" || name == "gbk" || name == "iso-2022-jp" {
+		return true
+	}
+	_, ok := singleByteTables()[name]
+	return ok
 }
 
 // Decode decodes src with the decoder of encoding name, starting in
@@ -55,7 +61,14 @@ func Decode(name string, state uint32, src []byte, flush, fatal bool) ([]byte, u
 		}
 		d = j
 	default:
-		return nil, 0, ErrEncoding
+		t, ok := singleByteTables()[name]
+		if !ok {
+			return nil, 0, ErrEncoding
+		}
+		if state != 0 {
+			return nil, 0, ErrState
+		}
+		d = singleByte{t}
 	}
 	out, err := run(d, src, flush, fatal)
 	if err != nil {

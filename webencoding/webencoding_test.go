@@ -92,6 +92,45 @@ func TestISO2022JP(t *testing.T) {
 	}
 }
 
+func TestSingleByte(t *testing.T) {
+	for _, name := range singleByteNames {
+		if !Has(name) {
+			t.Errorf("%s has no table", name)
+		}
+	}
+	tests := map[string]struct {
+		enc  string
+		in   []byte
+		want string
+	}{
+		"ASCII":                           {"windows-1252", []byte("a~\x7f"), "a~\x7f"},
+		"windows-1252's euro":             {"windows-1252", []byte{0x80}, "\u20ac"},
+		"a windows-1252 hole is C1":       {"windows-1252", []byte{0x81, 0x9d}, "\u0081\u009d"},
+		"ISO-8859-2's C1 controls":        {"iso-8859-2", []byte{0x80, 0x9f, 0xa1}, "\u0080\u009f\u0104"},
+		"ISO-8859-8-I is ISO-8859-8":      {"iso-8859-8-i", []byte{0x80, 0xe0}, "\u0080\u05d0"},
+		"ISO-8859-3 has a hole at 0xA5":   {"iso-8859-3", []byte{0xa5, 'a'}, "\ufffda"},
+		"windows-874 has holes past 0xDA": {"windows-874", []byte{0xdb, 0x81}, "\ufffd\u0081"},
+		"x-user-defined":                  {"x-user-defined", []byte{0x80, 0xff}, "\uf780\uf7ff"},
+		"KOI8-R":                          {"koi8-r", []byte{0xc1, 0x80}, "\u0430\u2500"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := decodeAll(t, tc.enc, tc.in); got != tc.want {
+				t.Errorf("%+q, want %+q", got, tc.want)
+			}
+		})
+	}
+	if _, _, err := Decode("iso-8859-3", 0, []byte{0xa5}, true, true); !errors.Is(err, ErrInvalid) {
+		t.Errorf("fatal hole: %v", err)
+	}
+	if out, _, err := Decode("iso-8859-2", 0, []byte{0x85}, true, true); err != nil || string(out) != "\u0085" {
+		t.Errorf("fatal C1: %q %v", out, err)
+	}
+	if _, _, err := Decode("windows-1252", 1, nil, true, false); !errors.Is(err, ErrState) {
+		t.Errorf("a single-byte decoder took a state: %v", err)
+	}
+}
+
 // TestStreaming: every split of an input in two calls, the state carried
 // from one to the next, decodes as the whole input in one call.
 func TestStreaming(t *testing.T) {
@@ -204,6 +243,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("gb18030", []byte{0x81, 0x30, 0x81, 0x30, 0xd6, 0xd0}, uint8(3))
 	f.Add("gbk", []byte{0x81, 0x30, 0x81, 0x20}, uint8(2))
 	f.Add("iso-2022-jp", []byte("\x1b$BF|\x1b(J\\\x1b(B"), uint8(4))
+	f.Add("windows-1252", []byte{0x80, 0x81, 'a'}, uint8(1))
 	f.Fuzz(func(t *testing.T, name string, in []byte, split uint8) {
 		if !Has(name) {
 			name = "gb18030"
