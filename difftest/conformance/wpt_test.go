@@ -85,7 +85,7 @@ func wptWorker(root, rel string) (string, error) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "const __wptBase = %q;\n", "http://"+wptHost+"/"+dir+"/")
+	fmt.Fprintf(&b, "const __wptBase = %q, __wptURL = %q;\n", "http://"+wptHost+"/"+dir+"/", "http://"+wptHost+"/"+rel)
 	b.WriteString(`export default { async fetch() {
   const __results = [];
   const __realFetch = globalThis.fetch;
@@ -99,6 +99,9 @@ func wptWorker(root, rel string) (string, error) {
     (function () {
       // testharness.js takes a runtime that names a worker scope for a
       // worker and waits for its events; both runtimes run it as a shell
+      // a worker's location is its script's URL (WorkerLocation); the
+      // file sees one in its scope, not on the global object
+      const location = new URL(__wptURL);
       const self = new Proxy(globalThis, {
         has: (t, k) => !["WorkerGlobalScope", "ServiceWorkerGlobalScope", "DedicatedWorkerGlobalScope", "SharedWorkerGlobalScope", "document"].includes(k) && k in t,
       });
