@@ -45,7 +45,7 @@
   const taSet = uncurry(TypedArrayPrototype.set), taByteLength = getter(TypedArrayPrototype, 'byteLength');
   const taByteOffset = getter(TypedArrayPrototype, 'byteOffset'), taBuffer = getter(TypedArrayPrototype, 'buffer');
   const taLength = getter(TypedArrayPrototype, 'length');
-  const abByteLength = getter(ArrayBuffer.prototype, 'byteLength');
+  const abByteLength = getter(ArrayBuffer.prototype, 'byteLength'), abTransfer = uncurry(ArrayBuffer.prototype.transfer);
   const sabByteLength = getter(G.SharedArrayBuffer.prototype, 'byteLength');
   const dvByteLength = getter(G.DataView.prototype, 'byteLength'), dvByteOffset = getter(G.DataView.prototype, 'byteOffset');
   const dvBuffer = getter(G.DataView.prototype, 'buffer');
@@ -117,6 +117,12 @@
     #items = []; #head = 0;
     get length() { return this.#items.length - this.#head; }
     push(v) { push(this.#items, v); }
+    unshift(v) {
+      if (this.#head > 0) { this.#items[--this.#head] = v; return; }
+      const items = [v];
+      for (let i = 0; i < this.#items.length; i++) push(items, this.#items[i]);
+      this.#items = items;
+    }
     shift() {
       const v = this.#items[this.#head];
       this.#items[this.#head++] = undefined;
@@ -1476,14 +1482,26 @@
   class ReadableStream {
     #queue = new Queue(); #state = 'readable'; #error; #reader = null; #waiters = new Queue();
     #source; #controller; #started = false; #pulling = false; #pullAgain = false;
-    #closeRequested = false; #disturbed = false; #hwm;
+    #closeRequested = false; #disturbed = false; #hwm; #bytes;
     static { acquireReader = s => s.#acquire(); isStream = s => s !== null && typeof s === 'object' && #queue in s; }
     constructor(source = undefined, strategy = undefined) {
       this.#source = source || noInit;
-      this.#hwm = strategy && strategy.highWaterMark !== undefined ? Number(strategy.highWaterMark) : 1;
+      // a byte stream (type "bytes", and every body the prelude makes) has
+      // BYOB readers; its chunks are kept as Uint8Arrays over the
+      // enqueued views' bytes and its controller's byobRequest is always
+      // null (a read into a view is filled from the queue)
+      this.#bytes = this.#source.type === 'bytes';
+      this.#hwm = strategy && strategy.highWaterMark !== undefined ? Number(strategy.highWaterMark) : this.#bytes ? 0 : 1;
       const self = this;
       this.#controller = {
-        enqueue(chunk) { self.#enqueue(chunk); },
+        enqueue(chunk) {
+          if (self.#bytes) {
+            if (!ArrayBufferIsView(chunk)) throw new TypeError('The chunk of a byte stream must be an ArrayBufferView.');
+            chunk = viewBytes(chunk);
+          }
+          self.#enqueue(chunk);
+        },
+        get byobRequest() { return null; },
         close() { self.#closeReq(); },
         error(e) { self.#fail(e); },
         get desiredSize() { return self.#state === 'readable' ? self.#hwm - self.#queue.length : self.#state === 'closed' ? 0 : null; },
@@ -1568,7 +1586,10 @@
     }
     getReader(options = undefined) {
       if (options && options.mode !== undefined) {
-        if (String(options.mode) === 'byob') throw new TypeError('BYOB readers are not supported by leash');
+        if (String(options.mode) === 'byob') {
+          if (!this.#bytes) throw new TypeError("Failed to execute 'getReader' on 'ReadableStream': Cannot get a BYOB reader for a stream that is not a byte stream.");
+          return this.#acquireBYOB();
+        }
         throw new TypeError(`Failed to execute 'getReader' on 'ReadableStream': The provided value '${String(options.mode)}' is not a valid enum value of type ReadableStreamReaderMode.`);
       }
       return this.#acquire();
@@ -1601,6 +1622,74 @@
             check();
           }));
         },
+      };
+      this.#reader = reader;
+      return reader;
+    }
+    #closedPromise() {
+      const st = this.#state;
+      if (st === 'closed') return resolved();
+      if (st === 'errored') return rejectedWith(this.#error);
+      return new Promise((res, rej) => {
+        const check = () => { const s = this.#state; if (s === 'closed') res(); else if (s === 'errored') rej(this.#error); else setTimeout(check, 1); };
+        check();
+      });
+    }
+    // #readInto fills target (a Uint8Array) from the queue, waiting for a
+    // chunk when it is empty, with a whole number of elems bytes: a
+    // promise of the count filled, 0 at the end.
+    #readInto(target, elems) {
+      this.#disturbed = true;
+      const len = taLength(target);
+      let n = 0;
+      const step = () => {
+        while (this.#queue.length && n < len) {
+          const c = this.#queue.shift(), cn = taLength(c), take = MathMin(len - n, cn);
+          taSet(target, take === cn ? c : new Uint8Array(taBuffer(c), taByteOffset(c), take), n);
+          n += take;
+          if (take < cn) this.#queue.unshift(new Uint8Array(taBuffer(c), taByteOffset(c) + take, cn - take));
+        }
+        if (this.#closeRequested && this.#queue.length === 0 && this.#state === 'readable') this.#finish();
+        if (n > 0 && n % elems === 0) { this.#pullIfNeeded(); return resolved(n); }
+        if (this.#state === 'errored') return rejectedWith(this.#error);
+        if (this.#state === 'closed') {
+          if (n % elems) return rejectedWith(new TypeError('Insufficient bytes to fill elements in the given buffer'));
+          return resolved(n);
+        }
+        return new Promise((resolve, reject) => {
+          this.#waiters.push({ __proto__: null, resolve: r => { if (!r.done) this.#queue.unshift(r.value); resolve(step()); }, reject });
+          this.#pullIfNeeded();
+        });
+      };
+      return step();
+    }
+    #acquireBYOB() {
+      if (this.#reader) throw new TypeError('This ReadableStream is currently locked to a reader.');
+      const stream = this;
+      let released = false, closedP = null;
+      const reader = {
+        read(view = undefined) {
+          if (released) return rejectedWith(new TypeError('This ReadableStream reader has been released.'));
+          if (!ArrayBufferIsView(view)) return rejectedWith(new TypeError("Failed to execute 'read' on 'ReadableStreamBYOBReader': parameter 1 is not of type 'ArrayBufferView'."));
+          let buf, off, len, dv = false;
+          try { buf = taBuffer(view); off = taByteOffset(view); len = taByteLength(view); } catch {
+            buf = dvBuffer(view); off = dvByteOffset(view); len = dvByteLength(view); dv = true;
+          }
+          if (len === 0) return rejectedWith(new TypeError("Failed to execute 'read' on 'ReadableStreamBYOBReader': This readable stream reader cannot be used to read as the view has byte length equal to 0"));
+          const Ctor = dv ? G.DataView : ObjectGetPrototypeOf(view).constructor, elems = dv ? 1 : Ctor.BYTES_PER_ELEMENT;
+          // the view's buffer moves into the stream (Streams: TransferArrayBuffer)
+          let moved;
+          try { moved = abTransfer(buf); } catch (e) { return rejectedWith(new TypeError("Failed to execute 'read' on 'ReadableStreamBYOBReader': the view's buffer cannot be transferred")); }
+          return promiseThen(stream.#readInto(new Uint8Array(moved, off, len), elems), n => ({
+            value: dv ? new Ctor(moved, off, n) : new Ctor(moved, off, n / elems), done: n === 0 && stream.#state === 'closed',
+          }));
+        },
+        releaseLock() { if (!released) { released = true; stream.#reader = null; } },
+        cancel(reason) {
+          if (released) return rejectedWith(new TypeError('This ReadableStream reader has been released.'));
+          return stream.#cancel(reason);
+        },
+        get closed() { return closedP || (closedP = stream.#closedPromise()); },
       };
       this.#reader = reader;
       return reader;
@@ -1657,7 +1746,7 @@
   ObjectDefineProperty(ReadableStream.prototype, Symbol.asyncIterator, { value: ReadableStream.prototype.values, writable: true, configurable: true });
   tag(ReadableStream, 'ReadableStream');
   function streamOf(bytes) {
-    return new ReadableStream({ start(c) { if (taLength(bytes)) c.enqueue(bytes); c.close(); } });
+    return new ReadableStream({ type: 'bytes', start(c) { if (taLength(bytes)) c.enqueue(bytes); c.close(); } });
   }
   // readAll(stream[, limit]): a null-prototype {bytes} of the stream's
   // bytes, or {over: n} past limit bytes (it stops reading there).

@@ -224,6 +224,28 @@ func TestJSWebAPIs(t *testing.T) {
   return ev.join(",") + " ok";`,
 			body: "paused,r1:a,w1,r2:b,w2,r3:c,w3 ok",
 		},
+		"a body's BYOB reader fills the views it is given": {
+			src: `const r = new Response("hello world").body.getReader({ mode: "byob" });
+  const buf = new ArrayBuffer(8), v = new Uint8Array(buf, 2, 4);
+  const a = await r.read(v);
+  const b = await r.read(new Uint8Array(16));
+  const end = await r.read(new Uint8Array(4));
+  let notBytes, empty;
+  try { new ReadableStream().getReader({ mode: "byob" }); } catch (e) { notBytes = e.constructor.name; }
+  await new Response("x").body.getReader({ mode: "byob" }).read(new Uint8Array(0)).catch(e => { empty = e.constructor.name; });
+  const dec = new TextDecoder();
+  return [dec.decode(a.value), a.value.byteOffset, a.value.buffer.byteLength, buf.byteLength, dec.decode(b.value), end.done, end.value.byteLength, notBytes, empty].join(" ");`,
+			body: "hell 2 8 0 o world true 0 TypeError TypeError",
+		},
+		"a byte stream's BYOB reader waits for chunks and keeps what does not fit": {
+			src: `let c; const s = new ReadableStream({ type: "bytes", start(ctl) { c = ctl; } });
+  const r = s.getReader({ mode: "byob" });
+  const p = r.read(new Uint8Array(2));
+  c.enqueue(new Uint8Array([1, 2, 3])); c.close();
+  const a = await p, b = await r.read(new Uint16Array(1)).catch(e => e.constructor.name), d = await r.read(new Uint8Array(2));
+  return [[...a.value].join(","), b.value ? [...new Uint8Array(b.value.buffer)].join(",") : b, d.done, String(c.byobRequest)].join(" ");`,
+			body: "1,2 TypeError true null",
+		},
 		"TextEncoderStream and TextDecoderStream": {
 			src: `const enc = new TextEncoderStream(), dec = new TextDecoderStream("utf-8");
   const out = enc.readable.pipeThrough(dec);
