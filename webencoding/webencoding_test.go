@@ -240,13 +240,19 @@ func TestGBIndex(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add("gb18030", []byte{0x81, 0x30, 0x81, 0x30, 0xd6, 0xd0}, uint8(3))
-	f.Add("gbk", []byte{0x81, 0x30, 0x81, 0x20}, uint8(2))
-	f.Add("iso-2022-jp", []byte("\x1b$BF|\x1b(J\\\x1b(B"), uint8(4))
-	f.Add("windows-1252", []byte{0x80, 0x81, 'a'}, uint8(1))
-	f.Fuzz(func(t *testing.T, name string, in []byte, split uint8) {
+	f.Add("gb18030", []byte{0x81, 0x30, 0x81, 0x30, 0xd6, 0xd0}, uint8(3), uint32(0x3081))
+	f.Add("gbk", []byte{0x81, 0x30, 0x81, 0x20}, uint8(2), uint32(0))
+	f.Add("iso-2022-jp", []byte("\x1b$BF|\x1b(J\\\x1b(B"), uint8(4), uint32(0x7e04|3<<3))
+	f.Add("windows-1252", []byte{0x80, 0x81, 'a'}, uint8(1), uint32(1))
+	f.Fuzz(func(t *testing.T, name string, in []byte, split uint8, state uint32) {
 		if !Has(name) {
 			name = "gb18030"
+		}
+		// a state from the guest: refused, or decoded without a panic
+		if out, _, err := Decode(name, state, in, true, false); err == nil && !utf8.Valid(out) {
+			t.Fatalf("invalid UTF-8 from state %#x", state)
+		} else if err != nil && !errors.Is(err, ErrState) {
+			t.Fatalf("state %#x: %v", state, err)
 		}
 		whole, st, err := Decode(name, 0, in, true, false)
 		if err != nil || st != 0 {
