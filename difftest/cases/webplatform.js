@@ -1,13 +1,17 @@
 // Issue 20's web API behaviours: Headers conversion and iterators, events
 // (passive, signal, CustomEvent; workerd refuses capture listeners, so
 // they are checked in sandbox's TestJSWebAPIs only), URL setters, TextDecoder's
-// labels and legacy encodings, bodies and streams, transfer, and the
-// ES2025 library built-ins; and a worker that replaces built-ins.
+// labels and legacy encodings (gb18030, ISO-2022-JP and their state
+// across streaming calls, single-byte C1 bytes), bodies and streams (BYOB
+// reads, a TransformStream's backpressure), transfer, and the ES2025
+// library built-ins; and a worker that replaces built-ins.
 // request: {"path":"/headers"}
 // request: {"path":"/headers-webidl","known":"leash follows WebIDL where workerd does not: a header value above U+00FF is a TypeError (workerd takes it), the iterators are \"Headers Iterator\" (workerd: KeyIterator), @@iterator is entries, and iteration is live (WPT headers-basic; workerd iterates a copy)"}
 // request: {"path":"/events"}
 // request: {"path":"/url"}
 // request: {"path":"/encoding"}
+// request: {"path":"/legacy-decoders"}
+// request: {"path":"/byte-streams"}
 // request: {"path":"/bodies"}
 // request: {"path":"/builtins"}
 // request: {"path":"/hostile"}
@@ -71,6 +75,46 @@ export default {
       v.searchParams.delete("a");
       v.searchParams.delete("b");
       return Response.json({ steps, sp1, sp2: v.href });
+    }
+    if (path === "/legacy-decoders") {
+      // gb18030 and ISO-2022-JP as the Encoding Standard has them, their
+      // state across streaming calls, single-byte C1 bytes
+      const hex = (s) => [...s].map(c => c.codePointAt(0).toString(16)).join(" ");
+      const d = (l, b, o) => hex(new TextDecoder(l, o).decode(new Uint8Array(b)));
+      const jp = new TextDecoder("iso-2022-jp"), gb = new TextDecoder("gb18030"), streamed = [];
+      for (const b of [[0x1b, 0x24], [0x42, 0x46], [0x7c, 0x1b], [0x28, 0x4a, 0x5c]]) streamed.push(hex(jp.decode(new Uint8Array(b), { stream: true })));
+      streamed.push(hex(jp.decode()));
+      for (const b of [[0x81, 0x30], [0x81], [0x30, 0xd6]]) streamed.push(hex(gb.decode(new Uint8Array(b), { stream: true })));
+      streamed.push(hex(gb.decode(new Uint8Array([0xd0]))));
+      return Response.json({
+        gb18030: [d("gb18030", [0x81, 0x30, 0x81, 0x30]), d("gb18030", [0x90, 0x30, 0x81, 0x30]), d("gb18030", [0xe3, 0x32, 0x9a, 0x35]),
+          d("gb18030", [0x81, 0x35, 0xf4, 0x37]), d("gbk", [0xa8, 0xbc]), d("gb18030", [0xaa, 0xa1, 0xfe, 0xfe]),
+          d("gb18030", [0x81, 0x7f, 0x41]), d("gb18030", [0x81, 0x30, 0x81, 0x20]), d("gb18030", [0x84, 0x31, 0xa5, 0x30]), d("gb18030", [0x81, 0x30])],
+        iso2022jp: [d("iso-2022-jp", [0x1b, 0x28, 0x4a, 0x5c, 0x1b, 0x28, 0x42, 0x5c]), d("iso-2022-jp", [0x1b, 0x28, 0x4a, 0x1b, 0x28, 0x42, 0x41]),
+          d("iso-2022-jp", [0x1b, 0x24, 0x42, 0x46, 0x20]), d("iso-2022-jp", [0x0e, 0x1b, 0x5a]), d("iso-2022-jp", [0x1b, 0x28, 0x49, 0x21])],
+        streamed,
+        singleByte: [d("iso-8859-2", [0x80, 0x9f], { fatal: true }), d("windows-1252", [0x81, 0x80], { fatal: true }),
+          tryName(() => new TextDecoder("iso-8859-3", { fatal: true }).decode(new Uint8Array([0xa5])))],
+        shared: hex(new TextDecoder().decode(new Uint8Array([0x68, 0x69]).buffer)),
+      });
+    }
+    if (path === "/byte-streams") {
+      // a body's BYOB reader; a TransformStream's write waits for a read
+      const r = new Response("hello world").body.getReader({ mode: "byob" });
+      const buf = new ArrayBuffer(8), a = await r.read(new Uint8Array(buf, 2, 4)), b = await r.read(new Uint8Array(16)), end = await r.read(new Uint8Array(4));
+      const t = new TransformStream(), w = t.writable.getWriter(), tr = t.readable.getReader(), ev = [];
+      await new Promise(res => setTimeout(res, 0));
+      const w1 = w.write("x").then(() => ev.push("written"));
+      await new Promise(res => setTimeout(res, 0));
+      ev.push("paused");
+      await tr.read().then(() => ev.push("read"));
+      await w1;
+      const txt = new TextDecoder();
+      return Response.json({
+        byob: [txt.decode(a.value), a.value.byteOffset, buf.byteLength, txt.decode(b.value), end.done],
+        notBytes: tryName(() => new ReadableStream().getReader({ mode: "byob" })),
+        backpressure: ev,
+      });
     }
     if (path === "/encoding") {
       const d = (l, b) => new TextDecoder(l).decode(new Uint8Array(b));
