@@ -1833,17 +1833,19 @@
         return relieved;
       };
       const hwm = readableStrategy && readableStrategy.highWaterMark !== undefined ? readableStrategy.highWaterMark : 0;
-      this.#readable = new ReadableStream({ start(c) { rc = c; }, pull() { setBackpressure(false); } }, { highWaterMark: hwm });
+      // a cancelled or errored readable side lets waiting writes through,
+      // to fail on it rather than wait for ever
+      this.#readable = new ReadableStream({ start(c) { rc = c; }, pull() { setBackpressure(false); }, cancel() { setBackpressure(false); } }, { highWaterMark: hwm });
       const tc = {
         enqueue: chunk => { rc.enqueue(chunk); if (!this.#readable[internal]('wants')) setBackpressure(true); },
-        error: e => rc.error(e),
-        terminate: () => rc.close(),
+        error: e => { rc.error(e); setBackpressure(false); },
+        terminate: () => { rc.close(); setBackpressure(false); },
         get desiredSize() { return rc.desiredSize; },
       };
       if (typeof transformer.start === 'function') transformer.start(tc);
       // a transform or flush that throws or rejects errors the readable
       // side too (Streams: TransformStreamDefaultControllerError)
-      const fail = e => { try { rc.error(e); } catch {} throw e; };
+      const fail = e => { try { rc.error(e); } catch {} setBackpressure(false); throw e; };
       const guard = f => {
         try { return promiseThen(resolved(f()), undefined, fail); } catch (e) { return fail(e); }
       };

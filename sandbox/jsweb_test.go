@@ -224,6 +224,15 @@ func TestJSWebAPIs(t *testing.T) {
   return ev.join(",") + " ok";`,
 			body: "paused,r1:a,w1,r2:b,w2,r3:c,w3 ok",
 		},
+		"a TransformStream's waiting write fails when its readable side is cancelled": {
+			src: `const t = new TransformStream(), w = t.writable.getWriter(), r = t.readable.getReader();
+  await new Promise(res => setTimeout(res, 0));
+  const wrote = w.write("a").then(() => "ok", e => e.constructor.name);
+  await new Promise(res => setTimeout(res, 0));
+  await r.cancel("gone");
+  return await wrote;`,
+			body: "TypeError",
+		},
 		"a body's BYOB reader fills the views it is given": {
 			src: `const r = new Response("hello world").body.getReader({ mode: "byob" });
   const buf = new ArrayBuffer(8), v = new Uint8Array(buf, 2, 4);
