@@ -116,6 +116,11 @@ func TestJSWebAPIs(t *testing.T) {
     d("gb18030", [0x81, 0x30, 0x81, 0x20]), d("gb18030", [0x84, 0x31, 0xa5, 0x30])].map(s => encodeURI(s)).join(" ");`,
 			body: "%C2%80%F0%90%80%80%EF%B8%90%EE%80%80 %E1%B8%BF%EF%BF%BD%7F %EF%BF%BD0%EF%BF%BD%20 %EF%BF%BD",
 		},
+		"TextDecoder Shift_JIS and Big5 follow the Encoding Standard": {
+			src: `const d = (l, b) => new TextDecoder(l).decode(new Uint8Array(b));
+  return [d("shift_jis", [0x82, 0x40, 0xf0, 0x40]), d("big5", [0x81, 0x40, 0x88, 0x62])].map(s => encodeURI(s)).join(" ");`,
+			body: "%EF%BF%BD@%EE%80%80 %EF%BF%BD@%C3%8A%CC%84",
+		},
 		"TextDecoder keeps a legacy decoder's state across streaming calls": {
 			src: `const jp = new TextDecoder("iso-2022-jp"), gb = new TextDecoder("gb18030"), out = [];
   for (const b of [[0x1b, 0x24], [0x42, 0x46], [0x7c, 0x4b, 0x5c, 0x1b], [0x28, 0x42, 0x61]]) out.push(jp.decode(new Uint8Array(b), { stream: true }));
@@ -475,8 +480,8 @@ func TestDecodeLegacy(t *testing.T) {
 	}
 }
 
-// TestDecodeChunk: gb18030 and ISO-2022-JP consume every byte and hand
-// the state back; x/text's decoders have none, and refuse one.
+// TestDecodeChunk: webencoding's decoders consume every byte and hand the
+// state back; x/text's (EUC-KR, EUC-JP) leave the tail and refuse a state.
 func TestDecodeChunk(t *testing.T) {
 	gb, gbName, _ := encodingFor("gb18030")
 	text, n, st, err := decodeChunk(gb, gbName, 0, []byte{'a', 0x81, 0x30}, false, true)
@@ -487,9 +492,13 @@ func TestDecodeChunk(t *testing.T) {
 	if err != nil || string(text) != "\u0080" || n != 2 || st != 0 {
 		t.Fatalf("gb18030 end: %q, %d, %#x, %v", text, n, st, err)
 	}
-	sjis, sjisName, _ := encodingFor("shift_jis")
-	if _, _, _, err := decodeChunk(sjis, sjisName, 1, []byte{0x93}, false, true); err == nil {
-		t.Error("shift_jis took a state")
+	kr, krName, _ := encodingFor("euc-kr")
+	if _, _, _, err := decodeChunk(kr, krName, 1, []byte{0xc7}, false, true); err == nil {
+		t.Error("euc-kr took a state")
+	}
+	text, n, _, err = decodeChunk(kr, krName, 0, []byte{0xc7, 0xd1, 0xc7}, false, true)
+	if err != nil || string(text) != "한" || n != 2 {
+		t.Errorf("euc-kr streaming: %q, %d, %v", text, n, err)
 	}
 	if _, _, _, err := decodeChunk(gb, gbName, 0xff, nil, false, true); err == nil {
 		t.Error("gb18030 took a state no decoder makes")

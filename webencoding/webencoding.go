@@ -1,8 +1,10 @@
 // Package webencoding holds the WHATWG Encoding Standard's decoders that
 // golang.org/x/text does not follow: gb18030 (and GBK, whose decoder is
-// gb18030's), ISO-2022-JP and the single-byte encodings (x/text leaves
-// unmapped the bytes 0x80 to 0x9F that the standard maps to the C1
-// controls). Each is the standard's algorithm step by
+// gb18030's), ISO-2022-JP, Shift_JIS, Big5 and the single-byte encodings
+// (x/text leaves unmapped the bytes 0x80 to 0x9F that the standard maps to
+// the C1 controls, and Shift_JIS's Private Use range; its Shift_JIS and
+// Big5 drop an ASCII byte that follows a lead byte it cannot pair, which
+// the standard gives back). Each is the standard's algorithm step by
 // step, so an invalid sequence gives the errors the standard gives (one
 // per sequence, with its bytes restored to the input as it says), and
 // its state is a number the caller keeps between calls: a streaming
@@ -32,7 +34,8 @@ var (
 // Has reports whether name (an encoding's canonical name, as the
 // standard's "get an encoding" gives it) is decoded by this package.
 func Has(name string) bool {
-	if name == "gb18030" || name == "gbk" || name == "iso-2022-jp" {
+	switch name {
+	case "gb18030", "gbk", "iso-2022-jp", "shift_jis", "big5":
 		return true
 	}
 	_, ok := singleByteTables()[name]
@@ -60,6 +63,18 @@ func Decode(name string, state uint32, src []byte, flush, fatal bool) ([]byte, u
 			return nil, 0, ErrState
 		}
 		d = j
+	case "shift_jis":
+		s, ok := shiftJISState(state)
+		if !ok {
+			return nil, 0, ErrState
+		}
+		d = s
+	case "big5":
+		b, ok := big5State(state)
+		if !ok {
+			return nil, 0, ErrState
+		}
+		d = b
 	default:
 		t, ok := singleByteTables()[name]
 		if !ok {
@@ -88,6 +103,7 @@ const (
 	resCodePoint
 	resError
 	resFinished
+	resPair // two BMP code points, the first in the high 16 bits
 )
 
 // endOfQueue is the standard's end-of-queue item.
@@ -142,6 +158,8 @@ func run(d decoder, src []byte, flush, fatal bool) ([]byte, error) {
 		switch res {
 		case resCodePoint:
 			out = utf8.AppendRune(out, r)
+		case resPair:
+			out = utf8.AppendRune(utf8.AppendRune(out, r>>16), r&0xffff)
 		case resError:
 			if fatal {
 				return nil, ErrInvalid

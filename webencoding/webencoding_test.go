@@ -3,6 +3,7 @@ package webencoding
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -92,6 +93,35 @@ func TestISO2022JP(t *testing.T) {
 	}
 }
 
+func TestShiftJISAndBig5(t *testing.T) {
+	tests := map[string]struct {
+		enc  string
+		in   []byte
+		want string
+	}{
+		"Shift_JIS pairs":                       {"shift_jis", []byte{0x93, 0xfa, 0x96, 0x7b}, "日本"},
+		"Shift_JIS halfwidth katakana and 0x80": {"shift_jis", []byte{0xa1, 0xdf, 0x80, 0x5c}, "\uff61\uff9f\u0080\\"},
+		"Shift_JIS Private Use":                 {"shift_jis", []byte{0xf0, 0x40, 0xf9, 0xfc}, "\ue000\ue757"},
+		"Shift_JIS gives back an ASCII trail":   {"shift_jis", []byte{0x82, 0x40}, "\ufffd@"},
+		"Shift_JIS bad trail above ASCII":       {"shift_jis", []byte{0x81, 0xfd}, "\ufffd"},
+		"Shift_JIS 0xA0 and 0xFD":               {"shift_jis", []byte{0xa0, 0xfd}, "\ufffd\ufffd"},
+		"Shift_JIS lead at the end":             {"shift_jis", []byte{'a', 0x93}, "a\ufffd"},
+		"Big5 pair":                             {"big5", []byte{0xa4, 0xa4}, "中"},
+		"Big5 two code points":                  {"big5", []byte{0x88, 0x62, 0x88, 0x64, 0x88, 0xa3, 0x88, 0xa5}, "\u00ca\u0304\u00ca\u030c\u00ea\u0304\u00ea\u030c"},
+		"Big5 beyond the BMP":                   {"big5", []byte{0x87, 0x45}, "\U00027267"},
+		"Big5 gives back an ASCII trail":        {"big5", []byte{0x81, 0x40}, "\ufffd@"},
+		"Big5 lead at the end":                  {"big5", []byte{0xa4}, "\ufffd"},
+		"Big5 0x80 and 0xFF":                    {"big5", []byte{0x80, 0xff}, "\ufffd\ufffd"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := decodeAll(t, tc.enc, tc.in); got != tc.want {
+				t.Errorf("%+q, want %+q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestSingleByte(t *testing.T) {
 	for _, name := range singleByteNames {
 		if !Has(name) {
@@ -138,6 +168,8 @@ func TestStreaming(t *testing.T) {
 		"gb18030":     {'a', 0x81, 0x30, 0x81, 0x30, 0xd6, 0xd0, 0x81, 0x30, 0x81, 0x20, 0x81, 0x7f, 0x90, 0x30, 0x81, 0x30, 0x81},
 		"gbk":         {0xd6, 0xd0, 0xce, 0xc4, 0x81},
 		"iso-2022-jp": []byte("a\x1b$BF|K\\\x1b(Jb\\\x1b(I\x21\x1b$BF\x1b(B\x1b(J\x1b(Bc\x1b(Z\x1b$"),
+		"shift_jis":   {0x93, 0xfa, 0x82, 0x40, 0xa1, 0xf0, 0x40, 0x96},
+		"big5":        {0xa4, 0xa4, 0x88, 0x62, 0x81, 0x40, 0x87, 0x40, 0xa4},
 	}
 	for name, in := range inputs {
 		whole := decodeAll(t, name, in)
@@ -189,18 +221,18 @@ func TestState(t *testing.T) {
 		"iso-2022-jp escape lead":       uint32(jpEscape) | 0x41<<8,
 		"iso-2022-jp lead in ASCII":     0x21 << 8,
 		"iso-2022-jp high bits":         1 << 16,
+		"shift_jis lead 0xA0":           0xa0,
+		"shift_jis high bits":           0x193,
+		"big5 lead 0x80":                0x80,
 	}
 	for name, st := range bad {
-		enc := "gb18030"
-		if name[:3] == "iso" {
-			enc = "iso-2022-jp"
-		}
+		enc, _, _ := strings.Cut(name, " ")
 		if _, _, err := Decode(enc, st, []byte("a"), true, false); !errors.Is(err, ErrState) {
 			t.Errorf("%s (%#x): %v, want ErrState", name, st, err)
 		}
 	}
-	if _, _, err := Decode("shift_jis", 0, nil, true, false); !errors.Is(err, ErrEncoding) {
-		t.Errorf("shift_jis: %v, want ErrEncoding", err)
+	if _, _, err := Decode("euc-kr", 0, nil, true, false); !errors.Is(err, ErrEncoding) {
+		t.Errorf("euc-kr: %v, want ErrEncoding", err)
 	}
 }
 
@@ -244,6 +276,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add("gbk", []byte{0x81, 0x30, 0x81, 0x20}, uint8(2), uint32(0))
 	f.Add("iso-2022-jp", []byte("\x1b$BF|\x1b(J\\\x1b(B"), uint8(4), uint32(0x7e04|3<<3))
 	f.Add("windows-1252", []byte{0x80, 0x81, 'a'}, uint8(1), uint32(1))
+	f.Add("shift_jis", []byte{0x93, 0xfa, 0x82, 0x40}, uint8(1), uint32(0x93))
+	f.Add("big5", []byte{0x88, 0x62, 0xa4}, uint8(1), uint32(0xa4))
 	f.Fuzz(func(t *testing.T, name string, in []byte, split uint8, state uint32) {
 		if !Has(name) {
 			name = "gb18030"
