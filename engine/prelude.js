@@ -621,8 +621,7 @@
 
   // TextDecoder: the Encoding Standard's labels and decoders. UTF-8 is
   // decoded by the shim, UTF-16 here, every legacy encoding by the host
-  // (sandbox/jsweb.go: webencoding's decoders, x/text's for EUC-KR and
-  // EUC-JP).
+  // (sandbox/jsweb.go: webencoding's decoders, x/text's for EUC-KR).
   const decodeFatal = 1, decodeStream = 2, decodeNameOnly = 4;
   class TextDecoder {
     #enc; #fatal; #ignoreBOM; #pending = null; #bomSeen = false; #state = 0;

@@ -2,9 +2,8 @@ package sandbox
 
 // Host calls of the JS engine for the web APIs Go does better than the
 // prelude: the WHATWG URL setters (the parser weburl wraps) and the WHATWG
-// Encoding Standard's decoders (webencoding's gb18030, GBK, ISO-2022-JP,
-// Shift_JIS, Big5 and single-byte ones, golang.org/x/text/encoding/
-// htmlindex's for EUC-KR and EUC-JP).
+// Encoding Standard's decoders (webencoding's, golang.org/x/text/encoding/
+// htmlindex's for EUC-KR).
 
 import (
 	"context"

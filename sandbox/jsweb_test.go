@@ -116,10 +116,10 @@ func TestJSWebAPIs(t *testing.T) {
     d("gb18030", [0x81, 0x30, 0x81, 0x20]), d("gb18030", [0x84, 0x31, 0xa5, 0x30])].map(s => encodeURI(s)).join(" ");`,
 			body: "%C2%80%F0%90%80%80%EF%B8%90%EE%80%80 %E1%B8%BF%EF%BF%BD%7F %EF%BF%BD0%EF%BF%BD%20 %EF%BF%BD",
 		},
-		"TextDecoder Shift_JIS and Big5 follow the Encoding Standard": {
+		"TextDecoder Shift_JIS, Big5 and EUC-JP follow the Encoding Standard": {
 			src: `const d = (l, b) => new TextDecoder(l).decode(new Uint8Array(b));
-  return [d("shift_jis", [0x82, 0x40, 0xf0, 0x40]), d("big5", [0x81, 0x40, 0x88, 0x62])].map(s => encodeURI(s)).join(" ");`,
-			body: "%EF%BF%BD@%EE%80%80 %EF%BF%BD@%C3%8A%CC%84",
+  return [d("shift_jis", [0x82, 0x40, 0xf0, 0x40]), d("big5", [0x81, 0x40, 0x88, 0x62]), d("euc-jp", [0xa4, 0x80, 0x8f, 0xb0, 0xa1])].map(s => encodeURI(s)).join(" ");`,
+			body: "%EF%BF%BD@%EE%80%80 %EF%BF%BD@%C3%8A%CC%84 %EF%BF%BD%E4%B8%82",
 		},
 		"TextDecoder keeps a legacy decoder's state across streaming calls": {
 			src: `const jp = new TextDecoder("iso-2022-jp"), gb = new TextDecoder("gb18030"), out = [];
@@ -481,7 +481,7 @@ func TestDecodeLegacy(t *testing.T) {
 }
 
 // TestDecodeChunk: webencoding's decoders consume every byte and hand the
-// state back; x/text's (EUC-KR, EUC-JP) leave the tail and refuse a state.
+// state back; x/text's (EUC-KR) leaves the tail and refuses a state.
 func TestDecodeChunk(t *testing.T) {
 	gb, gbName, _ := encodingFor("gb18030")
 	text, n, st, err := decodeChunk(gb, gbName, 0, []byte{'a', 0x81, 0x30}, false, true)
@@ -492,7 +492,7 @@ func TestDecodeChunk(t *testing.T) {
 	if err != nil || string(text) != "\u0080" || n != 2 || st != 0 {
 		t.Fatalf("gb18030 end: %q, %d, %#x, %v", text, n, st, err)
 	}
-	kr, krName, _ := encodingFor("euc-kr")
+	kr, krName, _ := encodingFor("euc-kr") // x/text's
 	if _, _, _, err := decodeChunk(kr, krName, 1, []byte{0xc7}, false, true); err == nil {
 		t.Error("euc-kr took a state")
 	}

@@ -167,3 +167,83 @@ var big5Table = sync.OnceValue(func() *[126 * 157]rune {
 	}
 	return &t
 })
+
+// eucJP is the EUC-JP decoder's state: EUC-JP leading and the jis0212
+// flag (a three-byte sequence begun with 0x8F).
+type eucJP struct {
+	lead    byte
+	jis0212 bool
+}
+
+func eucJPState(s uint32) (*eucJP, bool) {
+	d := &eucJP{lead: byte(s), jis0212: s>>8&1 == 1}
+	l := d.lead
+	ok := s>>9 == 0 && (l == 0 || l == 0x8e || l == 0x8f || l >= 0xa1 && l <= 0xfe) && (!d.jis0212 || l >= 0xa1 && l <= 0xfe)
+	return d, ok
+}
+
+func (d *eucJP) state() uint32 {
+	s := uint32(d.lead)
+	if d.jis0212 {
+		s |= 1 << 8
+	}
+	return s
+}
+
+func (d *eucJP) handle(q *queue, b int) (result, rune) {
+	if b == endOfQueue {
+		if d.lead == 0 {
+			return resFinished, 0
+		}
+		*d = eucJP{}
+		return resError, 0
+	}
+	c := byte(b)
+	switch {
+	case d.lead == 0x8e && c >= 0xa1 && c <= 0xdf:
+		d.lead = 0
+		return resCodePoint, rune(0xff61 - 0xa1 + int(c))
+	case d.lead == 0x8f && c >= 0xa1 && c <= 0xfe:
+		d.jis0212, d.lead = true, c
+		return resContinue, 0
+	case d.lead != 0:
+		lead, j12 := d.lead, d.jis0212
+		*d = eucJP{}
+		if lead >= 0xa1 && lead <= 0xfe && c >= 0xa1 && c <= 0xfe {
+			p := (int(lead)-0xa1)*94 + int(c) - 0xa1
+			r := jis0208()[p]
+			if j12 {
+				r = jis0212()[p]
+			}
+			if r != 0 {
+				return resCodePoint, rune(r)
+			}
+		}
+		if c < 0x80 {
+			q.restore(c)
+		}
+		return resError, 0
+	case c < 0x80:
+		return resCodePoint, rune(c)
+	case c == 0x8e || c == 0x8f || c >= 0xa1 && c <= 0xfe:
+		d.lead = c
+		return resContinue, 0
+	}
+	return resError, 0
+}
+
+// jis0212 is the standard's index jis0212 (0 for none), built once from
+// x/text's EUC-JP decoder (its three-byte sequences), whose table it is.
+var jis0212 = sync.OnceValue(func() *[94 * 94]uint16 {
+	var t [94 * 94]uint16
+	d := japanese.EUCJP.NewDecoder()
+	for p := range t {
+		var dst [8]byte
+		d.Reset()
+		n, _, err := d.Transform(dst[:], []byte{0x8f, byte(p/94 + 0xa1), byte(p%94 + 0xa1)}, true)
+		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError && r <= 0xffff {
+			t[p] = uint16(r)
+		}
+	}
+	return &t
+})

@@ -1,10 +1,12 @@
 // Package webencoding holds the WHATWG Encoding Standard's decoders that
 // golang.org/x/text does not follow: gb18030 (and GBK, whose decoder is
-// gb18030's), ISO-2022-JP, Shift_JIS, Big5 and the single-byte encodings
-// (x/text leaves unmapped the bytes 0x80 to 0x9F that the standard maps to
-// the C1 controls, and Shift_JIS's Private Use range; its Shift_JIS and
-// Big5 drop an ASCII byte that follows a lead byte it cannot pair, which
-// the standard gives back). Each is the standard's algorithm step by
+// gb18030's), ISO-2022-JP, Shift_JIS, Big5, EUC-JP and the single-byte
+// encodings (x/text leaves unmapped the bytes 0x80 to 0x9F that the
+// standard maps to the C1 controls, and Shift_JIS's Private Use range; its
+// Shift_JIS and Big5 drop an ASCII byte that follows a lead byte they
+// cannot pair, which the standard gives back, and its EUC-JP reports two
+// errors where the standard reports one). Only EUC-KR is left to x/text,
+// whose decoder was checked equal to the standard's. Each is the standard's algorithm step by
 // step, so an invalid sequence gives the errors the standard gives (one
 // per sequence, with its bytes restored to the input as it says), and
 // its state is a number the caller keeps between calls: a streaming
@@ -35,7 +37,7 @@ var (
 // standard's "get an encoding" gives it) is decoded by this package.
 func Has(name string) bool {
 	switch name {
-	case "gb18030", "gbk", "iso-2022-jp", "shift_jis", "big5":
+	case "gb18030", "gbk", "iso-2022-jp", "shift_jis", "big5", "euc-jp":
 		return true
 	}
 	_, ok := singleByteTables()[name]
@@ -75,6 +77,12 @@ func Decode(name string, state uint32, src []byte, flush, fatal bool) ([]byte, u
 			return nil, 0, ErrState
 		}
 		d = b
+	case "euc-jp":
+		e, ok := eucJPState(state)
+		if !ok {
+			return nil, 0, ErrState
+		}
+		d = e
 	default:
 		t, ok := singleByteTables()[name]
 		if !ok {

@@ -93,7 +93,7 @@ func TestISO2022JP(t *testing.T) {
 	}
 }
 
-func TestShiftJISAndBig5(t *testing.T) {
+func TestShiftJISBig5EUCJP(t *testing.T) {
 	tests := map[string]struct {
 		enc  string
 		in   []byte
@@ -112,6 +112,12 @@ func TestShiftJISAndBig5(t *testing.T) {
 		"Big5 gives back an ASCII trail":        {"big5", []byte{0x81, 0x40}, "\ufffd@"},
 		"Big5 lead at the end":                  {"big5", []byte{0xa4}, "\ufffd"},
 		"Big5 0x80 and 0xFF":                    {"big5", []byte{0x80, 0xff}, "\ufffd\ufffd"},
+		"EUC-JP JIS X 0208":                     {"euc-jp", []byte{0xc6, 0xfc, 0xcb, 0xdc}, "日本"},
+		"EUC-JP katakana":                       {"euc-jp", []byte{0x8e, 0xa1, 0x8e, 0xdf}, "\uff61\uff9f"},
+		"EUC-JP JIS X 0212":                     {"euc-jp", []byte{0x8f, 0xb0, 0xa1}, "\u4e02"},
+		"EUC-JP one error per bad pair":         {"euc-jp", []byte{0xa4, 0x80, 0x8e, 0xe0}, "\ufffd\ufffd"},
+		"EUC-JP gives back an ASCII trail":      {"euc-jp", []byte{0xa4, 0x41, 0x8f, 0xb0, 0x41}, "\ufffdA\ufffdA"},
+		"EUC-JP lead at the end":                {"euc-jp", []byte{0x8f, 0xb0}, "\ufffd"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -170,6 +176,7 @@ func TestStreaming(t *testing.T) {
 		"iso-2022-jp": []byte("a\x1b$BF|K\\\x1b(Jb\\\x1b(I\x21\x1b$BF\x1b(B\x1b(J\x1b(Bc\x1b(Z\x1b$"),
 		"shift_jis":   {0x93, 0xfa, 0x82, 0x40, 0xa1, 0xf0, 0x40, 0x96},
 		"big5":        {0xa4, 0xa4, 0x88, 0x62, 0x81, 0x40, 0x87, 0x40, 0xa4},
+		"euc-jp":      {0xc6, 0xfc, 0x8e, 0xa1, 0x8f, 0xb0, 0xa1, 0xa4, 0x80, 0x8f, 0xb0, 0x41, 0x8f},
 	}
 	for name, in := range inputs {
 		whole := decodeAll(t, name, in)
@@ -224,6 +231,9 @@ func TestState(t *testing.T) {
 		"shift_jis lead 0xA0":           0xa0,
 		"shift_jis high bits":           0x193,
 		"big5 lead 0x80":                0x80,
+		"euc-jp lead 0x90":              0x90,
+		"euc-jp jis0212 after 0x8E":     0x18e,
+		"euc-jp high bits":              0x200,
 	}
 	for name, st := range bad {
 		enc, _, _ := strings.Cut(name, " ")
@@ -278,6 +288,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("windows-1252", []byte{0x80, 0x81, 'a'}, uint8(1), uint32(1))
 	f.Add("shift_jis", []byte{0x93, 0xfa, 0x82, 0x40}, uint8(1), uint32(0x93))
 	f.Add("big5", []byte{0x88, 0x62, 0xa4}, uint8(1), uint32(0xa4))
+	f.Add("euc-jp", []byte{0x8f, 0xb0, 0xa1, 0xa4, 0x80}, uint8(2), uint32(0x1b0))
 	f.Fuzz(func(t *testing.T, name string, in []byte, split uint8, state uint32) {
 		if !Has(name) {
 			name = "gb18030"
