@@ -48,6 +48,7 @@ var hostileCases = map[string]struct {
 	"bigint":           {outcome: "terminated:cpu"},
 	"structured-clone": {outcome: "terminated:cpu"},
 	"text-decode":      {outcome: "terminated:cpu"},
+	"legacy-decode":    {outcome: "terminated:cpu"},
 }
 
 func hostileScript(t testing.TB, name string) string {

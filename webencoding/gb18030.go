@@ -10,10 +10,13 @@ import (
 
 // gb18030 is the gb18030 decoder's state: gb18030 first, second and
 // third, each 0x00 or a byte of a sequence begun.
-type gb18030 struct{ first, second, third byte }
+type gb18030 struct {
+	first, second, third byte
+	t                    *gbIndexes
+}
 
 func gb18030State(s uint32) (*gb18030, bool) {
-	g := &gb18030{first: byte(s), second: byte(s >> 8), third: byte(s >> 16)}
+	g := &gb18030{first: byte(s), second: byte(s >> 8), third: byte(s >> 16), t: gbTables()}
 	ok := s>>24 == 0 &&
 		(g.first == 0 || g.first >= 0x81 && g.first <= 0xfe) &&
 		(g.second == 0 || g.first != 0 && g.second >= 0x30 && g.second <= 0x39) &&
@@ -27,10 +30,10 @@ func (g *gb18030) state() uint32 {
 
 func (g *gb18030) handle(q *queue, b int) (result, rune) {
 	if b == endOfQueue {
-		if *g == (gb18030{}) {
+		if g.first == 0 && g.second == 0 && g.third == 0 {
 			return resFinished, 0
 		}
-		*g = gb18030{}
+		g.first, g.second, g.third = 0, 0, 0
 		return resError, 0
 	}
 	c := byte(b)
@@ -38,11 +41,11 @@ func (g *gb18030) handle(q *queue, b int) (result, rune) {
 	case g.third != 0:
 		if c < 0x30 || c > 0x39 {
 			q.restore(g.second, g.third, c)
-			*g = gb18030{}
+			g.first, g.second, g.third = 0, 0, 0
 			return resError, 0
 		}
 		p := (int(g.first)-0x81)*12600 + (int(g.second)-0x30)*1260 + (int(g.third)-0x81)*10 + int(c) - 0x30
-		*g = gb18030{}
+		g.first, g.second, g.third = 0, 0, 0
 		r, ok := gbRangesCodePoint(p)
 		if !ok {
 			return resError, 0
@@ -68,7 +71,7 @@ func (g *gb18030) handle(q *queue, b int) (result, rune) {
 			offset = 0x40
 		}
 		if c >= 0x40 && c <= 0x7e || c >= 0x80 && c <= 0xfe {
-			if r := gbTables().index[(int(lead)-0x81)*190+int(c)-offset]; r != 0 {
+			if r := g.t.index[(int(lead)-0x81)*190+int(c)-offset]; r != 0 {
 				return resCodePoint, rune(r)
 			}
 		}
