@@ -621,7 +621,7 @@
 
   // TextDecoder: the Encoding Standard's labels and decoders. UTF-8 is
   // decoded by the shim, UTF-16 here, every legacy encoding by the host
-  // (sandbox/jsweb.go: webencoding's decoders, x/text's for EUC-KR).
+  // (sandbox/jsweb.go: webencoding's decoders).
   const decodeFatal = 1, decodeStream = 2, decodeNameOnly = 4;
   class TextDecoder {
     #enc; #fatal; #ignoreBOM; #pending = null; #bomSeen = false; #state = 0;
@@ -698,16 +698,23 @@
         if (s === null) { this.#pending = null; this.#bomSeen = false; throw this.#invalid(); }
         return this.#bom(s, stream);
       }
-      // the host keeps no decoder between calls: a streaming call returns
-      // the decoder's state (gb18030, ISO-2022-JP) or leaves an
-      // incomplete tail unconsumed (the others), and the next call passes
-      // them back
-      const r = hostDecode(enc, bytes, (this.#fatal ? decodeFatal : 0) | (stream ? decodeStream : 0) | (this.#state << 8));
+      // the host keeps no decoder between calls: each call consumes its
+      // input and returns the decoder's state, which the next call passes
+      // back; calls of at most 256 KiB, so that none runs long past the
+      // task's CPU limit (host calls are not interrupted)
+      const parts = [], fatal = this.#fatal ? decodeFatal : 0;
+      let state = this.#state, off = 0;
       this.#state = 0;
-      if (r === null) { this.#pending = null; throw this.#invalid(); }
-      if (r[1] < n) this.#pending = copyBytes(new Uint8Array(taBuffer(bytes), taByteOffset(bytes) + r[1], n - r[1]));
-      if (stream) this.#state = r[2];
-      return r[0];
+      do {
+        const len = MathMin(n - off, 262144), last = off + len === n;
+        const r = hostDecode(enc, new Uint8Array(taBuffer(bytes), taByteOffset(bytes) + off, len), fatal | (last && !stream ? 0 : decodeStream) | (state << 8));
+        if (r === null) throw this.#invalid();
+        push(parts, r[0]);
+        state = r[1];
+        off += len;
+      } while (off < n);
+      if (stream) this.#state = state;
+      return parts.length === 1 ? parts[0] : arrayJoin(parts, '');
     }
   }
   // validPrefix: bytes[i..n) can still begin a valid UTF-8 sequence

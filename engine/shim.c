@@ -49,8 +49,8 @@
  *                                           4: reply is the name) or legacy
  *                                           decode (1 fatal, 2 stream, bits
  *                                           8-31 the decoder's state; reply
- *                                           is 4 bytes consumed, 4 of the
- *                                           next state, then UTF-8);
+ *                                           is 4 bytes of the next state,
+ *                                           then UTF-8; all input consumed);
  *                                           -1 unknown/invalid, -2 too large
  *   fetch(meta, mlen, body, blen) -> i32    start a subrequest; its id
  *   respond(meta, mlen, body, blen) -> i32  the response; nonzero: refused
@@ -380,15 +380,15 @@ static JSValue n_url_set(JSContext *c, JSValueConst this, int argc, JSValueConst
 }
 
 /* decode(label, bytes, flags) -> the encoding's name (flags 4), or
- * [text, consumed, state]; null for an unknown label, a bad state or
- * (fatal) invalid input */
+ * [text, state]; null for an unknown label, a bad state or (fatal)
+ * invalid input */
 static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst *argv)
 {
     const char *label;
     size_t ln, n;
     uint8_t *p, *buf;
     int32_t flags, r;
-    uint32_t used, state;
+    uint32_t state;
     JSValue arr, s;
     if (JS_ToInt32(c, &flags, argv[2]) || get_bytes(c, argv[1], &p, &n))
         return JS_EXCEPTION;
@@ -409,13 +409,12 @@ static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst 
         return JS_ThrowOutOfMemory(c);
     }
     host_reply(buf);
-    if (r < 8) {
+    if (r < 4) {
         free(buf);
         return JS_NULL;
     }
-    used = (uint32_t)buf[0] | ((uint32_t)buf[1] << 8) | ((uint32_t)buf[2] << 16) | ((uint32_t)buf[3] << 24);
-    state = (uint32_t)buf[4] | ((uint32_t)buf[5] << 8) | ((uint32_t)buf[6] << 16) | ((uint32_t)buf[7] << 24);
-    s = JS_NewStringLen(c, (const char *)buf + 8, r - 8);
+    state = (uint32_t)buf[0] | ((uint32_t)buf[1] << 8) | ((uint32_t)buf[2] << 16) | ((uint32_t)buf[3] << 24);
+    s = JS_NewStringLen(c, (const char *)buf + 4, r - 4);
     free(buf);
     if (JS_IsException(s))
         return s;
@@ -425,8 +424,7 @@ static JSValue n_decode(JSContext *c, JSValueConst this, int argc, JSValueConst 
         return arr;
     }
     JS_DefinePropertyValueUint32(c, arr, 0, s, JS_PROP_C_W_E);
-    JS_DefinePropertyValueUint32(c, arr, 1, JS_NewUint32(c, used), JS_PROP_C_W_E);
-    JS_DefinePropertyValueUint32(c, arr, 2, JS_NewUint32(c, state), JS_PROP_C_W_E);
+    JS_DefinePropertyValueUint32(c, arr, 1, JS_NewUint32(c, state), JS_PROP_C_W_E);
     return arr;
 }
 

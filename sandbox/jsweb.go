@@ -2,8 +2,8 @@ package sandbox
 
 // Host calls of the JS engine for the web APIs Go does better than the
 // prelude: the WHATWG URL setters (the parser weburl wraps) and the WHATWG
-// Encoding Standard's decoders (webencoding's, golang.org/x/text/encoding/
-// htmlindex's for EUC-KR).
+// Encoding Standard's legacy decoders (webencoding; the label table is
+// golang.org/x/text/encoding/htmlindex's).
 
 import (
 	"context"
@@ -15,9 +15,7 @@ import (
 
 	"github.com/nlnwa/whatwg-url/url"
 	"github.com/tetratelabs/wazero/api"
-	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/htmlindex"
-	"golang.org/x/text/transform"
 
 	"github.com/leash-dev/leash/webencoding"
 	"github.com/leash-dev/leash/weburl"
@@ -87,91 +85,48 @@ func jsURLSet(ctx context.Context, mod api.Module, stack []uint64) {
 // guest keeps it, so no decoder state stays in the host between calls.
 const (
 	decodeFatal      = 1 // an invalid sequence is an error, not U+FFFD
-	decodeStream     = 2 // more input follows: keep an incomplete tail
+	decodeStream     = 2 // more input follows: return the state, not an end
 	decodeNameOnly   = 4 // resolve the label only; the reply is the name
 	decodeStateShift = 8
 )
 
-// jsMaxDecode bounds one legacy decode call's input: the host's output
-// buffer is up to three bytes per input byte.
-const jsMaxDecode = 16 << 20
+// jsMaxDecode bounds one decode call's input. Host calls are not
+// interrupted, so this bounds how far a call runs past the task's CPU
+// limit (a few ms); the prelude splits a larger decode() into calls of
+// 256 KiB, carrying the state.
+const jsMaxDecode = 1 << 20
 
 // encodingFor resolves a label as the Encoding Standard's "get an
-// encoding": ASCII whitespace trimmed, ASCII case-insensitive, every
-// label is ASCII. The replacement encoding is no TextDecoder's.
-func encodingFor(label string) (encoding.Encoding, string, bool) {
+// encoding" (golang.org/x/text/encoding/htmlindex is its table): ASCII
+// whitespace trimmed, ASCII case-insensitive, every label is ASCII. The
+// replacement encoding is no TextDecoder's.
+func encodingFor(label string) (string, bool) {
 	label = strings.Trim(label, "\t\n\f\r ")
 	if label == "" || len(label) > 64 {
-		return nil, "", false
+		return "", false
 	}
 	for i := 0; i < len(label); i++ {
 		if c := label[i]; c >= utf8.RuneSelf || c <= ' ' {
-			return nil, "", false
+			return "", false
 		}
 	}
 	enc, err := htmlindex.Get(strings.ToLower(label))
 	if err != nil {
-		return nil, "", false
+		return "", false
 	}
 	name, err := htmlindex.Name(enc)
 	if err != nil || name == "replacement" {
-		return nil, "", false
+		return "", false
 	}
-	return enc, name, true
-}
-
-// errDecode is a fatal decoder's invalid input.
-var errDecode = errors.New("invalid input")
-
-// decodeLegacy decodes src; when stream, an incomplete sequence at the
-// end is left unconsumed. The result is UTF-8 and the bytes consumed.
-func decodeLegacy(enc encoding.Encoding, src []byte, fatal, stream bool) ([]byte, int, error) {
-	t := enc.NewDecoder()
-	out := make([]byte, 0, len(src)+16)
-	dst := make([]byte, 4096)
-	pos := 0
-	for {
-		nDst, nSrc, err := t.Transform(dst, src[pos:], !stream)
-		out = append(out, dst[:nDst]...)
-		pos += nSrc
-		switch {
-		case errors.Is(err, transform.ErrShortDst):
-			if nDst == 0 && nSrc == 0 {
-				dst = make([]byte, 2*len(dst))
-			}
-			continue
-		case errors.Is(err, transform.ErrShortSrc) && stream:
-		case err != nil:
-			return nil, 0, err
-		}
-		break
-	}
-	if fatal && strings.ContainsRune(string(out), utf8.RuneError) {
-		return nil, 0, errDecode
-	}
-	return out, pos, nil
-}
-
-// decodeChunk decodes one call's input: with webencoding's decoder, which
-// consumes it all and returns the state for the next call, or with
-// x/text's, which leaves an incomplete tail unconsumed and has no state.
-func decodeChunk(enc encoding.Encoding, name string, state uint32, src []byte, fatal, stream bool) ([]byte, int, uint32, error) {
-	if webencoding.Has(name) {
-		text, next, err := webencoding.Decode(name, state, src, !stream, fatal)
-		return text, len(src), next, err
-	}
-	if state != 0 {
-		return nil, 0, 0, webencoding.ErrState
-	}
-	text, n, err := decodeLegacy(enc, src, fatal, stream)
-	return text, n, 0, err
+	return name, true
 }
 
 // jsDecode: decode(label, llen, in, ilen, flags) -> reply length, or -1
-// (an unknown label, a bad state, or invalid input when fatal), or -2
-// (input too large). The reply is the canonical name (decodeNameOnly), or
-// 4 bytes of the count of input bytes consumed and 4 of the decoder's
-// state (both little-endian), then the UTF-8 text.
+// (an unknown label, an encoding the host does not decode, a bad state,
+// or invalid input when fatal), or -2 (input over jsMaxDecode). The reply
+// is the canonical name (decodeNameOnly), or 4 bytes of the decoder's
+// next state (little-endian) and the UTF-8 text; every input byte is
+// consumed.
 func jsDecode(ctx context.Context, mod api.Module, stack []uint64) {
 	st := jsTaskFrom(ctx)
 	label, ok := readString(mod, uint32(stack[0]), uint32(stack[1]))
@@ -180,7 +135,7 @@ func jsDecode(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	enc, name, ok := encodingFor(label)
+	name, ok := encodingFor(label)
 	if !ok {
 		stack[0] = api.EncodeI32(-1)
 		return
@@ -199,14 +154,13 @@ func jsDecode(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	text, n, next, err := decodeChunk(enc, name, flags>>decodeStateShift, src, flags&decodeFatal != 0, flags&decodeStream != 0)
+	text, next, err := webencoding.Decode(name, flags>>decodeStateShift, src, flags&decodeStream == 0, flags&decodeFatal != 0)
 	if err != nil {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	reply := make([]byte, 8, 8+len(text))
-	binary.LittleEndian.PutUint32(reply, uint32(n))
-	binary.LittleEndian.PutUint32(reply[4:], next)
+	reply := make([]byte, 4, 4+len(text))
+	binary.LittleEndian.PutUint32(reply, next)
 	st.reply = append(reply, text...)
 	stack[0] = uint64(len(st.reply))
 }

@@ -1,10 +1,16 @@
 package sandbox
 
 import (
+	"context"
+	"encoding/binary"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/leash-dev/leash/weburl"
 )
@@ -120,6 +126,15 @@ func TestJSWebAPIs(t *testing.T) {
 			src: `const d = (l, b) => new TextDecoder(l).decode(new Uint8Array(b));
   return [d("shift_jis", [0x82, 0x40, 0xf0, 0x40]), d("big5", [0x81, 0x40, 0x88, 0x62]), d("euc-jp", [0xa4, 0x80, 0x8f, 0xb0, 0xa1])].map(s => encodeURI(s)).join(" ");`,
 			body: "%EF%BF%BD@%EE%80%80 %EF%BF%BD@%C3%8A%CC%84 %EF%BF%BD%E4%B8%82",
+		},
+		"TextDecoder decodes past the host's bound in calls, sequences cut between them": {
+			src: `const n = 300000, b = new Uint8Array(1 + 4 * n); b[0] = 0x61;
+  for (let i = 0; i < n; i++) b.set([0x81, 0x30, 0x81, 0x30], 1 + 4 * i);
+  const s = new TextDecoder("gb18030", { fatal: true }).decode(b);
+  let ok = s.length === n + 1 && s[0] === "a";
+  for (let i = 1; ok && i < s.length; i++) ok = s.charCodeAt(i) === 0x80;
+  return String(ok) + " " + s.length;`,
+			body: "true 300001",
 		},
 		"TextDecoder keeps a legacy decoder's state across streaming calls": {
 			src: `const jp = new TextDecoder("iso-2022-jp"), gb = new TextDecoder("gb18030"), out = [];
@@ -441,7 +456,7 @@ func TestEncodingFor(t *testing.T) {
 		"\u212aoi8-r": "", "utf\x00-8": "",
 	}
 	for label, want := range tests {
-		_, got, ok := encodingFor(label)
+		got, ok := encodingFor(label)
 		if !ok {
 			got = ""
 		}
@@ -451,57 +466,78 @@ func TestEncodingFor(t *testing.T) {
 	}
 }
 
-func TestDecodeLegacy(t *testing.T) {
-	sjis, _, _ := encodingFor("shift_jis")
+// TestJSDecode: the decode host call over a real engine's memory consumes
+// every byte, returns the state for the next call and refuses a state no
+// decoder makes, an encoding the host does not decode and input over
+// jsMaxDecode.
+func TestJSDecode(t *testing.T) {
 	tests := map[string]struct {
-		in          []byte
-		fatal, strm bool
-		out         string
-		used        int
-		wantErr     bool
+		label string
+		in    []byte
+		flags uint32
+		want  int32 // the reply length, or the error
+		state uint32
+		text  string
 	}{
-		"whole":            {in: []byte{0x93, 0xfa, 0x96, 0x7b}, out: "日本", used: 4},
-		"split, streaming": {in: []byte{0x93, 0xfa, 0x96}, strm: true, out: "日", used: 2},
-		"split at the end": {in: []byte{0x93, 0xfa, 0x96}, out: "日\ufffd", used: 3},
-		"invalid, fatal":   {in: []byte{0x82}, fatal: true, wantErr: true},
-		"invalid":          {in: []byte{0x82, 0x20}, out: "\ufffd ", used: 2},
-		"empty":            {in: nil, out: "", used: 0},
+		"gb18030, streaming":     {"gb18030", []byte{'a', 0x81, 0x30}, decodeStream, 5, 0x3081, "a"},
+		"gb18030 carries on":     {"gb18030", []byte{0x81, 0x30}, 0x3081 << decodeStateShift, 6, 0, "\u0080"},
+		"EUC-KR":                 {"euc-kr", []byte{0xc7, 0xd1}, 0, 7, 0, "한"},
+		"a fatal error":          {"shift_jis", []byte{0x82}, decodeFatal, -1, 0, ""},
+		"a state none makes":     {"gb18030", nil, 0xff << decodeStateShift, -1, 0, ""},
+		"UTF-8 is the prelude's": {"utf-8", []byte("a"), 0, -1, 0, ""},
+		"over the bound":         {"gb18030", make([]byte, jsMaxDecode+1), 0, -2, 0, ""},
+		"the name only":          {" Latin1 ", nil, decodeNameOnly, int32(len("windows-1252")), 0, ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			out, n, err := decodeLegacy(sjis, tc.in, tc.fatal, tc.strm)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			reply, r := callDecode(t, tc.label, tc.in, tc.flags)
+			if r != tc.want {
+				t.Fatalf("returned %d, want %d", r, tc.want)
 			}
-			if err == nil && (string(out) != tc.out || n != tc.used) {
-				t.Errorf("got %q, %d; want %q, %d", out, n, tc.out, tc.used)
+			if r < 0 || tc.flags&decodeNameOnly != 0 {
+				return
+			}
+			if st := binary.LittleEndian.Uint32(reply); st != tc.state || string(reply[4:]) != tc.text {
+				t.Errorf("state %#x text %+q, want %#x %+q", st, reply[4:], tc.state, tc.text)
 			}
 		})
 	}
 }
 
-// TestDecodeChunk: webencoding's decoders consume every byte and hand the
-// state back; x/text's (EUC-KR) leaves the tail and refuses a state.
-func TestDecodeChunk(t *testing.T) {
-	gb, gbName, _ := encodingFor("gb18030")
-	text, n, st, err := decodeChunk(gb, gbName, 0, []byte{'a', 0x81, 0x30}, false, true)
-	if err != nil || string(text) != "a" || n != 3 || st == 0 {
-		t.Fatalf("gb18030 streaming: %q, %d, %#x, %v", text, n, st, err)
+// callDecode runs jsDecode as the engine would, on a real module's memory.
+func callDecode(t testing.TB, label string, in []byte, flags uint32) ([]byte, int32) {
+	t.Helper()
+	mod, err := decodeMemory()
+	if err != nil {
+		t.Fatal(err)
 	}
-	text, n, st, err = decodeChunk(gb, gbName, st, []byte{0x81, 0x30}, false, false)
-	if err != nil || string(text) != "\u0080" || n != 2 || st != 0 {
-		t.Fatalf("gb18030 end: %q, %d, %#x, %v", text, n, st, err)
+	decodeMu.Lock()
+	defer decodeMu.Unlock()
+	mem := mod.Memory()
+	if !mem.Write(0, []byte(label)) || !mem.Write(uint32(len(label)), in) {
+		t.Fatalf("%d bytes do not fit", len(label)+len(in))
 	}
-	kr, krName, _ := encodingFor("euc-kr") // x/text's
-	if _, _, _, err := decodeChunk(kr, krName, 1, []byte{0xc7}, false, true); err == nil {
-		t.Error("euc-kr took a state")
-	}
-	text, n, _, err = decodeChunk(kr, krName, 0, []byte{0xc7, 0xd1, 0xc7}, false, true)
-	if err != nil || string(text) != "한" || n != 2 {
-		t.Errorf("euc-kr streaming: %q, %d, %v", text, n, err)
-	}
-	if _, _, _, err := decodeChunk(gb, gbName, 0xff, nil, false, true); err == nil {
-		t.Error("gb18030 took a state no decoder makes")
+	st := &jsTask{}
+	stack := []uint64{0, uint64(len(label)), uint64(len(label)), uint64(len(in)), uint64(flags)}
+	jsDecode(context.WithValue(context.Background(), jsTaskKey{}, st), mod, stack)
+	return st.reply, api.DecodeI32(stack[0])
+}
+
+// decodeMemory is one module with 2 MiB of memory for callDecode, shared
+// by the tests of the package (decodeMu serializes its use).
+var (
+	decodeMu     sync.Mutex
+	decodeMemory = sync.OnceValues(func() (api.Module, error) {
+		ctx := context.Background()
+		return wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter()).Instantiate(ctx, memoryModule(32))
+	})
+)
+
+// memoryModule is a wasm module exporting one memory of pages pages.
+func memoryModule(pages int) []byte {
+	return []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		5, 3, 1, 0, byte(pages), // memory section: one memory, min pages
+		7, 10, 1, 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0, // export "memory"
 	}
 }
 
@@ -540,25 +576,23 @@ func TestURLSet(t *testing.T) {
 	}
 }
 
-func FuzzDecodeLegacy(f *testing.F) {
-	f.Add("shift_jis", []byte{0x93, 0xfa, 0x96}, true)
-	f.Add("iso-2022-jp", []byte("\x1b$B$\"\x1b(B"), false)
-	f.Add("gb18030", []byte{0x84, 0x31, 0xa4, 0x37}, false)
-	f.Fuzz(func(t *testing.T, label string, in []byte, stream bool) {
-		enc, _, ok := encodingFor(label)
-		if !ok || len(in) > 1<<16 {
+func FuzzJSDecode(f *testing.F) {
+	f.Add("shift_jis", []byte{0x93, 0xfa, 0x96}, uint32(decodeStream))
+	f.Add("iso-2022-jp", []byte("\x1b$B$\"\x1b(B"), uint32(0))
+	f.Add("gb18030", []byte{0x84, 0x31, 0xa4, 0x37}, uint32(0x3081<<decodeStateShift|decodeFatal))
+	f.Fuzz(func(t *testing.T, label string, in []byte, flags uint32) {
+		if len(in) > 1<<16 || len(label) > 64 {
 			return
 		}
-		_, name, _ := encodingFor(label)
-		out, n, _, err := decodeChunk(enc, name, 0, in, false, stream)
-		if err != nil {
+		reply, r := callDecode(t, label, in, flags)
+		if r < 0 || flags&decodeNameOnly != 0 {
 			return
 		}
-		if n < 0 || n > len(in) || (!stream && n != len(in)) {
-			t.Fatalf("consumed %d of %d (stream %v)", n, len(in), stream)
+		if int(r) != len(reply) || len(reply) < 4 || !utf8.Valid(reply[4:]) {
+			t.Fatalf("reply of %d bytes (returned %d), valid %v", len(reply), r, utf8.Valid(reply[4:]))
 		}
-		if !utf8.Valid(out) {
-			t.Fatalf("invalid UTF-8 out of %q", label)
+		if flags&decodeStream == 0 && binary.LittleEndian.Uint32(reply) != 0 {
+			t.Fatalf("a final call left state %#x", binary.LittleEndian.Uint32(reply))
 		}
 	})
 }

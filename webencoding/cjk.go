@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/japanese"
+	"golang.org/x/text/encoding/korean"
 	"golang.org/x/text/encoding/traditionalchinese"
 )
 
@@ -241,6 +242,64 @@ var jis0212 = sync.OnceValue(func() *[94 * 94]uint16 {
 		var dst [8]byte
 		d.Reset()
 		n, _, err := d.Transform(dst[:], []byte{0x8f, byte(p/94 + 0xa1), byte(p%94 + 0xa1)}, true)
+		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError && r <= 0xffff {
+			t[p] = uint16(r)
+		}
+	}
+	return &t
+})
+
+// eucKR is the EUC-KR decoder's state: EUC-KR lead, 0x00 or a lead byte.
+type eucKR struct{ lead byte }
+
+func eucKRState(s uint32) (*eucKR, bool) {
+	l := byte(s)
+	return &eucKR{l}, s>>8 == 0 && (l == 0 || l >= 0x81 && l <= 0xfe)
+}
+
+func (d *eucKR) state() uint32 { return uint32(d.lead) }
+
+func (d *eucKR) handle(q *queue, b int) (result, rune) {
+	if b == endOfQueue {
+		if d.lead == 0 {
+			return resFinished, 0
+		}
+		d.lead = 0
+		return resError, 0
+	}
+	c := byte(b)
+	if d.lead != 0 {
+		lead := d.lead
+		d.lead = 0
+		if c >= 0x41 && c <= 0xfe {
+			if r := eucKRTable()[(int(lead)-0x81)*190+int(c)-0x41]; r != 0 {
+				return resCodePoint, rune(r)
+			}
+		}
+		if c < 0x80 {
+			q.restore(c)
+		}
+		return resError, 0
+	}
+	switch {
+	case c < 0x80:
+		return resCodePoint, rune(c)
+	case c >= 0x81 && c <= 0xfe:
+		d.lead = c
+		return resContinue, 0
+	}
+	return resError, 0
+}
+
+// eucKRTable is index EUC-KR (0 for none), built once from x/text's
+// EUC-KR decoder, whose table is the standard's.
+var eucKRTable = sync.OnceValue(func() *[126 * 190]uint16 {
+	var t [126 * 190]uint16
+	d := korean.EUCKR.NewDecoder()
+	for p := range t {
+		var dst [8]byte
+		d.Reset()
+		n, _, err := d.Transform(dst[:], []byte{byte(p/190 + 0x81), byte(p%190 + 0x41)}, true)
 		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError && r <= 0xffff {
 			t[p] = uint16(r)
 		}

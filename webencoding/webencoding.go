@@ -1,21 +1,25 @@
-// Package webencoding holds the WHATWG Encoding Standard's decoders that
-// golang.org/x/text does not follow: gb18030 (and GBK, whose decoder is
-// gb18030's), ISO-2022-JP, Shift_JIS, Big5, EUC-JP and the single-byte
-// encodings (x/text leaves unmapped the bytes 0x80 to 0x9F that the
-// standard maps to the C1 controls, and Shift_JIS's Private Use range; its
-// Shift_JIS and Big5 drop an ASCII byte that follows a lead byte they
-// cannot pair, which the standard gives back, and its EUC-JP reports two
-// errors where the standard reports one). Only EUC-KR is left to x/text,
-// whose decoder was checked equal to the standard's. Each is the standard's algorithm step by
-// step, so an invalid sequence gives the errors the standard gives (one
-// per sequence, with its bytes restored to the input as it says), and
-// its state is a number the caller keeps between calls: a streaming
-// TextDecoder carries it from one call to the next, so no decoder state
-// lives in the host between calls.
+// Package webencoding holds the WHATWG Encoding Standard's legacy
+// decoders (every encoding but UTF-8, UTF-16 and replacement), which
+// golang.org/x/text does not all follow: its gb18030 predates the 2022
+// index and reports an error per byte; its ISO-2022-JP has no output
+// flag; its charmaps leave unmapped the bytes 0x80 to 0x9F that the
+// standard maps to the C1 controls; its Shift_JIS lacks the Private Use
+// range, and with Big5 drops an ASCII byte that follows a lead byte it
+// cannot pair, which the standard gives back; its EUC-JP reports two
+// errors where the standard reports one. (Its EUC-KR matches; it is here
+// so that every legacy decoder keeps its state the same way.)
+//
+// Each is the standard's algorithm step by step, so an invalid sequence
+// gives the errors the standard gives (one per sequence, with its bytes
+// restored to the input as it says), and its state is a number the
+// caller keeps between calls: a streaming TextDecoder carries it from one
+// call to the next, so no decoder state lives in the host between calls,
+// and every call consumes all its input.
 //
 // The indexes are built from x/text's tables on first use, corrected
-// where the standard (GB18030-2005 and -2022, the Private Use mappings)
-// differs; nothing of the standard's index files is copied here.
+// where the standard differs (GB18030-2005 and -2022, the Private Use
+// mappings, the C1 bytes); nothing of the standard's index files is
+// copied here.
 package webencoding
 
 import (
@@ -37,7 +41,7 @@ var (
 // standard's "get an encoding" gives it) is decoded by this package.
 func Has(name string) bool {
 	switch name {
-	case "gb18030", "gbk", "iso-2022-jp", "shift_jis", "big5", "euc-jp":
+	case "gb18030", "gbk", "iso-2022-jp", "shift_jis", "big5", "euc-jp", "euc-kr":
 		return true
 	}
 	_, ok := singleByteTables()[name]
@@ -83,6 +87,12 @@ func Decode(name string, state uint32, src []byte, flush, fatal bool) ([]byte, u
 			return nil, 0, ErrState
 		}
 		d = e
+	case "euc-kr":
+		k, ok := eucKRState(state)
+		if !ok {
+			return nil, 0, ErrState
+		}
+		d = k
 	default:
 		t, ok := singleByteTables()[name]
 		if !ok {

@@ -93,7 +93,7 @@ func TestISO2022JP(t *testing.T) {
 	}
 }
 
-func TestShiftJISBig5EUCJP(t *testing.T) {
+func TestShiftJISBig5EUC(t *testing.T) {
 	tests := map[string]struct {
 		enc  string
 		in   []byte
@@ -118,6 +118,8 @@ func TestShiftJISBig5EUCJP(t *testing.T) {
 		"EUC-JP one error per bad pair":         {"euc-jp", []byte{0xa4, 0x80, 0x8e, 0xe0}, "\ufffd\ufffd"},
 		"EUC-JP gives back an ASCII trail":      {"euc-jp", []byte{0xa4, 0x41, 0x8f, 0xb0, 0x41}, "\ufffdA\ufffdA"},
 		"EUC-JP lead at the end":                {"euc-jp", []byte{0x8f, 0xb0}, "\ufffd"},
+		"EUC-KR":                                {"euc-kr", []byte{0xc7, 0xd1, 0x81, 0x41}, "한\uac02"},
+		"EUC-KR gives back an ASCII trail":      {"euc-kr", []byte{0xc9, 0x41, 0x80}, "\ufffdA\ufffd"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -177,6 +179,7 @@ func TestStreaming(t *testing.T) {
 		"shift_jis":   {0x93, 0xfa, 0x82, 0x40, 0xa1, 0xf0, 0x40, 0x96},
 		"big5":        {0xa4, 0xa4, 0x88, 0x62, 0x81, 0x40, 0x87, 0x40, 0xa4},
 		"euc-jp":      {0xc6, 0xfc, 0x8e, 0xa1, 0x8f, 0xb0, 0xa1, 0xa4, 0x80, 0x8f, 0xb0, 0x41, 0x8f},
+		"euc-kr":      {0xc7, 0xd1, 0xc9, 0x41, 0xc7},
 	}
 	for name, in := range inputs {
 		whole := decodeAll(t, name, in)
@@ -234,6 +237,7 @@ func TestState(t *testing.T) {
 		"euc-jp lead 0x90":              0x90,
 		"euc-jp jis0212 after 0x8E":     0x18e,
 		"euc-jp high bits":              0x200,
+		"euc-kr lead 0xFF":              0xff,
 	}
 	for name, st := range bad {
 		enc, _, _ := strings.Cut(name, " ")
@@ -241,8 +245,8 @@ func TestState(t *testing.T) {
 			t.Errorf("%s (%#x): %v, want ErrState", name, st, err)
 		}
 	}
-	if _, _, err := Decode("euc-kr", 0, nil, true, false); !errors.Is(err, ErrEncoding) {
-		t.Errorf("euc-kr: %v, want ErrEncoding", err)
+	if _, _, err := Decode("utf-8", 0, nil, true, false); !errors.Is(err, ErrEncoding) {
+		t.Errorf("utf-8: %v, want ErrEncoding", err)
 	}
 }
 
