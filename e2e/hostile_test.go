@@ -35,6 +35,7 @@ var hostileOutcomes = map[string]string{
 	"bigint":           "terminated:cpu",
 	"structured-clone": "terminated:cpu",
 	"text-decode":      "terminated:cpu",
+	"legacy-decode":    "terminated:cpu",
 	"microtask-chain":  "terminated:cpu",
 	"header-flood":     "terminated:output",
 	"endless-stream":   "terminated:output",
