@@ -392,20 +392,13 @@ func verifyReceipts(ctx context.Context, v *consensus.Ledger, cp ledger.Checkpoi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			recs, err := v.SeekReader()
+			recs, hashes, done, err := seekReaders(v)
 			if err != nil {
 				fail(err)
 				failed.Store(true)
 				return
 			}
-			defer recs.Close()
-			hashes, err := v.SeekReader()
-			if err != nil {
-				fail(err)
-				failed.Store(true)
-				return
-			}
-			defer hashes.Close()
+			defer done()
 			hr := upper.reader(v.Log.HashReader(hashes))
 			for !failed.Load() {
 				from := next.Add(run) - run
@@ -434,6 +427,20 @@ func verifyReceipts(ctx context.Context, v *consensus.Ledger, cp ledger.Checkpoi
 		return nil, first
 	}
 	return out, nil
+}
+
+// seekReaders opens two iterators of the view, one for records and one
+// for hashes (a chunk's reads of each then step forward); done closes
+// both.
+func seekReaders(v *consensus.Ledger) (recs, hashes *consensus.SeekReader, done func(), err error) {
+	if recs, err = v.SeekReader(); err != nil {
+		return nil, nil, nil, err
+	}
+	if hashes, err = v.SeekReader(); err != nil {
+		recs.Close()
+		return nil, nil, nil, err
+	}
+	return recs, hashes, func() { recs.Close(); hashes.Close() }, nil
 }
 
 // verifyRecord is one receipt's check: read (through recs), inclusion

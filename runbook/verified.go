@@ -222,16 +222,11 @@ func (vf *verifier) step(ctx context.Context, l Ledger) (more bool, err error) {
 		return false, nil
 	}
 	// Two iterators, records and hashes: the chunk's reads step forward.
-	recs, err := v.SeekReader()
+	recs, hs, done, err := seekReaders(v)
 	if err != nil {
 		return false, err
 	}
-	defer recs.Close()
-	hs, err := v.SeekReader()
-	if err != nil {
-		return false, err
-	}
-	defer hs.Close()
+	defer done()
 	hr := v.Log.HashReader(hs)
 	end := min(size, w.Size+verifyChunk)
 	leaves := make([]int64, 0, end-w.Size)
