@@ -4,6 +4,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/encoding/korean"
 	"golang.org/x/text/encoding/traditionalchinese"
@@ -83,12 +84,7 @@ var sjisTable = sync.OnceValue(func() *[60 * 188]uint16 {
 		} else {
 			trail += 0x41
 		}
-		var dst [8]byte
-		d.Reset()
-		n, _, err := d.Transform(dst[:], []byte{byte(lead), byte(trail)}, true)
-		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError && r <= 0xffff {
-			t[p] = uint16(r)
-		}
+		t[p] = bmp(decodeOne(d, byte(lead), byte(trail)))
 	}
 	return &t
 })
@@ -159,12 +155,7 @@ var big5Table = sync.OnceValue(func() *[126 * 157]rune {
 		} else {
 			trail += 0x62
 		}
-		var dst [16]byte
-		d.Reset()
-		n, _, err := d.Transform(dst[:], []byte{byte(lead), byte(trail)}, true)
-		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError {
-			t[p] = r
-		}
+		t[p] = decodeOne(d, byte(lead), byte(trail))
 	}
 	return &t
 })
@@ -239,12 +230,7 @@ var jis0212 = sync.OnceValue(func() *[94 * 94]uint16 {
 	var t [94 * 94]uint16
 	d := japanese.EUCJP.NewDecoder()
 	for p := range t {
-		var dst [8]byte
-		d.Reset()
-		n, _, err := d.Transform(dst[:], []byte{0x8f, byte(p/94 + 0xa1), byte(p%94 + 0xa1)}, true)
-		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError && r <= 0xffff {
-			t[p] = uint16(r)
-		}
+		t[p] = bmp(decodeOne(d, 0x8f, byte(p/94+0xa1), byte(p%94+0xa1)))
 	}
 	return &t
 })
@@ -297,12 +283,28 @@ var eucKRTable = sync.OnceValue(func() *[126 * 190]uint16 {
 	var t [126 * 190]uint16
 	d := korean.EUCKR.NewDecoder()
 	for p := range t {
-		var dst [8]byte
-		d.Reset()
-		n, _, err := d.Transform(dst[:], []byte{byte(p/190 + 0x81), byte(p%190 + 0x41)}, true)
-		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError && r <= 0xffff {
-			t[p] = uint16(r)
-		}
+		t[p] = bmp(decodeOne(d, byte(p/190+0x81), byte(p%190+0x41)))
 	}
 	return &t
 })
+
+// decodeOne is the one code point x/text's decoder d gives for the bytes
+// seq, or 0 when it gives an error, nothing or more than one: how the
+// index tables are read out of x/text.
+func decodeOne(d *encoding.Decoder, seq ...byte) rune {
+	var dst [16]byte
+	d.Reset()
+	n, _, err := d.Transform(dst[:], seq, true)
+	if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError {
+		return r
+	}
+	return 0
+}
+
+// bmp is r as an entry of a 16-bit index table: 0 beyond the BMP.
+func bmp(r rune) uint16 {
+	if r > 0xffff {
+		return 0
+	}
+	return uint16(r)
+}

@@ -2,7 +2,6 @@ package webencoding
 
 import (
 	"sync"
-	"unicode/utf8"
 
 	"golang.org/x/text/encoding/japanese"
 )
@@ -147,12 +146,7 @@ var jis0208 = sync.OnceValue(func() *[94 * 94]uint16 {
 	var t [94 * 94]uint16
 	d := japanese.EUCJP.NewDecoder()
 	for p := range t {
-		var dst [8]byte
-		d.Reset()
-		n, _, err := d.Transform(dst[:], []byte{byte(p/94 + 0xa1), byte(p%94 + 0xa1)}, true)
-		if r, size := utf8.DecodeRune(dst[:n]); err == nil && size == n && r != utf8.RuneError && r <= 0xffff {
-			t[p] = uint16(r)
-		}
+		t[p] = bmp(decodeOne(d, byte(p/94+0xa1), byte(p%94+0xa1)))
 	}
 	return &t
 })
